@@ -1,0 +1,1 @@
+"""Benchmark harness: learning curves, reports and throughput for sb3_pgnotes algorithms against SB3 baselines."""

@@ -1,0 +1,153 @@
+"""The algorithm registry and the rl-zoo3-style hyperparameter loading behind every benchmark run."""
+
+import importlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import torch as th
+import yaml
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.utils import LinearSchedule
+
+REPO_HYPERPARAMS = Path(__file__).resolve().parents[1] / "hyperparams"
+ZOO_HYPERPARAMS = Path(str(resources.files("rl_zoo3") / "hyperparams"))
+
+SCHEDULE_KEYS = ("learning_rate", "clip_range", "clip_range_vf")
+UNSUPPORTED_KEYS = frozenset(
+    {"frame_stack", "env_wrapper", "vec_env_wrapper", "callback", "monitor_kwargs", "env_kwargs", "replay_buffer_class"}
+)
+
+
+@dataclass(frozen=True)
+class AlgoSpec:
+    """
+    One benchmark entry.
+
+    :param name: Registry key, used on the command line and in result records.
+    :param algo_class: ``"module:Class"``, imported only when the entry runs.
+    :param hyperparams_file: rl-zoo3-format YAML keyed by env id; used when it exists and holds the env.
+    :param default_kwargs: Hyperparameters (same format) for envs the YAML lacks.
+    :param analogue: Registry name of the SB3 algorithm that the throughput mode compares this one against.
+    """
+
+    name: str
+    algo_class: str
+    hyperparams_file: Path | None = None
+    default_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    analogue: str | None = None
+
+    def load_class(self) -> type[BaseAlgorithm]:
+        """:return: The algorithm class named by ``algo_class``."""
+        module, _, attr = self.algo_class.partition(":")
+        return getattr(importlib.import_module(module), attr)
+
+
+ALGOS: dict[str, AlgoSpec] = {
+    spec.name: spec
+    for spec in (
+        AlgoSpec("ppo", "stable_baselines3:PPO", ZOO_HYPERPARAMS / "ppo.yml"),
+        AlgoSpec("a2c", "stable_baselines3:A2C", ZOO_HYPERPARAMS / "a2c.yml"),
+        AlgoSpec("sac", "stable_baselines3:SAC", ZOO_HYPERPARAMS / "sac.yml"),
+        AlgoSpec(
+            "reinforce",
+            "sb3_pgnotes:Reinforce",
+            REPO_HYPERPARAMS / "reinforce.yml",
+            default_kwargs={
+                "n_envs": 4,
+                "n_episodes": 8,
+                "learning_rate": 3e-3,
+                "gamma": 0.99,
+                "reward_to_go": True,
+                "baseline": "value",
+            },
+            analogue="a2c",
+        ),
+    )
+}
+
+
+@dataclass
+class RunConfig:
+    """
+    Everything needed to build one run, resolved from an :class:`AlgoSpec` for one env.
+
+    :param algo_class: The algorithm class.
+    :param policy: Policy name or class passed to the constructor.
+    :param n_envs: Number of parallel training envs.
+    :param normalize_kwargs: ``VecNormalize`` kwargs, or None for no normalisation.
+    :param model_kwargs: Remaining constructor kwargs.
+    :param source: Where the hyperparameters came from (a YAML file or ``"registry"``).
+    """
+
+    algo_class: type[BaseAlgorithm]
+    policy: str
+    n_envs: int
+    normalize_kwargs: dict[str, Any] | None
+    model_kwargs: dict[str, Any]
+    source: str
+
+
+def _schedule(key: str, value: Any) -> Any:
+    """
+    :param key: Hyperparameter name (for the error message).
+    :param value: A number or an rl-zoo3 ``"lin_<start>"`` string.
+    :return: The number, or a schedule decaying linearly from ``start`` to 0.
+    """
+    if not isinstance(value, str):
+        return value
+    kind, _, start = value.partition("_")
+    if kind != "lin":
+        raise ValueError(f"Unsupported schedule for {key}: {value!r}")
+    return LinearSchedule(float(start), 0.0, 1.0)
+
+
+def preprocess_hyperparams(raw: Mapping[str, Any]) -> tuple[str, int, dict[str, Any] | None, dict[str, Any]]:
+    """
+    Apply rl-zoo3's conventions to one env's hyperparameters; ``n_timesteps`` is dropped (the budget overrides it).
+
+    :param raw: The env's entry as read from YAML.
+    :return: ``(policy, n_envs, normalize_kwargs or None, model_kwargs)``.
+    """
+    kwargs = dict(raw)
+    unsupported = UNSUPPORTED_KEYS & kwargs.keys()
+    if unsupported:
+        raise ValueError(f"Unsupported rl-zoo3 keys: {sorted(unsupported)}")
+    kwargs.pop("n_timesteps", None)
+    policy = kwargs.pop("policy", "MlpPolicy")
+    n_envs = int(kwargs.pop("n_envs", 1))
+    normalize = kwargs.pop("normalize", False)
+    normalize_kwargs: dict[str, Any] | None = None
+    if isinstance(normalize, str):
+        normalize = eval(normalize)
+    if normalize:
+        normalize_kwargs = dict(normalize) if isinstance(normalize, dict) else {}
+        if "gamma" in kwargs:
+            normalize_kwargs["gamma"] = kwargs["gamma"]
+    if isinstance(kwargs.get("policy_kwargs"), str):
+        kwargs["policy_kwargs"] = eval(kwargs["policy_kwargs"], {"nn": th.nn, "th": th})
+    for key in SCHEDULE_KEYS:
+        if key in kwargs:
+            kwargs[key] = _schedule(key, kwargs[key])
+    if isinstance(kwargs.get("train_freq"), list):
+        kwargs["train_freq"] = tuple(kwargs["train_freq"])
+    return policy, n_envs, normalize_kwargs, kwargs
+
+
+def resolve(spec: AlgoSpec, env_id: str) -> RunConfig:
+    """
+    :param spec: The registry entry.
+    :param env_id: Gymnasium env id.
+    :return: The run configuration, from the entry's YAML when it covers ``env_id``, else from its default kwargs.
+    """
+    raw: Mapping[str, Any] = spec.default_kwargs
+    source = "registry"
+    if spec.hyperparams_file is not None and spec.hyperparams_file.exists():
+        with open(spec.hyperparams_file) as file:
+            table = yaml.safe_load(file) or {}
+        if env_id in table:
+            raw, source = table[env_id], spec.hyperparams_file.name
+    policy, n_envs, normalize_kwargs, model_kwargs = preprocess_hyperparams(raw)
+    return RunConfig(spec.load_class(), policy, n_envs, normalize_kwargs, model_kwargs, source)

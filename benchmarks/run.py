@@ -1,0 +1,215 @@
+"""
+Run algorithms x envs x seeds at a fixed step budget and append one record per run to the results file.
+
+Finished runs (same algo, env, seed and budget) are skipped, so an interrupted sweep resumes where it stopped.
+Example: ``python -m benchmarks.run --algos a2c ppo --envs CartPole-v1 --seeds 0 1 --timesteps 20000``.
+"""
+
+import argparse
+import multiprocessing
+import sys
+import time
+import traceback
+from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import stable_baselines3
+import torch as th
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.evaluation import evaluate_policy
+from stable_baselines3.common.vec_env import VecEnv, VecNormalize, sync_envs_normalization
+
+from benchmarks.registry import ALGOS, RunConfig, resolve
+from benchmarks.results import append_records, load_records, run_key
+
+DEFAULT_RESULTS = Path("docs/benchmarks/results")
+EVAL_SEED_OFFSET = 10_000
+
+
+class EvalCurveCallback(BaseCallback):
+    """
+    Evaluate on a separate env at the start, every ``eval_freq`` env steps and at the end of training.
+
+    Unlike SB3's ``EvalCallback`` the period is in env steps (not callback calls), so it does not depend on ``n_envs``,
+    and the time spent evaluating is accumulated so throughput can exclude it.
+
+    :param eval_env: Evaluation env, wrapped like the training env (normalisation stats are synced before each eval).
+    :param eval_freq: Env steps between evaluations.
+    :param n_eval_episodes: Episodes per evaluation.
+    :param deterministic: Evaluate the deterministic (mode) policy.
+    """
+
+    def __init__(self, eval_env: VecEnv, eval_freq: int, n_eval_episodes: int, deterministic: bool) -> None:
+        super().__init__()
+        self.eval_env = eval_env
+        self.eval_freq = eval_freq
+        self.n_eval_episodes = n_eval_episodes
+        self.deterministic = deterministic
+        self.timesteps: list[int] = []
+        self.means: list[float] = []
+        self.stds: list[float] = []
+        self.eval_time = 0.0
+        self._next_eval = 0
+
+    def _evaluate(self) -> None:
+        """Evaluate the current policy and schedule the next evaluation."""
+        start = time.perf_counter()
+        sync_envs_normalization(self.model.get_env(), self.eval_env)
+        returns, _ = evaluate_policy(
+            self.model, self.eval_env, self.n_eval_episodes, deterministic=self.deterministic, return_episode_rewards=True
+        )
+        self.timesteps.append(self.model.num_timesteps)
+        self.means.append(float(np.mean(returns)))
+        self.stds.append(float(np.std(returns)))
+        self._next_eval = (self.model.num_timesteps // self.eval_freq + 1) * self.eval_freq
+        self.eval_time += time.perf_counter() - start
+
+    def _on_training_start(self) -> None:
+        self._evaluate()
+
+    def _on_step(self) -> bool:
+        if self.model.num_timesteps >= self._next_eval:
+            self._evaluate()
+        return True
+
+    def _on_training_end(self) -> None:
+        if self.timesteps[-1] != self.model.num_timesteps:
+            self._evaluate()
+
+
+def make_env(env_id: str, n_envs: int, seed: int, normalize_kwargs: dict[str, Any] | None, training: bool = True) -> VecEnv:
+    """
+    :param env_id: Gymnasium env id.
+    :param n_envs: Number of envs in the ``DummyVecEnv``.
+    :param seed: Seed of the first env.
+    :param normalize_kwargs: ``VecNormalize`` kwargs, or None for no normalisation.
+    :param training: False for an eval env (frozen statistics, raw rewards).
+    :return: The vectorised, Monitor-wrapped env.
+    """
+    env = make_vec_env(env_id, n_envs=n_envs, seed=seed)
+    if normalize_kwargs is None:
+        return env
+    if not training:
+        normalize_kwargs = {**normalize_kwargs, "training": False, "norm_reward": False}
+    return VecNormalize(env, **normalize_kwargs)
+
+
+def build_model(config: RunConfig, env: VecEnv, seed: int, device: str) -> BaseAlgorithm:
+    """
+    :param config: Resolved run configuration.
+    :param env: Training env.
+    :param seed: Model seed.
+    :param device: Torch device.
+    :return: The untrained model.
+    """
+    return config.algo_class(config.policy, env, seed=seed, device=device, verbose=0, **config.model_kwargs)
+
+
+def run_one(task: dict[str, Any]) -> dict[str, Any]:
+    """
+    Train one algorithm on one env with one seed and record its evaluation curve and throughput.
+
+    :param task: ``algo``, ``env``, ``seed``, ``timesteps``, ``eval_freq``, ``eval_episodes``, ``deterministic``, ``device``.
+    :return: The run record.
+    """
+    th.set_num_threads(1)
+    config = resolve(ALGOS[task["algo"]], task["env"])
+    env = make_env(task["env"], config.n_envs, task["seed"], config.normalize_kwargs)
+    eval_env = make_env(task["env"], 1, task["seed"] + EVAL_SEED_OFFSET, config.normalize_kwargs, training=False)
+    model = build_model(config, env, task["seed"], task["device"])
+    callback = EvalCurveCallback(eval_env, task["eval_freq"], task["eval_episodes"], task["deterministic"])
+    start = time.perf_counter()
+    model.learn(total_timesteps=task["timesteps"], callback=callback)
+    wall_time = time.perf_counter() - start
+    env.close()
+    eval_env.close()
+    return {
+        **task,
+        "n_envs": config.n_envs,
+        "hyperparams_source": config.source,
+        "hyperparams": {key: repr(value) for key, value in config.model_kwargs.items()},
+        "normalize": config.normalize_kwargs,
+        "env_steps": int(model.num_timesteps),
+        "eval_timesteps": callback.timesteps,
+        "eval_mean": callback.means,
+        "eval_std": callback.stds,
+        "wall_time_s": wall_time,
+        "eval_time_s": callback.eval_time,
+        "steps_per_s": model.num_timesteps / (wall_time - callback.eval_time),
+        "versions": {"torch": th.__version__, "stable_baselines3": stable_baselines3.__version__},
+        "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def _describe(record: dict[str, Any]) -> str:
+    """:return: A one-line progress summary of a finished run."""
+    return (
+        f"{record['algo']} {record['env']} seed={record['seed']}: final eval {record['eval_mean'][-1]:.1f}, "
+        f"{record['steps_per_s']:.0f} steps/s, {record['wall_time_s']:.0f} s"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """
+    :param argv: Command-line arguments (default: ``sys.argv[1:]``).
+    :return: Exit code: 0 when every pending run finished, 1 otherwise.
+    """
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--algos", nargs="+", required=True, choices=sorted(ALGOS))
+    parser.add_argument("--envs", nargs="+", required=True, help="Gymnasium env ids")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
+    parser.add_argument("--timesteps", type=int, required=True, help="Env-step budget per run (overrides n_timesteps)")
+    parser.add_argument("--eval-freq", type=int, default=5000, help="Env steps between evaluations")
+    parser.add_argument("--eval-episodes", type=int, default=10)
+    parser.add_argument("--stochastic-eval", action="store_true", help="Sample actions during evaluation")
+    parser.add_argument("--results", type=Path, default=DEFAULT_RESULTS, help="Results folder")
+    parser.add_argument("--jobs", type=int, default=2, help="Parallel worker processes (1: run in this process)")
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args(argv)
+
+    done = {run_key(record) for record in load_records(args.results)}
+    tasks = [
+        {
+            "algo": algo,
+            "env": env_id,
+            "seed": seed,
+            "timesteps": args.timesteps,
+            "eval_freq": args.eval_freq,
+            "eval_episodes": args.eval_episodes,
+            "deterministic": not args.stochastic_eval,
+            "device": args.device,
+        }
+        for algo in args.algos
+        for env_id in args.envs
+        for seed in args.seeds
+    ]
+    pending = [task for task in tasks if run_key(task) not in done]
+    print(f"{len(tasks) - len(pending)} of {len(tasks)} runs already in {args.results}, {len(pending)} to run")
+    failures = 0
+    if args.jobs == 1:
+        for task in pending:
+            record = run_one(task)
+            append_records(args.results, [record])
+            print(_describe(record))
+    else:
+        with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures: dict[Future, dict[str, Any]] = {pool.submit(run_one, task): task for task in pending}
+            for future in as_completed(futures):
+                try:
+                    record = future.result()
+                except Exception:
+                    failures += 1
+                    print(f"FAILED {futures[future]}\n{traceback.format_exc()}", file=sys.stderr)
+                    continue
+                append_records(args.results, [record])
+                print(_describe(record))
+    return int(failures > 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
