@@ -1,0 +1,7 @@
+from pathlib import Path
+
+from sb3_pgnotes.reinforce import Reinforce
+
+__version__ = (Path(__file__).parent / "version.txt").read_text(encoding="utf-8").strip()
+
+__all__ = ["Reinforce", "__version__"]

@@ -1,0 +1,141 @@
+"""
+Return and policy-gradient weight math of the notes, as small pure functions over flat per-step arrays.
+
+A batch of whole episodes is stored flat: the steps of episode 0, then episode 1, ...; ``episode_lengths``
+gives how many steps each episode has. Time indices are 0-based, so the notes' ``gamma^(t-1)`` (1-based) is
+``gamma**t`` here.
+"""
+
+import numpy as np
+
+
+def _check_lengths(n_steps: int, episode_lengths: np.ndarray) -> None:
+    if np.any(episode_lengths <= 0) or int(episode_lengths.sum()) != n_steps:
+        raise ValueError(
+            f"episode_lengths {episode_lengths.tolist()} must be positive and sum to the number of steps ({n_steps})"
+        )
+
+
+def time_indices(episode_lengths: np.ndarray) -> np.ndarray:
+    """
+    Time index of every step within its episode (0 for the first step).
+
+    :param episode_lengths: Number of steps of each episode, shape (n_episodes,)
+    :return: Array of shape (sum(episode_lengths),)
+    """
+    episode_lengths = np.asarray(episode_lengths, dtype=np.int64)
+    starts = np.cumsum(episode_lengths) - episode_lengths
+    return np.arange(int(episode_lengths.sum())) - np.repeat(starts, episode_lengths)
+
+
+def episode_ids(episode_lengths: np.ndarray) -> np.ndarray:
+    """
+    Episode index of every step.
+
+    :param episode_lengths: Number of steps of each episode
+    :return: Array of shape (sum(episode_lengths),)
+    """
+    episode_lengths = np.asarray(episode_lengths, dtype=np.int64)
+    return np.repeat(np.arange(len(episode_lengths)), episode_lengths)
+
+
+def reward_to_go(
+    rewards: np.ndarray,
+    episode_lengths: np.ndarray,
+    gamma: float = 1.0,
+    bootstrap_values: np.ndarray | None = None,
+) -> np.ndarray:
+    """
+    Discounted reward-to-go ``G_t = sum_{t'>=t} gamma^(t'-t) r_t'`` within each episode (notes 2.6 and 3.4).
+
+    :param rewards: Flat per-step rewards
+    :param episode_lengths: Number of steps of each episode
+    :param gamma: Discount factor (1 gives the undiscounted reward-to-go)
+    :param bootstrap_values: Per-episode value of the state after the last step, added as
+        ``gamma^(T-t) V(s_T)``; use 0 for terminated episodes. ``None`` means no bootstrap.
+    :return: Flat per-step returns-to-go, float64
+    """
+    rewards = np.asarray(rewards, dtype=np.float64)
+    episode_lengths = np.asarray(episode_lengths, dtype=np.int64)
+    _check_lengths(len(rewards), episode_lengths)
+    ends = np.cumsum(episode_lengths) - 1
+    is_last = np.zeros(len(rewards), dtype=bool)
+    is_last[ends] = True
+    next_value = np.zeros(len(rewards))
+    if bootstrap_values is not None:
+        next_value[ends] = np.asarray(bootstrap_values, dtype=np.float64)
+    returns = np.empty(len(rewards))
+    running = 0.0
+    # One backward pass over all episodes; the running sum restarts at each episode's last step.
+    for step in range(len(rewards) - 1, -1, -1):
+        if is_last[step]:
+            running = next_value[step]
+        running = rewards[step] + gamma * running
+        returns[step] = running
+    return returns
+
+
+def episode_returns(
+    rewards: np.ndarray,
+    episode_lengths: np.ndarray,
+    gamma: float = 1.0,
+    bootstrap_values: np.ndarray | None = None,
+) -> np.ndarray:
+    """
+    Discounted return of each whole episode, ``R(tau) = sum_t gamma^t r_t`` (notes 2.2).
+
+    :param rewards: Flat per-step rewards
+    :param episode_lengths: Number of steps of each episode
+    :param gamma: Discount factor
+    :param bootstrap_values: Per-episode value after the last step (see :func:`reward_to_go`)
+    :return: Array of shape (n_episodes,)
+    """
+    starts = np.cumsum(episode_lengths) - episode_lengths
+    return reward_to_go(rewards, episode_lengths, gamma, bootstrap_values)[starts]
+
+
+def full_returns(
+    rewards: np.ndarray,
+    episode_lengths: np.ndarray,
+    gamma: float = 1.0,
+    bootstrap_values: np.ndarray | None = None,
+) -> np.ndarray:
+    """
+    The whole episode's return repeated at every step: the weight of the plain estimator (notes 2.2).
+
+    :param rewards: Flat per-step rewards
+    :param episode_lengths: Number of steps of each episode
+    :param gamma: Discount factor
+    :param bootstrap_values: Per-episode value after the last step (see :func:`reward_to_go`)
+    :return: Flat per-step array
+    """
+    return np.repeat(episode_returns(rewards, episode_lengths, gamma, bootstrap_values), episode_lengths)
+
+
+def discount_weights(episode_lengths: np.ndarray, gamma: float) -> np.ndarray:
+    """
+    Per-step factor ``gamma^t`` of discount option 2 (notes 3.4), which makes the estimator the exact
+    gradient of the discounted objective by down-weighting late decisions.
+
+    :param episode_lengths: Number of steps of each episode
+    :param gamma: Discount factor
+    :return: Flat per-step array
+    """
+    return np.power(gamma, time_indices(episode_lengths), dtype=np.float64)
+
+
+def batch_mean_baseline(returns: np.ndarray, episode_lengths: np.ndarray, per_episode: bool) -> float:
+    """
+    The notes' batch-mean baseline ``b = 1/N sum_i r(tau_i)`` (2.7).
+
+    :param returns: Flat per-step returns the baseline is subtracted from
+    :param episode_lengths: Number of steps of each episode
+    :param per_episode: True when ``returns`` is the full return repeated over each episode: each
+        episode then counts once, so long episodes do not dominate the mean. False (reward-to-go) averages
+        over all steps.
+    :return: The baseline
+    """
+    if per_episode:
+        starts = np.cumsum(episode_lengths) - episode_lengths
+        return float(np.mean(returns[starts]))
+    return float(np.mean(returns))

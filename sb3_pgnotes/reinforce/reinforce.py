@@ -1,0 +1,297 @@
+from typing import Any, ClassVar, TypeVar
+
+import numpy as np
+import torch as th
+from stable_baselines3.common.policies import BasePolicy
+from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
+from stable_baselines3.common.utils import FloatSchedule, explained_variance, obs_as_tensor, update_learning_rate
+from torch.nn import functional as F
+
+from sb3_pgnotes.common.buffers import EpisodeBatch
+from sb3_pgnotes.common.on_policy import EpisodicOnPolicyAlgorithm, check_choice, check_positive_int
+from sb3_pgnotes.common.policies import actions_to_tensor, split_actor_critic_parameters
+from sb3_pgnotes.common.returns import batch_mean_baseline, discount_weights, full_returns, reward_to_go
+from sb3_pgnotes.reinforce.policies import CnnPolicy, MlpPolicy, MultiInputPolicy
+
+SelfReinforce = TypeVar("SelfReinforce", bound="Reinforce")
+
+BASELINES = ("none", "mean", "value")
+LOSS_SCALES = ("episode", "step")
+DISCOUNT_OPTIONS = (1, 2)
+
+
+class Reinforce(EpisodicOnPolicyAlgorithm):
+    """
+    REINFORCE: Monte Carlo policy gradient from whole episodes (notes sections 2.2-2.7 and 3.4;
+    ``shared/spec/algorithms.md`` section 1).
+
+    Each update collects ``n_episodes`` whole episodes with the current policy and takes one gradient step on
+
+        g = 1/N sum_i sum_t w_t grad log pi(a_{i,t}|s_{i,t}) (R_{i,t} - b_{i,t})
+
+    where R is the full discounted return ``sum_t gamma^t r_t`` of the episode (plain estimator, 2.2) or the
+    reward-to-go ``sum_{t'>=t} gamma^(t'-t) r_t'`` (2.6), b is the baseline (2.7), and w_t is 1 (discount
+    option 1) or ``gamma^t`` (option 2, the exact gradient of the discounted objective). With full returns the
+    two options coincide: the full discounted return already is the discounted objective's estimator.
+
+    Loss scaling: with ``loss_scale="episode"`` the loss is ``-1/N sum_{i,t} w_t log pi * (R - b)``, whose
+    gradient is exactly the notes' estimator g (sum over steps, mean over episodes). With ``loss_scale="step"``
+    it is the mean over all steps instead, i.e. g times N / (number of steps). The entropy bonus is always a
+    per-step mean. Advantage normalisation, when on, standardises ``w_t (R - b)`` over the batch.
+
+    :param policy: The policy model to use (MlpPolicy, CnnPolicy, MultiInputPolicy)
+    :param env: The environment to learn from (if registered in Gym, can be str)
+    :param learning_rate: Learning rate of the policy, constant or a function of the progress remaining (1 to 0)
+    :param n_episodes: Number of whole episodes per update (N in the notes), spread over the envs
+    :param gamma: Discount factor
+    :param reward_to_go: Weight each step by the reward-to-go (causality, 2.6) instead of the full return
+    :param baseline: ``"none"``; ``"mean"``: the batch mean of the returns (2.7; per episode for full returns,
+        per step for reward-to-go); ``"value"``: a learned state value V(s_t) fitted to the Monte Carlo
+        reward-to-go, evaluated before this update's critic steps
+    :param discount_option: 1: ``gamma^(t'-t)`` inside the reward-to-go only; 2: also weight step t by
+        ``gamma^t`` (notes 3.4)
+    :param normalize_advantage: Standardise the per-step weights over the batch
+    :param ent_coef: Entropy coefficient for the loss calculation
+    :param max_grad_norm: Maximum norm of the policy and of the critic gradient (``None``: no clipping)
+    :param loss_scale: ``"episode"`` (mean over episodes of the per-episode sum, the notes' 1/N) or
+        ``"step"`` (mean over steps)
+    :param critic_learning_rate: Learning rate of the value baseline, constant or a schedule
+    :param n_critic_updates: Number of full-batch gradient steps on the value baseline per update
+    :param bootstrap_truncated: With the value baseline, complete the returns of time-limit-truncated episodes
+        with ``gamma^(T-t) V(terminal_observation)`` instead of treating the cut as the episode's end
+    :param episode_step_limit: An episode running longer than this raises an error instead of hanging training
+    :param stats_window_size: Window size for the rollout logging
+    :param tensorboard_log: The log location for tensorboard (if None, no logging)
+    :param policy_kwargs: Additional arguments to be passed to the policy on creation
+    :param verbose: Verbosity level: 0 for no output, 1 for info messages, 2 for debug messages
+    :param seed: Seed for the pseudo random generators
+    :param device: Device (cpu, cuda, ...) on which the code should be run
+    :param monitor_wrapper: When creating an environment, whether to wrap it in a Monitor wrapper
+    :param _init_setup_model: Whether or not to build the network at the creation of the instance
+    """
+
+    policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {
+        "MlpPolicy": MlpPolicy,
+        "CnnPolicy": CnnPolicy,
+        "MultiInputPolicy": MultiInputPolicy,
+    }
+
+    def __init__(
+        self,
+        policy: str | type[MlpPolicy],
+        env: GymEnv | str,
+        learning_rate: float | Schedule = 3e-3,
+        n_episodes: int = 10,
+        gamma: float = 0.99,
+        reward_to_go: bool = True,
+        baseline: str = "value",
+        discount_option: int = 1,
+        normalize_advantage: bool = True,
+        ent_coef: float = 0.0,
+        max_grad_norm: float | None = None,
+        loss_scale: str = "episode",
+        critic_learning_rate: float | Schedule = 3e-3,
+        n_critic_updates: int = 10,
+        bootstrap_truncated: bool = False,
+        episode_step_limit: int = 100_000,
+        stats_window_size: int = 100,
+        tensorboard_log: str | None = None,
+        policy_kwargs: dict[str, Any] | None = None,
+        verbose: int = 0,
+        seed: int | None = None,
+        device: th.device | str = "auto",
+        monitor_wrapper: bool = True,
+        _init_setup_model: bool = True,
+    ):
+        super().__init__(
+            policy,
+            env,
+            learning_rate=learning_rate,
+            n_episodes=n_episodes,
+            gamma=gamma,
+            ent_coef=ent_coef,
+            max_grad_norm=max_grad_norm,
+            episode_step_limit=episode_step_limit,
+            stats_window_size=stats_window_size,
+            tensorboard_log=tensorboard_log,
+            policy_kwargs=policy_kwargs,
+            verbose=verbose,
+            seed=seed,
+            device=device,
+            monitor_wrapper=monitor_wrapper,
+            _init_setup_model=False,
+        )
+        check_choice("baseline", baseline, BASELINES)
+        check_choice("loss_scale", loss_scale, LOSS_SCALES)
+        check_choice("discount_option", discount_option, DISCOUNT_OPTIONS)
+        check_choice("reward_to_go", reward_to_go, (True, False))
+        check_choice("normalize_advantage", normalize_advantage, (True, False))
+        check_choice("bootstrap_truncated", bootstrap_truncated, (True, False))
+        check_positive_int("n_critic_updates", n_critic_updates)
+        if bootstrap_truncated and baseline != "value":
+            raise ValueError("bootstrap_truncated=True needs a learned value: use baseline='value'")
+        self.reward_to_go = reward_to_go
+        self.baseline = baseline
+        self.discount_option = discount_option
+        self.normalize_advantage = normalize_advantage
+        self.loss_scale = loss_scale
+        self.critic_learning_rate = critic_learning_rate
+        self.n_critic_updates = n_critic_updates
+        self.bootstrap_truncated = bootstrap_truncated
+        if _init_setup_model:
+            self._setup_model()
+
+    def _setup_model(self) -> None:
+        super()._setup_model()
+        self.critic_lr_schedule = FloatSchedule(self.critic_learning_rate)
+        actor_params, critic_params = split_actor_critic_parameters(self.policy)
+        optimizer_class = self.policy.optimizer_class
+        optimizer_kwargs = self.policy.optimizer_kwargs
+        # Separate optimisers: the critic has its own learning rate and takes several steps per update.
+        self.policy.optimizer = optimizer_class(actor_params, lr=self.lr_schedule(1), **optimizer_kwargs)
+        self.critic_optimizer = optimizer_class(critic_params, lr=self.critic_lr_schedule(1), **optimizer_kwargs)
+
+    def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
+        return ["policy", "policy.optimizer", "critic_optimizer"], []
+
+    def _truncation_bootstrap(self, batch: EpisodeBatch) -> np.ndarray:
+        """
+        :param batch: The episodes
+        :return: Per episode, V(terminal_observation) for truncated episodes when bootstrapping is on, else 0
+        """
+        bootstrap = np.zeros(batch.n_episodes)
+        if self.bootstrap_truncated:
+            for idx in np.flatnonzero(batch.truncated):
+                terminal_obs = self.policy.obs_to_tensor(batch.terminal_observations[idx])[0]  # type: ignore[arg-type]
+                with th.no_grad():
+                    bootstrap[idx] = self.policy.predict_values(terminal_obs).item()
+        return bootstrap
+
+    def _baseline(self, returns: np.ndarray, batch: EpisodeBatch, values: np.ndarray | None) -> np.ndarray | float:
+        """
+        :param returns: Per-step returns the baseline is subtracted from
+        :param batch: The episodes
+        :param values: Per-step V(s_t) before this update's critic steps (``baseline="value"`` only)
+        :return: Per-step baseline (or a scalar)
+        """
+        if self.baseline == "mean":
+            return batch_mean_baseline(returns, batch.episode_lengths, per_episode=not self.reward_to_go)
+        if self.baseline == "value":
+            assert values is not None
+            return values
+        return 0.0
+
+    def policy_gradient_weights(self, batch: EpisodeBatch, values: np.ndarray | None, bootstrap: np.ndarray) -> np.ndarray:
+        """
+        The per-step factor that multiplies ``grad log pi(a_t|s_t)`` in the estimator.
+
+        :param batch: The episodes
+        :param values: Per-step V(s_t) (``baseline="value"`` only)
+        :param bootstrap: Per-episode value after the last step (0 unless truncated and bootstrapped)
+        :return: Per-step weights ``w_t (R_t - b_t)``, standardised if ``normalize_advantage``
+        """
+        returns_fn = reward_to_go if self.reward_to_go else full_returns
+        returns = returns_fn(batch.rewards, batch.episode_lengths, self.gamma, bootstrap)
+        weights = returns - self._baseline(returns, batch, values)
+        if self.discount_option == 2 and self.reward_to_go:
+            weights = weights * discount_weights(batch.episode_lengths, self.gamma)
+        if self.normalize_advantage and len(weights) > 1:
+            weights = (weights - weights.mean()) / (weights.std() + 1e-8)
+        return weights
+
+    def train(self) -> None:
+        """
+        One policy-gradient step on the collected episodes, then ``n_critic_updates`` steps on the value baseline.
+        """
+        assert self.episode_batch is not None
+        batch = self.episode_batch
+        self.policy.set_training_mode(True)
+        self._update_learning_rate(self.policy.optimizer)
+
+        observations = obs_as_tensor(batch.observations, self.device)  # type: ignore[arg-type]
+        actions = actions_to_tensor(batch.actions, self.action_space, self.device)
+        values = None
+        bootstrap = np.zeros(batch.n_episodes)
+        if self.baseline == "value":
+            with th.no_grad():
+                values = self.policy.predict_values(observations).flatten().cpu().numpy()
+            bootstrap = self._truncation_bootstrap(batch)
+        weights = th.as_tensor(self.policy_gradient_weights(batch, values, bootstrap), dtype=th.float32, device=self.device)
+
+        distribution = self.policy.get_distribution(observations)
+        log_prob = distribution.log_prob(actions)
+        normaliser = batch.n_episodes if self.loss_scale == "episode" else batch.n_steps
+        policy_loss = -(log_prob * weights).sum() / normaliser
+        entropy = distribution.entropy()
+        entropy_loss = -th.mean(-log_prob) if entropy is None else -th.mean(entropy)
+        loss = policy_loss + self.ent_coef * entropy_loss
+        self.check_finite("policy loss", loss)
+
+        self.policy.optimizer.zero_grad()
+        loss.backward()
+        grad_norm = self._clip_and_norm(self.policy.optimizer)
+        self.policy.optimizer.step()
+        self._n_updates += 1
+
+        if self.baseline == "value":
+            assert values is not None
+            value_targets = reward_to_go(batch.rewards, batch.episode_lengths, self.gamma, bootstrap)
+            value_loss = self._fit_critic(observations, value_targets)
+            self.logger.record("train/value_loss", value_loss)
+            self.logger.record("train/explained_variance", float(explained_variance(values, value_targets)))
+            self.logger.record("train/critic_learning_rate", self.critic_lr_schedule(self._current_progress_remaining))
+
+        self.logger.record("train/policy_gradient_loss", policy_loss.item())
+        self.logger.record("train/entropy_loss", entropy_loss.item())
+        self.logger.record("train/loss", loss.item())
+        self.logger.record("train/grad_norm", grad_norm)
+        self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
+
+    def _clip_and_norm(self, optimizer: th.optim.Optimizer) -> float:
+        """
+        Clip the gradient of the optimiser's parameters to ``max_grad_norm`` (if set).
+
+        :param optimizer: Optimiser whose parameters' gradients are clipped
+        :return: The gradient norm before clipping
+        """
+        params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+        max_norm = float("inf") if self.max_grad_norm is None else self.max_grad_norm
+        return float(th.nn.utils.clip_grad_norm_(params, max_norm))
+
+    def _fit_critic(self, observations: th.Tensor | dict[str, th.Tensor], targets: np.ndarray) -> float:
+        """
+        Regress V(s) on the Monte Carlo targets with ``n_critic_updates`` full-batch steps.
+
+        :param observations: Per-step observations
+        :param targets: Per-step value targets
+        :return: The last value loss
+        """
+        update_learning_rate(self.critic_optimizer, self.critic_lr_schedule(self._current_progress_remaining))
+        targets_tensor = th.as_tensor(targets, dtype=th.float32, device=self.device)
+        value_loss = th.zeros(())
+        for _ in range(self.n_critic_updates):
+            value_loss = F.mse_loss(self.policy.predict_values(observations).flatten(), targets_tensor)
+            self.check_finite("value loss", value_loss)
+            self.critic_optimizer.zero_grad()
+            value_loss.backward()
+            self._clip_and_norm(self.critic_optimizer)
+            self.critic_optimizer.step()
+        return value_loss.item()
+
+    def learn(
+        self: SelfReinforce,
+        total_timesteps: int,
+        callback: MaybeCallback = None,
+        log_interval: int = 1,
+        tb_log_name: str = "Reinforce",
+        reset_num_timesteps: bool = True,
+        progress_bar: bool = False,
+    ) -> SelfReinforce:
+        return super().learn(
+            total_timesteps=total_timesteps,
+            callback=callback,
+            log_interval=log_interval,
+            tb_log_name=tb_log_name,
+            reset_num_timesteps=reset_num_timesteps,
+            progress_bar=progress_bar,
+        )
