@@ -1,0 +1,188 @@
+"""``python -m sb3_pgnotes <script>`` / ``sb3-pgnotes <script>``: the rl-zoo3 scripts with our algorithms.
+
+The scripts are rl-zoo3's own. Before one runs, the sb3-pgnotes algorithms are added to the zoo's registries,
+and ``train`` reads our packaged ``hyperparams/<algo>.yml`` unless ``--conf-file`` is given. The zoo scripts
+that start other zoo scripts in a subprocess (``record_training``, ``benchmark``) are pointed at this command
+instead, so that the child process knows our algorithms too. After a normal ``train`` run, a learning-curve
+PNG is written next to the model and the paths of the results are printed.
+"""
+
+import argparse
+import functools
+import os
+import runpy
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+from contextlib import ExitStack
+from typing import Any
+from unittest import mock
+
+import rl_zoo3.train
+from rl_zoo3.enjoy import enjoy
+from rl_zoo3.exp_manager import ExperimentManager
+from rl_zoo3.plots import all_plots, plot_from_file, plot_train
+from rl_zoo3.utils import ALGOS
+
+from sb3_pgnotes.zoo.plotting import plot_learning_curve
+from sb3_pgnotes.zoo.registry import ZOO_ALGORITHMS, hyperparams_path, register_algorithms
+
+PROG = "sb3-pgnotes"
+
+#: Scripts that take ``--algo``.
+ALGO_SCRIPTS = ("train", "enjoy", "record_video", "record_training")
+
+#: Commands the upstream scripts start in a subprocess, and the script of ours that replaces each.
+UPSTREAM_COMMANDS: dict[tuple[str, ...], str] = {
+    ("python", "-m", "rl_zoo3.record_video"): "record_video",
+    ("python", "enjoy.py"): "enjoy",
+}
+
+
+def rewrite_command(command: Sequence[str]) -> list[str]:
+    """
+    Point a command started by an upstream zoo script at this package's command line.
+
+    :param command: the command as the zoo script wrote it
+    :return: ``[sys.executable, "-m", "sb3_pgnotes", <script>, ...]`` for a zoo script, else the command unchanged
+    """
+    for prefix, script in UPSTREAM_COMMANDS.items():
+        if tuple(command[: len(prefix)]) == prefix:
+            return [sys.executable, "-m", "sb3_pgnotes", script, *command[len(prefix) :]]
+    return list(command)
+
+
+def _call_rewritten(call: Callable[..., int], command: Sequence[str], *args: Any, **kwargs: Any) -> int:
+    """
+    :func:`subprocess.call` with the command rewritten by :func:`rewrite_command`.
+
+    :param call: the original :func:`subprocess.call`
+    :param command: the command
+    :return: the return code of the command
+    """
+    return call(rewrite_command(command), *args, **kwargs)
+
+
+def _run_module(module: str) -> Callable[[], None]:
+    """
+    A script runner for a zoo module whose work is under ``if __name__ == "__main__"``.
+
+    While it runs, :func:`subprocess.call` is rewritten so the zoo scripts it starts are ours.
+
+    :param module: the module to run
+    :return: the runner
+    """
+
+    def run() -> None:
+        with mock.patch.object(subprocess, "call", functools.partial(_call_rewritten, subprocess.call)):
+            runpy.run_module(module, run_name="__main__")
+
+    return run
+
+
+def _report_run(manager: ExperimentManager) -> None:
+    """
+    Write the learning curve of a finished ``train`` run and print where its results are.
+
+    :param manager: the zoo's experiment manager of the run
+    """
+    save_path = manager.save_path
+    png_path = os.path.join(save_path, "learning_curve.png")
+    has_curve = plot_learning_curve(save_path, png_path, title=f"{manager.algo} on {manager.env_name}")
+    best_model = os.path.join(save_path, "best_model.zip")
+    print(f"Saved model: {os.path.join(save_path, f'{manager.env_name}.zip')}")
+    if os.path.exists(best_model):
+        print(f"Best model: {best_model}")
+    if has_curve:
+        print(f"Learning curve: {png_path}")
+    else:
+        print("Learning curve: none, no training episode finished")
+
+
+def train() -> None:
+    """rl-zoo3's ``train``, followed by :func:`_report_run` unless it optimised hyperparameters."""
+    managers: list[ExperimentManager] = []
+
+    class RecordingExperimentManager(ExperimentManager):
+        """The zoo's experiment manager, remembered so its run folder is known after training."""
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            managers.append(self)
+
+    with mock.patch.object(rl_zoo3.train, "ExperimentManager", RecordingExperimentManager):
+        rl_zoo3.train.train()
+    for manager in managers:
+        if not manager.optimize_hyperparameters:
+            _report_run(manager)
+
+
+#: The scripts this command runs, by name.
+SCRIPTS: dict[str, Callable[[], None]] = {
+    "train": train,
+    "enjoy": enjoy,
+    "plot_train": plot_train,
+    "all_plots": all_plots,
+    "plot_from_file": plot_from_file,
+    "record_video": _run_module("rl_zoo3.record_video"),
+    "record_training": _run_module("rl_zoo3.record_training"),
+    "benchmark": _run_module("rl_zoo3.benchmark"),
+}
+
+USAGE = f"""usage: {PROG} SCRIPT [ARGS ...]
+
+Run an rl-zoo3 script with the sb3-pgnotes algorithms ({", ".join(ZOO_ALGORITHMS)}) available.
+
+scripts: {", ".join(SCRIPTS)}
+
+`{PROG} SCRIPT --help` shows the options of a script. With one of our algorithms, `train` reads the
+packaged hyperparams/<algo>.yml unless --conf-file is given.
+"""
+
+
+def _script_argv(script: str, args: list[str], stack: ExitStack) -> list[str]:
+    """
+    Check ``--algo`` and give ``train`` our packaged hyperparameter file when it needs one.
+
+    :param script: the script name
+    :param args: the script's arguments
+    :param stack: keeps the hyperparameter file's path valid until the script has run
+    :return: the script's arguments, with ``--conf-file`` added where it was defaulted
+    """
+    if script not in ALGO_SCRIPTS:
+        return args
+    parser = argparse.ArgumentParser(prog=f"{PROG} {script}", usage=argparse.SUPPRESS, add_help=False)
+    parser.add_argument("--algo")
+    parser.add_argument("-conf", "--conf-file")
+    known, _ = parser.parse_known_args(args)
+    if known.algo is not None and known.algo not in ALGOS:
+        theirs = sorted(set(ALGOS) - set(ZOO_ALGORITHMS))
+        parser.error(
+            f"unknown algorithm {known.algo!r}. sb3-pgnotes algorithms: {', '.join(ZOO_ALGORITHMS)}; "
+            f"rl-zoo3 algorithms: {', '.join(theirs)}"
+        )
+    if script == "train" and known.algo in ZOO_ALGORITHMS and known.conf_file is None:
+        return [*args, "--conf-file", str(stack.enter_context(hyperparams_path(known.algo)))]
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """
+    Run one rl-zoo3 script with the sb3-pgnotes algorithms registered.
+
+    :param argv: the script name and its arguments (default: ``sys.argv[1:]``)
+    """
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args:
+        sys.exit(USAGE)
+    if args[0] in ("-h", "--help"):
+        print(USAGE)
+        return
+    script, script_args = args[0], args[1:]
+    if script not in SCRIPTS:
+        sys.exit(f"{PROG}: error: unknown script {script!r}, choose from: {', '.join(SCRIPTS)}")
+    register_algorithms()
+    with ExitStack() as stack:
+        script_args = _script_argv(script, script_args, stack)
+        stack.enter_context(mock.patch.object(sys, "argv", [f"{PROG} {script}", *script_args]))
+        SCRIPTS[script]()

@@ -1,0 +1,71 @@
+"""The one list of sb3-pgnotes algorithms that the rl-zoo3 command line knows.
+
+A new algorithm joins the zoo by adding one entry to :data:`ZOO_ALGORITHMS`.
+"""
+
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from importlib.resources import as_file, files
+from pathlib import Path
+from typing import Any
+
+import optuna
+from rl_zoo3.hyperparams_opt import HYPERPARAMS_CONVERTER, HYPERPARAMS_SAMPLER
+from rl_zoo3.utils import ALGOS
+from stable_baselines3.common.base_class import BaseAlgorithm
+
+from sb3_pgnotes import Reinforce
+from sb3_pgnotes.zoo.samplers import convert_reinforce_params, sample_reinforce_params
+
+#: rl-zoo3's sampler signature: ``(trial, n_actions, n_envs, additional_args) -> constructor kwargs``.
+Sampler = Callable[[optuna.Trial, int, int, dict[str, Any]], dict[str, Any]]
+#: rl-zoo3's converter signature: raw trial parameters -> constructor kwargs.
+Converter = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class ZooAlgorithm:
+    """
+    What rl-zoo3 needs to know about one algorithm.
+
+    :param algo_class: the algorithm class, constructed and loaded by the zoo scripts
+    :param sampler: Optuna sampler used by ``train -optimize``
+    :param converter: turns a stored trial's raw parameters into constructor kwargs (``--trial-id``)
+    :param hyperparams_file: name of the packaged file in ``hyperparams/`` used when no ``--conf-file`` is given
+    """
+
+    algo_class: type[BaseAlgorithm]
+    sampler: Sampler
+    converter: Converter
+    hyperparams_file: str
+
+
+#: sb3-pgnotes algorithms by their zoo name (the ``--algo`` value).
+ZOO_ALGORITHMS: dict[str, ZooAlgorithm] = {
+    "reinforce": ZooAlgorithm(Reinforce, sample_reinforce_params, convert_reinforce_params, "reinforce.yml"),
+}
+
+
+def register_algorithms() -> None:
+    """
+    Add the sb3-pgnotes algorithms to rl-zoo3's registries.
+
+    The dictionaries are changed in place: the zoo scripts imported these very objects.
+    """
+    for name, entry in ZOO_ALGORITHMS.items():
+        ALGOS[name] = entry.algo_class
+        # rl-zoo3 leaves these two dictionaries unannotated: mypy types their values as one particular function.
+        HYPERPARAMS_SAMPLER[name] = entry.sampler  # type: ignore[assignment]
+        HYPERPARAMS_CONVERTER[name] = entry.converter  # type: ignore[assignment]
+
+
+def hyperparams_path(algo: str) -> AbstractContextManager[Path]:
+    """
+    The packaged hyperparameter file of one of our algorithms, as a file system path.
+
+    :param algo: zoo name of the algorithm, a key of :data:`ZOO_ALGORITHMS`
+    :return: a context manager giving the path of the file inside the installed ``sb3_pgnotes.hyperparams``
+        package, valid until the context exits
+    """
+    return as_file(files("sb3_pgnotes.hyperparams") / ZOO_ALGORITHMS[algo].hyperparams_file)

@@ -1,0 +1,71 @@
+"""Optuna samplers for ``train -optimize``, in the form rl-zoo3 expects.
+
+A sampler draws raw values from an Optuna trial and hands them to its converter, which turns them
+into constructor keyword arguments. rl-zoo3 also calls the converter alone on a stored trial's
+``params`` (``--trial-id``), so the converter must accept exactly what the sampler suggests.
+"""
+
+from typing import Any
+
+import optuna
+from torch import nn
+
+#: Network sizes offered to the sampler: hidden layers of the policy (``pi``) and value (``vf``) networks.
+NET_ARCHS: dict[str, dict[str, list[int]]] = {
+    "small": {"pi": [64, 64], "vf": [64, 64]},
+    "medium": {"pi": [256, 256], "vf": [256, 256]},
+}
+
+#: Activation functions offered to the sampler.
+ACTIVATIONS: dict[str, type[nn.Module]] = {"tanh": nn.Tanh, "relu": nn.ReLU}
+
+
+def convert_reinforce_params(sampled_params: dict[str, Any]) -> dict[str, Any]:
+    """
+    Turn the raw values of :func:`sample_reinforce_params` into ``Reinforce`` keyword arguments.
+
+    ``one_minus_gamma`` becomes ``gamma``; ``net_arch`` and ``activation_fn`` names become ``policy_kwargs``.
+    Every other value is passed through unchanged.
+
+    :param sampled_params: the trial's parameters, as suggested by the sampler
+    :return: keyword arguments for the ``Reinforce`` constructor
+    """
+    hyperparams = dict(sampled_params)
+    hyperparams["gamma"] = 1.0 - hyperparams.pop("one_minus_gamma")
+    hyperparams["policy_kwargs"] = {
+        "net_arch": NET_ARCHS[hyperparams.pop("net_arch")],
+        "activation_fn": ACTIVATIONS[hyperparams.pop("activation_fn")],
+    }
+    return hyperparams
+
+
+def sample_reinforce_params(
+    trial: optuna.Trial, n_actions: int, n_envs: int, additional_args: dict[str, Any]
+) -> dict[str, Any]:
+    """
+    Sample ``Reinforce`` hyperparameters.
+
+    The critic's learning rate and number of updates are only sampled when the trial picks the
+    learned value baseline, the only case where they have an effect.
+
+    :param trial: the Optuna trial
+    :param n_actions: size of the action space (unused by on-policy samplers, part of rl-zoo3's signature)
+    :param n_envs: number of training environments (unused, part of rl-zoo3's signature)
+    :param additional_args: extra information from rl-zoo3 (unused, part of its signature)
+    :return: keyword arguments for the ``Reinforce`` constructor
+    """
+    params: dict[str, Any] = {
+        "learning_rate": trial.suggest_float("learning_rate", 1e-4, 1e-2, log=True),
+        "n_episodes": trial.suggest_categorical("n_episodes", [1, 2, 4, 8, 16, 32]),
+        "one_minus_gamma": trial.suggest_float("one_minus_gamma", 1e-4, 0.1, log=True),
+        "reward_to_go": trial.suggest_categorical("reward_to_go", [True, False]),
+        "baseline": trial.suggest_categorical("baseline", ["none", "mean", "value"]),
+        "normalize_advantage": trial.suggest_categorical("normalize_advantage", [True, False]),
+        "ent_coef": trial.suggest_float("ent_coef", 1e-8, 0.05, log=True),
+        "net_arch": trial.suggest_categorical("net_arch", list(NET_ARCHS)),
+        "activation_fn": trial.suggest_categorical("activation_fn", list(ACTIVATIONS)),
+    }
+    if params["baseline"] == "value":
+        params["critic_learning_rate"] = trial.suggest_float("critic_learning_rate", 1e-4, 1e-2, log=True)
+        params["n_critic_updates"] = trial.suggest_int("n_critic_updates", 1, 20)
+    return convert_reinforce_params(params)
