@@ -59,7 +59,7 @@ class EvalCurveCallback(BaseCallback):
     def _evaluate(self) -> None:
         """Evaluate the current policy and schedule the next evaluation."""
         start = time.perf_counter()
-        sync_envs_normalization(self.model.get_env(), self.eval_env)
+        sync_envs_normalization(self.training_env, self.eval_env)
         returns, _ = evaluate_policy(
             self.model, self.eval_env, self.n_eval_episodes, deterministic=self.deterministic, return_episode_rewards=True
         )
