@@ -1,0 +1,177 @@
+"""Return math against hand-computed values, and episode collection across several envs."""
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from envs import CountingEnv
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.vec_env import DummyVecEnv
+
+from sb3_pgnotes import Reinforce
+from sb3_pgnotes.common.returns import (
+    batch_mean_baseline,
+    discount_weights,
+    episode_ids,
+    episode_returns,
+    full_returns,
+    reward_to_go,
+    time_indices,
+)
+
+REWARDS = np.array([1.0, 2.0, 3.0, 4.0, 5.0])
+LENGTHS = np.array([3, 2])
+
+
+def test_time_indices_and_episode_ids() -> None:
+    np.testing.assert_array_equal(time_indices(LENGTHS), [0, 1, 2, 0, 1])
+    np.testing.assert_array_equal(episode_ids(LENGTHS), [0, 0, 0, 1, 1])
+
+
+def test_reward_to_go_undiscounted() -> None:
+    np.testing.assert_allclose(reward_to_go(REWARDS, LENGTHS), [6.0, 5.0, 3.0, 9.0, 5.0])
+
+
+def test_reward_to_go_discounted() -> None:
+    # Episode 0: 3; 2 + 0.5*3 = 3.5; 1 + 0.5*3.5 = 2.75. Episode 1: 5; 4 + 0.5*5 = 6.5.
+    np.testing.assert_allclose(reward_to_go(REWARDS, LENGTHS, gamma=0.5), [2.75, 3.5, 3.0, 6.5, 5.0])
+
+
+def test_reward_to_go_bootstrap_only_for_given_episode() -> None:
+    # Episode 1 truncated with V(s_T) = 10: 5 + 0.5*10 = 10; 4 + 0.5*10 = 9.
+    returns = reward_to_go(REWARDS, LENGTHS, gamma=0.5, bootstrap_values=np.array([0.0, 10.0]))
+    np.testing.assert_allclose(returns, [2.75, 3.5, 3.0, 9.0, 10.0])
+
+
+def test_full_and_episode_returns() -> None:
+    np.testing.assert_allclose(episode_returns(REWARDS, LENGTHS), [6.0, 9.0])
+    np.testing.assert_allclose(full_returns(REWARDS, LENGTHS), [6.0, 6.0, 6.0, 9.0, 9.0])
+    np.testing.assert_allclose(full_returns(REWARDS, LENGTHS, gamma=0.5), [2.75, 2.75, 2.75, 6.5, 6.5])
+
+
+def test_discount_weights_option_2() -> None:
+    np.testing.assert_allclose(discount_weights(LENGTHS, 0.5), [1.0, 0.5, 0.25, 1.0, 0.5])
+
+
+def test_batch_mean_baseline_counts_each_episode_once_for_full_returns() -> None:
+    returns = full_returns(REWARDS, LENGTHS)
+    assert batch_mean_baseline(returns, LENGTHS, per_episode=True) == pytest.approx(7.5)
+    assert batch_mean_baseline(returns, LENGTHS, per_episode=False) == pytest.approx(36.0 / 5)
+
+
+@pytest.mark.parametrize("lengths", [[3, 3], [0, 5], [6]])
+def test_inconsistent_episode_lengths_raise(lengths: list[int]) -> None:
+    with pytest.raises(ValueError, match="episode_lengths"):
+        reward_to_go(REWARDS, np.array(lengths))
+
+
+def _collect(model: Reinforce) -> BaseCallback:
+    _, callback = model._setup_learn(total_timesteps=1_000, callback=None)
+    assert model.env is not None
+    assert model.collect_episodes(model.env, callback)
+    return callback
+
+
+def test_per_env_quota_and_episode_order_across_envs() -> None:
+    # Env 0's episodes last 2 steps, env 1's last 4: each env contributes exactly its quota, so the short
+    # episodes of env 0 are not over-sampled, and episodes come out contiguous, env 0 first.
+    env = DummyVecEnv([lambda: CountingEnv(length=2), lambda: CountingEnv(length=4)])
+    model = Reinforce("MlpPolicy", env, n_episodes=5, baseline="none", seed=0)
+    _collect(model)
+    batch = model.episode_batch
+    assert batch is not None
+    np.testing.assert_array_equal(batch.episode_lengths, [2, 2, 2, 4, 4])
+    np.testing.assert_array_equal(batch.rewards, [0, 1, 0, 1, 0, 1, 0, 1, 2, 3, 0, 1, 2, 3])
+    np.testing.assert_array_equal(np.asarray(batch.observations).ravel(), batch.rewards)
+    assert not batch.truncated.any()
+    # Env 1 needs 8 vec steps for its quota; env 0 steps along (2 discarded steps), so 16 env steps in all.
+    assert model.num_timesteps == 16
+
+
+def test_envs_are_reset_before_the_next_collection() -> None:
+    # After the first batch env 0 is mid-episode; the next batch must start from fresh episodes.
+    env = DummyVecEnv([lambda: CountingEnv(length=3), lambda: CountingEnv(length=5)])
+    model = Reinforce("MlpPolicy", env, n_episodes=2, baseline="none", seed=0)
+    callback = _collect(model)
+    assert model.collect_episodes(env, callback)
+    assert model.episode_batch is not None
+    np.testing.assert_array_equal(model.episode_batch.rewards, [0, 1, 2, 0, 1, 2, 3, 4])
+
+
+def test_truncation_is_not_termination() -> None:
+    # Endless env cut by a TimeLimit: rewards stay as the env gave them even with a learned value,
+    # and the episode keeps its terminal observation for optional bootstrapping.
+    env = DummyVecEnv([lambda: gym.wrappers.TimeLimit(CountingEnv(length=None), max_episode_steps=3)])
+    model = Reinforce("MlpPolicy", env, n_episodes=2, baseline="value", seed=0)
+    _collect(model)
+    batch = model.episode_batch
+    assert batch is not None
+    np.testing.assert_array_equal(batch.rewards, [0, 1, 2, 0, 1, 2])
+    assert batch.truncated.all()
+    np.testing.assert_array_equal(batch.terminal_observations[0], [3.0])
+
+
+def test_bootstrap_truncated_adds_discounted_terminal_value() -> None:
+    env = DummyVecEnv([lambda: gym.wrappers.TimeLimit(CountingEnv(length=None), max_episode_steps=3)])
+    common = dict(n_episodes=1, baseline="value", normalize_advantage=False, gamma=0.5, seed=0)
+    model = Reinforce("MlpPolicy", env, bootstrap_truncated=True, **common)
+    _collect(model)
+    batch = model.episode_batch
+    assert batch is not None
+    bootstrap = model._truncation_bootstrap(batch)
+    terminal_value = model.policy.predict_values(model.policy.obs_to_tensor(np.array([3.0], dtype=np.float32))[0]).item()
+    assert bootstrap[0] == pytest.approx(terminal_value, rel=1e-6)
+    values = np.zeros(3)
+    weights = model.policy_gradient_weights(batch, values, bootstrap)
+    # Rewards 0, 1, 2 then V(s_3): G_2 = 2 + 0.5 V, G_1 = 1 + 0.5 G_2, G_0 = 0 + 0.5 G_1.
+    g2 = 2 + 0.5 * terminal_value
+    np.testing.assert_allclose(weights, [0.5 * (1 + 0.5 * g2), 1 + 0.5 * g2, g2], rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("reward_to_go_", "baseline", "discount_option", "expected"),
+    [
+        # Episode rewards 0, 1, 2 (gamma = 0.5): full return 0 + 0.5 + 0.5 = 1; reward-to-go 1, 2, 2.
+        (False, "none", 1, [1.0, 1.0, 1.0]),
+        (False, "none", 2, [1.0, 1.0, 1.0]),
+        (True, "none", 1, [1.0, 2.0, 2.0]),
+        (True, "none", 2, [1.0, 1.0, 0.5]),
+        (True, "mean", 1, [-2 / 3, 1 / 3, 1 / 3]),
+        (False, "mean", 1, [0.0, 0.0, 0.0]),
+    ],
+)
+def test_policy_gradient_weights(reward_to_go_: bool, baseline: str, discount_option: int, expected: list[float]) -> None:
+    env = DummyVecEnv([lambda: CountingEnv(length=3)])
+    model = Reinforce(
+        "MlpPolicy",
+        env,
+        n_episodes=1,
+        gamma=0.5,
+        reward_to_go=reward_to_go_,
+        baseline=baseline,
+        discount_option=discount_option,
+        normalize_advantage=False,
+        seed=0,
+    )
+    _collect(model)
+    assert model.episode_batch is not None
+    weights = model.policy_gradient_weights(model.episode_batch, None, np.zeros(1))
+    np.testing.assert_allclose(weights, expected, atol=1e-12)
+
+
+def test_never_ending_episode_raises_instead_of_hanging() -> None:
+    model = Reinforce("MlpPolicy", DummyVecEnv([lambda: CountingEnv(length=None)]), episode_step_limit=50)
+    with pytest.raises(ValueError, match="episode_step_limit=50"):
+        model.learn(1_000)
+
+
+def test_callback_sees_every_env_step() -> None:
+    class CountSteps(BaseCallback):
+        def _on_step(self) -> bool:
+            assert {"new_obs", "rewards", "dones", "infos", "actions"} <= set(self.locals)
+            return True
+
+    env = DummyVecEnv([lambda: CountingEnv(length=2), lambda: CountingEnv(length=3)])
+    model = Reinforce("MlpPolicy", env, n_episodes=4, seed=0)
+    callback = CountSteps()
+    model.learn(20, callback=callback)
+    assert callback.n_calls * env.num_envs == model.num_timesteps
