@@ -1,0 +1,68 @@
+"""SB3's callbacks work unchanged."""
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from algorithms import ALGORITHMS
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.callbacks import (
+    BaseCallback,
+    CallbackList,
+    CheckpointCallback,
+    EvalCallback,
+    StopTrainingOnMaxEpisodes,
+)
+from stable_baselines3.common.env_util import make_vec_env
+
+
+class StopAfter(BaseCallback):
+    """Stops training after ``n_calls`` env steps."""
+
+    def __init__(self, n_calls: int) -> None:
+        super().__init__()
+        self.stop_at = n_calls
+
+    def _on_step(self) -> bool:
+        return self.n_calls < self.stop_at
+
+
+@pytest.mark.parametrize(("algo", "kwargs"), ALGORITHMS)
+def test_eval_and_checkpoint_callbacks(algo: type[BaseAlgorithm], kwargs: dict[str, Any], tmp_path: Path) -> None:
+    eval_callback = EvalCallback(
+        make_vec_env("CartPole-v1", n_envs=1),
+        eval_freq=100,
+        n_eval_episodes=2,
+        best_model_save_path=str(tmp_path),
+        log_path=str(tmp_path),
+    )
+    checkpoint = CheckpointCallback(save_freq=100, save_path=str(tmp_path / "checkpoints"))
+    model = algo("MlpPolicy", make_vec_env("CartPole-v1", n_envs=2, seed=0), **kwargs)
+    model.learn(500, callback=CallbackList([eval_callback, checkpoint]))
+    assert eval_callback.evaluations_timesteps, "EvalCallback never evaluated"
+    assert (tmp_path / "best_model.zip").exists()
+    assert list((tmp_path / "checkpoints").glob("rl_model_*_steps.zip"))
+
+
+@pytest.mark.parametrize(("algo", "kwargs"), ALGORITHMS)
+def test_stop_on_max_episodes(algo: type[BaseAlgorithm], kwargs: dict[str, Any]) -> None:
+    model = algo("MlpPolicy", "CartPole-v1", seed=0, **kwargs)
+    callback = StopTrainingOnMaxEpisodes(max_episodes=3)
+    model.learn(100_000, callback=callback)
+    assert callback.n_episodes == 3
+    assert model.num_timesteps < 100_000
+
+
+@pytest.mark.parametrize(("algo", "kwargs"), ALGORITHMS)
+def test_callback_stops_training_mid_rollout(algo: type[BaseAlgorithm], kwargs: dict[str, Any]) -> None:
+    model = algo("MlpPolicy", make_vec_env("CartPole-v1", n_envs=2, seed=0), **kwargs)
+    model.learn(100_000, callback=StopAfter(7))
+    assert model.num_timesteps == 14
+    # Training resumes cleanly after a stop in the middle of a rollout.
+    model.learn(200, reset_num_timesteps=False)
+    assert model.num_timesteps >= 214
+
+
+@pytest.mark.parametrize(("algo", "kwargs"), ALGORITHMS)
+def test_progress_bar(algo: type[BaseAlgorithm], kwargs: dict[str, Any]) -> None:
+    algo("MlpPolicy", "CartPole-v1", seed=0, **kwargs).learn(200, progress_bar=True)

@@ -1,0 +1,61 @@
+"""Save/load: identical deterministic actions, optimiser states and hyper-parameters survive."""
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch as th
+from algorithms import ALGORITHMS
+from stable_baselines3.common.base_class import BaseAlgorithm
+
+
+@pytest.mark.parametrize(("algo", "kwargs"), ALGORITHMS)
+def test_save_load_same_actions(algo: type[BaseAlgorithm], kwargs: dict[str, Any], tmp_path: Path) -> None:
+    model = algo("MlpPolicy", "CartPole-v1", seed=1, **kwargs).learn(300)
+    observations = np.stack([model.observation_space.sample() for _ in range(20)])
+    actions, _ = model.predict(observations, deterministic=True)
+    path = tmp_path / "model.zip"
+    model.save(path)
+
+    loaded = algo.load(path)
+    loaded_actions, _ = loaded.predict(observations, deterministic=True)
+    np.testing.assert_array_equal(actions, loaded_actions)
+    for name, param in model.policy.state_dict().items():
+        th.testing.assert_close(param, loaded.policy.state_dict()[name])
+    assert loaded.get_parameters().keys() == model.get_parameters().keys()
+    # Loading for prediction needs no env; training resumes once one is set.
+    loaded.set_env(model.get_env())
+    loaded.learn(100, reset_num_timesteps=False)
+
+
+def test_reinforce_keeps_critic_optimizer_and_settings(tmp_path: Path) -> None:
+    from sb3_pgnotes import Reinforce
+
+    model = Reinforce(
+        "MlpPolicy", "CartPole-v1", n_episodes=2, critic_learning_rate=0.01, n_critic_updates=3, discount_option=2, seed=0
+    )
+    model.learn(200)
+    model.save(tmp_path / "reinforce")
+    loaded = Reinforce.load(tmp_path / "reinforce")
+    for saved, restored in (
+        (model.critic_optimizer.state_dict(), loaded.critic_optimizer.state_dict()),
+        (model.policy.optimizer.state_dict(), loaded.policy.optimizer.state_dict()),
+    ):
+        assert saved["param_groups"][0]["lr"] == restored["param_groups"][0]["lr"]
+        for key, state in saved["state"].items():
+            th.testing.assert_close(state["exp_avg"], restored["state"][key]["exp_avg"])
+    assert (loaded.n_critic_updates, loaded.discount_option, loaded.n_episodes) == (3, 2, 2)
+    assert loaded.critic_optimizer.param_groups[0]["lr"] == pytest.approx(0.01)
+    # Actor and critic optimisers own disjoint parameter sets.
+    actor = {id(p) for group in loaded.policy.optimizer.param_groups for p in group["params"]}
+    critic = {id(p) for group in loaded.critic_optimizer.param_groups for p in group["params"]}
+    assert actor.isdisjoint(critic) and actor | critic == {id(p) for p in loaded.policy.parameters()}
+
+
+@pytest.mark.parametrize(("algo", "kwargs"), ALGORITHMS)
+def test_save_does_not_overwrite_without_being_asked(algo: type[BaseAlgorithm], kwargs: dict[str, Any], tmp_path: Path) -> None:
+    # The episode batch is transient and must not be pickled into the zip.
+    model = algo("MlpPolicy", "CartPole-v1", seed=0, **kwargs).learn(200)
+    model.save(tmp_path / "m")
+    assert "episode_batch" in model._excluded_save_params()
