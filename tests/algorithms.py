@@ -16,7 +16,9 @@ BAD_ARGUMENTS: list[Any] = [
     pytest.param(Reinforce, {"n_episodes": 0}, "n_episodes", id="reinforce-n_episodes"),
     pytest.param(Reinforce, {"n_episodes": 2.5}, "n_episodes", id="reinforce-n_episodes-float"),
     pytest.param(Reinforce, {"gamma": 1.5}, "gamma", id="reinforce-gamma"),
-    pytest.param(Reinforce, {"baseline": "optimal-ish"}, "baseline must be one of 'none', 'mean', 'value'", id="reinforce-baseline"),
+    pytest.param(
+        Reinforce, {"baseline": "optimal-ish"}, "baseline must be one of 'none', 'mean', 'value'", id="reinforce-baseline"
+    ),
     pytest.param(Reinforce, {"loss_scale": "sum"}, "loss_scale must be one of 'episode', 'step'", id="reinforce-loss_scale"),
     pytest.param(Reinforce, {"discount_option": 3}, "discount_option must be one of 1, 2", id="reinforce-discount_option"),
     pytest.param(Reinforce, {"reward_to_go": "yes"}, "reward_to_go", id="reinforce-reward_to_go"),

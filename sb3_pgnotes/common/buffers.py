@@ -121,7 +121,8 @@ class EpisodeCollector:
         if isinstance(self._observations[0], dict):
             keys = self._observations[0].keys()
             observations: Observation = {
-                key: _stack_env_major([obs[key] for obs in self._observations], keep) for key in keys  # type: ignore[index]
+                key: _stack_env_major([obs[key] for obs in self._observations], keep)
+                for key in keys  # type: ignore[index]
             }
         else:
             observations = _stack_env_major(self._observations, keep)  # type: ignore[arg-type]

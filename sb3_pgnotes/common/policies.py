@@ -19,7 +19,8 @@ def split_actor_critic_parameters(policy: ActorCriticPolicy) -> tuple[list[th.nn
     :param policy: The policy
     :return: (actor parameters, critic parameters)
     """
-    actor, critic = [], []
+    actor: list[th.nn.Parameter] = []
+    critic: list[th.nn.Parameter] = []
     for name, param in policy.named_parameters():
         (critic if name.startswith(_CRITIC_PREFIXES) else actor).append(param)
     return actor, critic

@@ -148,8 +148,12 @@ class Reinforce(EpisodicOnPolicyAlgorithm):
         optimizer_class = self.policy.optimizer_class
         optimizer_kwargs = self.policy.optimizer_kwargs
         # Separate optimisers: the critic has its own learning rate and takes several steps per update.
-        self.policy.optimizer = optimizer_class(actor_params, lr=self.lr_schedule(1), **optimizer_kwargs)
-        self.critic_optimizer = optimizer_class(critic_params, lr=self.critic_lr_schedule(1), **optimizer_kwargs)
+        self.policy.optimizer = optimizer_class(actor_params, lr=self.lr_schedule(1), **optimizer_kwargs)  # type: ignore[call-arg]
+        self.critic_optimizer = optimizer_class(
+            critic_params,
+            lr=self.critic_lr_schedule(1),
+            **optimizer_kwargs,  # type: ignore[call-arg]
+        )
 
     def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
         return ["policy", "policy.optimizer", "critic_optimizer"], []
