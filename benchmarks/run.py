@@ -11,7 +11,7 @@ import sys
 import time
 import traceback
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from pathlib import Path
 from typing import Any
 
@@ -142,7 +142,7 @@ def run_one(task: dict[str, Any]) -> dict[str, Any]:
         "eval_time_s": callback.eval_time,
         "steps_per_s": model.num_timesteps / (wall_time - callback.eval_time),
         "versions": {"torch": th.__version__, "stable_baselines3": stable_baselines3.__version__},
-        "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "finished": datetime.now(UTC).isoformat(timespec="seconds"),
     }
 
 
