@@ -11,6 +11,7 @@ import argparse
 import functools
 import os
 import runpy
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
@@ -117,6 +118,13 @@ def train() -> None:
             _report_run(manager)
 
 
+def record_training() -> None:
+    """rl-zoo3's ``record_training``, which joins its videos with the ``ffmpeg`` program, checked for first."""
+    if shutil.which("ffmpeg") is None:
+        sys.exit(f"{PROG} record_training: error: the ffmpeg program is not on PATH (Debian/Ubuntu: apt-get install ffmpeg)")
+    _run_module("rl_zoo3.record_training")()
+
+
 #: The scripts this command runs, by name.
 SCRIPTS: dict[str, Callable[[], None]] = {
     "train": train,
@@ -125,7 +133,7 @@ SCRIPTS: dict[str, Callable[[], None]] = {
     "all_plots": all_plots,
     "plot_from_file": plot_from_file,
     "record_video": _run_module("rl_zoo3.record_video"),
-    "record_training": _run_module("rl_zoo3.record_training"),
+    "record_training": record_training,
     "benchmark": _run_module("rl_zoo3.benchmark"),
 }
 
@@ -140,7 +148,7 @@ packaged hyperparams/<algo>.yml unless --conf-file is given.
 """
 
 
-def _script_argv(script: str, args: list[str], stack: ExitStack) -> list[str]:
+def script_arguments(script: str, args: list[str], stack: ExitStack) -> list[str]:
     """
     Check ``--algo`` and give ``train`` our packaged hyperparameter file when it needs one.
 
@@ -183,6 +191,6 @@ def main(argv: Sequence[str] | None = None) -> None:
         sys.exit(f"{PROG}: error: unknown script {script!r}, choose from: {', '.join(SCRIPTS)}")
     register_algorithms()
     with ExitStack() as stack:
-        script_args = _script_argv(script, script_args, stack)
+        script_args = script_arguments(script, script_args, stack)
         stack.enter_context(mock.patch.object(sys, "argv", [f"{PROG} {script}", *script_args]))
         SCRIPTS[script]()

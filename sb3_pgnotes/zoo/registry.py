@@ -10,7 +10,7 @@ from importlib.resources import as_file, files
 from pathlib import Path
 from typing import Any
 
-import optuna
+from optuna.trial import BaseTrial
 from rl_zoo3.hyperparams_opt import HYPERPARAMS_CONVERTER, HYPERPARAMS_SAMPLER
 from rl_zoo3.utils import ALGOS
 from stable_baselines3.common.base_class import BaseAlgorithm
@@ -19,7 +19,7 @@ from sb3_pgnotes import Reinforce
 from sb3_pgnotes.zoo.samplers import convert_reinforce_params, sample_reinforce_params
 
 #: rl-zoo3's sampler signature: ``(trial, n_actions, n_envs, additional_args) -> constructor kwargs``.
-Sampler = Callable[[optuna.Trial, int, int, dict[str, Any]], dict[str, Any]]
+Sampler = Callable[[BaseTrial, int, int, dict[str, Any]], dict[str, Any]]
 #: rl-zoo3's converter signature: raw trial parameters -> constructor kwargs.
 Converter = Callable[[dict[str, Any]], dict[str, Any]]
 

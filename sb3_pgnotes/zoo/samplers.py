@@ -7,7 +7,7 @@ into constructor keyword arguments. rl-zoo3 also calls the converter alone on a 
 
 from typing import Any
 
-import optuna
+from optuna.trial import BaseTrial
 from torch import nn
 
 #: Network sizes offered to the sampler: hidden layers of the policy (``pi``) and value (``vf``) networks.
@@ -39,16 +39,14 @@ def convert_reinforce_params(sampled_params: dict[str, Any]) -> dict[str, Any]:
     return hyperparams
 
 
-def sample_reinforce_params(
-    trial: optuna.Trial, n_actions: int, n_envs: int, additional_args: dict[str, Any]
-) -> dict[str, Any]:
+def sample_reinforce_params(trial: BaseTrial, n_actions: int, n_envs: int, additional_args: dict[str, Any]) -> dict[str, Any]:
     """
     Sample ``Reinforce`` hyperparameters.
 
     The critic's learning rate and number of updates are only sampled when the trial picks the
     learned value baseline, the only case where they have an effect.
 
-    :param trial: the Optuna trial
+    :param trial: the Optuna trial (or a ``FixedTrial``)
     :param n_actions: size of the action space (unused by on-policy samplers, part of rl-zoo3's signature)
     :param n_envs: number of training environments (unused, part of rl-zoo3's signature)
     :param additional_args: extra information from rl-zoo3 (unused, part of its signature)
