@@ -31,7 +31,7 @@ format:
 	$(PYTHON) -m ruff format .
 
 type:
-	$(PYTHON) -m mypy sb3_pgnotes
+	$(PYTHON) -m mypy sb3_pgnotes examples
 
 ci: lint type test
 

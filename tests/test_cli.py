@@ -204,3 +204,17 @@ def test_every_package_is_listed() -> None:
     setuptools = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
     on_disk = {".".join(init.parent.relative_to(REPO_ROOT).parts) for init in (REPO_ROOT / "sb3_pgnotes").rglob("__init__.py")}
     assert on_disk | set(setuptools["package-dir"]) == set(setuptools["packages"])
+
+
+def test_example_script(tmp_path: Path) -> None:
+    script = REPO_ROOT / "examples" / "train_reinforce.py"
+    done = subprocess.run(
+        [sys.executable, str(script), "--timesteps", "500", "--save-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "reinforce_CartPole-v1.zip").exists()
+    assert "reloaded: baseline='value'" in done.stdout
