@@ -1,7 +1,8 @@
 from pathlib import Path
 
+from sb3_pgnotes.ppo_kl import PPOKL
 from sb3_pgnotes.reinforce import Reinforce
 
 __version__ = (Path(__file__).parent / "version.txt").read_text(encoding="utf-8").strip()
 
-__all__ = ["Reinforce", "__version__"]
+__all__ = ["PPOKL", "Reinforce", "__version__"]

@@ -4,11 +4,12 @@ from typing import Any
 
 import pytest
 
-from sb3_pgnotes import Reinforce
+from sb3_pgnotes import PPOKL, Reinforce
 
 # (class, small constructor kwargs that keep a test run short)
 ALGORITHMS = [
     pytest.param(Reinforce, {"n_episodes": 2}, id="reinforce"),
+    pytest.param(PPOKL, {"n_steps": 16, "batch_size": 8, "n_epochs": 2}, id="ppo_kl"),
 ]
 
 # Invalid constructor arguments, per algorithm: (kwargs, text the error message must contain).
@@ -28,4 +29,23 @@ BAD_ARGUMENTS: list[Any] = [
     pytest.param(
         Reinforce, {"bootstrap_truncated": True, "baseline": "mean"}, "baseline='value'", id="reinforce-bootstrap_truncated"
     ),
+    pytest.param(PPOKL, {"n_steps": 0}, "n_steps", id="ppo_kl-n_steps"),
+    pytest.param(PPOKL, {"batch_size": 1.5}, "batch_size", id="ppo_kl-batch_size"),
+    pytest.param(PPOKL, {"batch_size": 1}, "batch_size must be > 1", id="ppo_kl-batch_size-normalize"),
+    pytest.param(PPOKL, {"n_epochs": 0}, "n_epochs", id="ppo_kl-n_epochs"),
+    pytest.param(PPOKL, {"gamma": 1.5}, "gamma", id="ppo_kl-gamma"),
+    pytest.param(PPOKL, {"gae_lambda": -0.1}, "gae_lambda", id="ppo_kl-gae_lambda"),
+    pytest.param(PPOKL, {"beta_mode": "auto"}, "beta_mode must be one of 'fixed', 'adaptive'", id="ppo_kl-beta_mode"),
+    pytest.param(PPOKL, {"kl_estimator": "k2"}, "kl_estimator must be one of 'analytic', 'sample'", id="ppo_kl-kl_estimator"),
+    pytest.param(PPOKL, {"beta": -1.0, "beta_mode": "fixed"}, "beta must be a number in [0, inf]", id="ppo_kl-beta"),
+    pytest.param(PPOKL, {"beta": 0.0}, "beta must be a number in [0.0001, 10000]", id="ppo_kl-beta-adaptive-zero"),
+    pytest.param(PPOKL, {"beta": 20.0, "beta_max": 10.0}, "beta must be a number in [0.0001, 10]", id="ppo_kl-beta-bounds"),
+    pytest.param(PPOKL, {"kl_target": 0.0}, "kl_target must be a number in (0, inf]", id="ppo_kl-kl_target"),
+    pytest.param(PPOKL, {"kl_tolerance": 1.0}, "kl_tolerance must be a number in (1, inf]", id="ppo_kl-kl_tolerance"),
+    pytest.param(PPOKL, {"beta_factor": 0.5}, "beta_factor must be a number in (1, inf]", id="ppo_kl-beta_factor"),
+    pytest.param(PPOKL, {"beta_min": -1.0}, "beta_min", id="ppo_kl-beta_min"),
+    pytest.param(PPOKL, {"beta_min": 1.0, "beta_max": 0.5}, "beta_max must be a number in [1, inf]", id="ppo_kl-beta_max"),
+    pytest.param(PPOKL, {"normalize_advantage": "yes"}, "normalize_advantage", id="ppo_kl-normalize_advantage"),
+    pytest.param(PPOKL, {"vf_coef": -0.5}, "vf_coef", id="ppo_kl-vf_coef"),
+    pytest.param(PPOKL, {"max_grad_norm": 0.0}, "max_grad_norm", id="ppo_kl-max_grad_norm"),
 ]

@@ -1,5 +1,6 @@
 """Episodic on-policy base: every update is computed from whole episodes."""
 
+import math
 from typing import Any, TypeVar
 
 import numpy as np
@@ -38,6 +39,47 @@ def check_choice(name: str, value: Any, allowed: tuple) -> None:
     """
     if value not in allowed:
         raise ValueError(f"{name} must be one of {', '.join(repr(a) for a in allowed)}; got {value!r}")
+
+
+def check_number(name: str, value: Any, low: float = -math.inf, high: float = math.inf, low_open: bool = False) -> None:
+    """
+    :param name: Argument name, for the error message
+    :param value: The value to check
+    :param low: Lower bound
+    :param high: Upper bound (inclusive)
+    :param low_open: Exclude ``low`` itself
+    :raises ValueError: Unless ``value`` is a real number (not a bool) in ``[low, high]`` (``(low, high]`` if ``low_open``)
+    """
+    is_number = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+    if not is_number or not (low < value if low_open else low <= value) or not value <= high:
+        raise ValueError(f"{name} must be a number in {'(' if low_open else '['}{low:g}, {high:g}]; got {value!r}")
+
+
+def check_finite(name: str, value: th.Tensor) -> None:
+    """
+    :param name: What ``value`` is, for the error message
+    :param value: A loss
+    :raises ValueError: If ``value`` is NaN or infinite (rl-zoo3's tuner prunes a trial on ValueError)
+    """
+    if not th.isfinite(value).all():
+        raise ValueError(
+            f"The {name} is {value.item()}: training diverged. Lower the learning rate, clip gradients "
+            "(max_grad_norm) or normalise advantages."
+        )
+
+
+def clamped_progress_remaining(num_timesteps: int, total_timesteps: int) -> float:
+    """
+    SB3's progress remaining, ``1 - num_timesteps / total_timesteps``, clamped at 0.
+
+    A rollout (a fixed number of steps, or whole episodes) can overshoot ``total_timesteps``; schedules must
+    not see a negative progress.
+
+    :param num_timesteps: Env steps taken so far
+    :param total_timesteps: Env steps the current ``learn()`` call runs to
+    :return: The progress remaining, in [0, 1]
+    """
+    return max(0.0, 1.0 - float(num_timesteps) / float(total_timesteps))
 
 
 class EpisodicOnPolicyAlgorithm(OnPolicyAlgorithm):
@@ -145,8 +187,8 @@ class EpisodicOnPolicyAlgorithm(OnPolicyAlgorithm):
         return [*super()._excluded_save_params(), "episode_batch"]
 
     def _update_current_progress_remaining(self, num_timesteps: int, total_timesteps: int) -> None:
-        # Episodic collection overshoots total_timesteps by design; schedules must not see a negative progress.
-        self._current_progress_remaining = max(0.0, 1.0 - float(num_timesteps) / float(total_timesteps))
+        # Episodic collection overshoots total_timesteps by design.
+        self._current_progress_remaining = clamped_progress_remaining(num_timesteps, total_timesteps)
 
     def episode_quotas(self, n_envs: int) -> np.ndarray:
         """
@@ -265,16 +307,3 @@ class EpisodicOnPolicyAlgorithm(OnPolicyAlgorithm):
     def set_env(self, env: GymEnv, force_reset: bool = True) -> None:
         super().set_env(env, force_reset)
         self._envs_mid_episode = False
-
-    @staticmethod
-    def check_finite(name: str, value: th.Tensor) -> None:
-        """
-        :param name: What ``value`` is, for the error message
-        :param value: A loss
-        :raises ValueError: If ``value`` is NaN or infinite (rl-zoo3's tuner prunes a trial on ValueError)
-        """
-        if not th.isfinite(value).all():
-            raise ValueError(
-                f"The {name} is {value.item()}: training diverged. Lower the learning rate, clip gradients "
-                "(max_grad_norm) or normalise advantages."
-            )

@@ -1,9 +1,11 @@
-"""Helpers for SB3 actor-critic policies whose actor and critic are trained by separate optimisers."""
+"""Helpers for SB3 actor-critic policies: split optimisers, action tensors, one-pass distribution and values."""
 
 import numpy as np
 import torch as th
 from gymnasium import spaces
+from stable_baselines3.common.distributions import Distribution
 from stable_baselines3.common.policies import ActorCriticPolicy
+from stable_baselines3.common.type_aliases import PyTorchObs
 
 # Parameter-name prefixes of the critic in SB3's ActorCriticPolicy; everything else belongs to the actor.
 _CRITIC_PREFIXES = ("value_net.", "mlp_extractor.value_net.", "vf_features_extractor.")
@@ -44,3 +46,25 @@ def actions_to_tensor(actions: np.ndarray, action_space: spaces.Space, device: t
     if isinstance(action_space, spaces.MultiDiscrete):
         return tensor.long().reshape(len(actions), -1)
     return tensor.float().reshape(len(actions), -1)
+
+
+def distribution_and_values(policy: ActorCriticPolicy, obs: PyTorchObs) -> tuple[Distribution, th.Tensor]:
+    """
+    One forward pass of an actor-critic policy giving the action distribution and the state values.
+
+    ``ActorCriticPolicy.evaluate_actions`` does the same pass but returns only log-probabilities and entropy;
+    an algorithm that also needs the distribution itself (e.g. for an analytic KL) would otherwise run the
+    network twice. The returned object is ``policy.action_dist``, which the next call overwrites in place.
+
+    :param policy: The policy
+    :param obs: Observations, already a tensor (or dict of tensors)
+    :return: (action distribution, values of shape (B, 1))
+    """
+    features = policy.extract_features(obs)
+    if policy.share_features_extractor:
+        latent_pi, latent_vf = policy.mlp_extractor(features)
+    else:
+        pi_features, vf_features = features
+        latent_pi = policy.mlp_extractor.forward_actor(pi_features)
+        latent_vf = policy.mlp_extractor.forward_critic(vf_features)
+    return policy._get_action_dist_from_latent(latent_pi), policy.value_net(latent_vf)

@@ -8,7 +8,7 @@ from stable_baselines3.common.utils import FloatSchedule, explained_variance, ob
 from torch.nn import functional as F
 
 from sb3_pgnotes.common.buffers import EpisodeBatch
-from sb3_pgnotes.common.on_policy import EpisodicOnPolicyAlgorithm, check_choice, check_positive_int
+from sb3_pgnotes.common.on_policy import EpisodicOnPolicyAlgorithm, check_choice, check_finite, check_positive_int
 from sb3_pgnotes.common.policies import actions_to_tensor, split_actor_critic_parameters
 from sb3_pgnotes.common.returns import batch_mean_baseline, discount_weights, full_returns, reward_to_go
 from sb3_pgnotes.reinforce.policies import CnnPolicy, MlpPolicy, MultiInputPolicy
@@ -229,7 +229,7 @@ class Reinforce(EpisodicOnPolicyAlgorithm):
         entropy = distribution.entropy()
         entropy_loss = -th.mean(-log_prob) if entropy is None else -th.mean(entropy)
         loss = policy_loss + self.ent_coef * entropy_loss
-        self.check_finite("policy loss", loss)
+        check_finite("policy loss", loss)
 
         self.policy.optimizer.zero_grad()
         loss.backward()
@@ -275,7 +275,7 @@ class Reinforce(EpisodicOnPolicyAlgorithm):
         value_loss = th.zeros(())
         for _ in range(self.n_critic_updates):
             value_loss = F.mse_loss(self.policy.predict_values(observations).flatten(), targets_tensor)
-            self.check_finite("value loss", value_loss)
+            check_finite("value loss", value_loss)
             self.critic_optimizer.zero_grad()
             value_loss.backward()
             self._clip_and_norm(self.critic_optimizer)
