@@ -272,6 +272,17 @@ class EpisodicOnPolicyAlgorithm(OnPolicyAlgorithm):
         callback.on_rollout_end()
         return True
 
+    def collect_batch(self, env: VecEnv, callback: BaseCallback) -> bool:
+        """
+        Collect the data of one update: whole episodes here; a subclass that also learns from fixed-length
+        rollouts overrides this.
+
+        :param env: The training environment
+        :param callback: Callback called once per env step (and at the start and end of the rollout)
+        :return: False if the callback stopped training
+        """
+        return self.collect_episodes(env, callback)
+
     def learn(
         self: SelfEpisodicOnPolicyAlgorithm,
         total_timesteps: int,
@@ -293,7 +304,7 @@ class EpisodicOnPolicyAlgorithm(OnPolicyAlgorithm):
         assert self.env is not None
 
         while self.num_timesteps < total_timesteps:
-            if not self.collect_episodes(self.env, callback):
+            if not self.collect_batch(self.env, callback):
                 break
             iteration += 1
             self._update_current_progress_remaining(self.num_timesteps, total_timesteps)

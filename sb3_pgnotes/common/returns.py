@@ -139,3 +139,71 @@ def batch_mean_baseline(returns: np.ndarray, episode_lengths: np.ndarray, per_ep
         starts = np.cumsum(episode_lengths) - episode_lengths
         return float(np.mean(returns[starts]))
     return float(np.mean(returns))
+
+
+def nstep_returns(
+    rewards: np.ndarray,
+    values: np.ndarray,
+    episode_lengths: np.ndarray,
+    gamma: float,
+    n: int,
+    bootstrap_values: np.ndarray | None = None,
+) -> np.ndarray:
+    """
+    The n-step critic target ``y_t = sum_{k<m} gamma^k r_{t+k} + gamma^m V(s_{t+m})`` with ``m = min(n, T - t)``
+    (notes 3, "n-step"): the lookahead is cut at the end of the segment, where ``V(s_T)`` is the segment's
+    bootstrap value.
+
+    A segment is a run of consecutive steps of one env: a whole episode, or the part of one inside a rollout.
+    Its bootstrap value is 0 when the episode terminated there, ``V(terminal_observation)`` when a time limit
+    truncated it, and ``V(next observation)`` when the rollout ended mid-episode.
+
+    :param rewards: Flat per-step rewards, segment after segment
+    :param values: Flat per-step values ``V(s_t)`` of the observations the actions were taken in
+    :param episode_lengths: Number of steps of each segment
+    :param gamma: Discount factor
+    :param n: Number of rewards in the lookahead (1 gives :func:`td_targets`; ``n >= T`` gives :func:`reward_to_go`)
+    :param bootstrap_values: Per-segment ``V(s_T)`` after the last step; ``None`` means 0 for every segment
+    :return: Flat per-step targets, float64
+    """
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    rewards = np.asarray(rewards, dtype=np.float64)
+    values = np.asarray(values, dtype=np.float64)
+    episode_lengths = np.asarray(episode_lengths, dtype=np.int64)
+    _check_lengths(len(rewards), episode_lengths)
+    remaining = np.repeat(episode_lengths, episode_lengths) - time_indices(episode_lengths)  # T - t
+    lookahead = np.minimum(n, remaining)  # m
+    steps = np.arange(len(rewards))
+    targets = np.zeros(len(rewards))
+    for k in range(int(lookahead.max(initial=0))):
+        inside = k < lookahead
+        targets[inside] += gamma**k * rewards[steps[inside] + k]
+    segment_end = np.zeros(len(episode_lengths)) if bootstrap_values is None else np.asarray(bootstrap_values, np.float64)
+    # V(s_{t+m}): a value inside the segment, or the segment's bootstrap value when the lookahead reaches its end.
+    reaches_end = lookahead == remaining
+    next_values = np.where(
+        reaches_end, np.repeat(segment_end, episode_lengths), values[np.minimum(steps + lookahead, len(rewards) - 1)]
+    )
+    return targets + np.power(gamma, lookahead) * next_values
+
+
+def td_targets(
+    rewards: np.ndarray,
+    values: np.ndarray,
+    episode_lengths: np.ndarray,
+    gamma: float,
+    bootstrap_values: np.ndarray | None = None,
+) -> np.ndarray:
+    """
+    The bootstrapped (TD(0)) critic target ``y_t = r_t + gamma V(s_{t+1})`` (notes 3, method 2), with
+    ``V(s_{t+1})`` the segment's bootstrap value at its last step (see :func:`nstep_returns`).
+
+    :param rewards: Flat per-step rewards, segment after segment
+    :param values: Flat per-step values ``V(s_t)``
+    :param episode_lengths: Number of steps of each segment
+    :param gamma: Discount factor
+    :param bootstrap_values: Per-segment ``V(s_T)`` after the last step; ``None`` means 0
+    :return: Flat per-step targets, float64
+    """
+    return nstep_returns(rewards, values, episode_lengths, gamma, 1, bootstrap_values)

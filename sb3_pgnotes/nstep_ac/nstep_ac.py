@@ -1,0 +1,436 @@
+from typing import Any, ClassVar, TypeVar
+
+import numpy as np
+import torch as th
+from gymnasium import spaces
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.policies import BasePolicy
+from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, PyTorchObs, Schedule
+from stable_baselines3.common.utils import FloatSchedule, explained_variance, obs_as_tensor, update_learning_rate
+from stable_baselines3.common.vec_env import VecEnv
+from torch.nn import functional as F
+
+from sb3_pgnotes.common.buffers import EpisodeBatch, EpisodeCollector, Observation
+from sb3_pgnotes.common.on_policy import EpisodicOnPolicyAlgorithm, check_choice, check_finite, check_positive_int
+from sb3_pgnotes.common.policies import actions_to_tensor, split_actor_critic_parameters
+from sb3_pgnotes.common.returns import nstep_returns, reward_to_go, td_targets, time_indices
+from sb3_pgnotes.nstep_ac.policies import CnnPolicy, MlpPolicy, MultiInputPolicy
+
+SelfNStepAC = TypeVar("SelfNStepAC", bound="NStepAC")
+
+MODES = ("batch", "online")
+CRITIC_TARGETS = ("mc", "td", "nstep")
+DISCOUNT_OPTIONS = (1, 2)
+#: Rollout length (env steps per env per update) of batch mode with a bootstrapped target, as in SB3's A2C.
+DEFAULT_N_STEPS = 5
+
+
+def _select(observations: Observation, index: int) -> Observation:
+    """
+    :param observations: A vec env's observations, (n_envs, ...) or a dict of such arrays
+    :param index: An env index
+    :return: A copy of that env's observation
+    """
+    if isinstance(observations, dict):
+        return {key: np.array(value[index]) for key, value in observations.items()}
+    return np.array(observations[index])
+
+
+def _stack(observations: list[Observation]) -> Observation:
+    """
+    :param observations: Single observations (arrays, or dicts of arrays)
+    :return: One batch, (len(observations), ...) or a dict of such arrays
+    """
+    if isinstance(observations[0], dict):
+        return {key: np.stack([obs[key] for obs in observations]) for key in observations[0]}  # type: ignore[index]
+    return np.stack(observations)  # type: ignore[arg-type]
+
+
+class NStepAC(EpisodicOnPolicyAlgorithm):
+    """
+    Batch and online actor-critic with Monte Carlo, TD(0) or n-step critic targets (notes section
+    "3. actor-critic method"; ``shared/spec/algorithms.md`` section 3).
+
+    Each update (1) collects data with the current policy, (2) fits the critic V_phi by regression on the target
+    y_t, (3) forms the advantage ``A_t = y_t - V_phi(s_t)`` with the fitted critic and (4) takes one actor step on
+    ``g = mean_t w_t grad log pi(a_t|s_t) A_t``, with ``w_t`` 1 (discount option 1) or ``gamma^t`` (option 2,
+    t the step's time in its episode). The critic targets:
+
+    - ``"mc"``: the discounted reward-to-go ``sum_{t'>=t} gamma^(t'-t) r_t'`` over ``n_episodes`` whole episodes
+      (the foundation's episodic collection);
+    - ``"td"``: ``r_t + gamma V(s_{t+1})``, whose advantage is the notes' ``r + gamma V(s') - V(s)``;
+    - ``"nstep"``: ``sum_{k<n} gamma^k r_{t+k} + gamma^n V(s_{t+n})``, its n-step analogue.
+
+    The bootstrapped targets come from fixed-length rollouts of ``n_steps`` steps per env, like A2C's: the
+    lookahead is cut at episode ends (no bootstrap after a termination), at time-limit truncation (bootstrapped
+    from ``infos[i]["terminal_observation"]``, never from the auto-reset observation) and at the rollout's edge
+    (bootstrapped from the next observation). The ``"mc"`` target also completes time-limit-truncated episodes with
+    ``gamma^(T-t) V(terminal_observation)``: the time limit is not part of the task the critic evaluates.
+
+    In ``"batch"`` mode the critic is fitted with ``n_target_updates`` rounds of ``n_grad_steps_per_target_update``
+    full-batch gradient steps, the bootstrapped targets being recomputed from the current critic at the start of
+    each round (CS285's "target updates" x "gradient steps per target update"). ``"online"`` mode is the notes'
+    online actor-critic: one env step per env, then the critic and actor updates, the ``n_envs`` parallel workers
+    forming the batch (a rollout of length 1 with the ``"td"`` target).
+
+    The actor loss is a mean over the batch's steps (as SB3's A2C), so its gradient is the notes' sum over steps
+    divided by the number of steps. Actor and critic have separate optimisers (the policy's ``optimizer_class``);
+    a features extractor shared by both is trained by the actor only.
+
+    :param policy: The policy model to use (MlpPolicy, CnnPolicy, MultiInputPolicy)
+    :param env: The environment to learn from (if registered in Gym, can be str)
+    :param learning_rate: Learning rate of the actor, constant or a function of the progress remaining (1 to 0)
+    :param mode: ``"batch"`` (collect a batch, fit the critic, one actor step) or ``"online"`` (an update after
+        every env step)
+    :param critic_target: ``"mc"``, ``"td"`` or ``"nstep"``; ``"online"`` mode needs ``"td"``
+    :param target_n: n of the ``"nstep"`` target (number of rewards before the bootstrap); only with ``"nstep"``
+    :param n_steps: Rollout length (env steps per env per update) of the bootstrapped targets; ``None`` gives
+        ``DEFAULT_N_STEPS`` in batch mode and 1 in online mode (the only value it allows). Must be ``None`` with
+        ``"mc"``, which collects ``n_episodes`` whole episodes instead
+    :param n_episodes: Number of whole episodes per update with the ``"mc"`` target, spread over the envs
+    :param gamma: Discount factor
+    :param critic_learning_rate: Learning rate of the critic, constant or a schedule
+    :param n_target_updates: Number of times the critic's targets are computed per update
+    :param n_grad_steps_per_target_update: Number of full-batch critic gradient steps per target computation
+    :param discount_option: 1: discount inside the targets only; 2: also weight step t by ``gamma^t`` (notes 3.4)
+    :param normalize_advantage: Standardise the per-step actor weights over the batch
+    :param ent_coef: Entropy coefficient for the loss calculation
+    :param max_grad_norm: Maximum norm of the actor and of the critic gradient (``None``: no clipping)
+    :param episode_step_limit: With ``"mc"``, an episode running longer than this raises an error instead of
+        hanging training
+    :param stats_window_size: Window size for the rollout logging
+    :param tensorboard_log: The log location for tensorboard (if None, no logging)
+    :param policy_kwargs: Additional arguments to be passed to the policy on creation
+    :param verbose: Verbosity level: 0 for no output, 1 for info messages, 2 for debug messages
+    :param seed: Seed for the pseudo random generators
+    :param device: Device (cpu, cuda, ...) on which the code should be run
+    :param monitor_wrapper: When creating an environment, whether to wrap it in a Monitor wrapper
+    :param _init_setup_model: Whether or not to build the network at the creation of the instance
+    """
+
+    policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {
+        "MlpPolicy": MlpPolicy,
+        "CnnPolicy": CnnPolicy,
+        "MultiInputPolicy": MultiInputPolicy,
+    }
+
+    def __init__(
+        self,
+        policy: str | type[MlpPolicy],
+        env: GymEnv | str,
+        learning_rate: float | Schedule = 7e-4,
+        mode: str = "batch",
+        critic_target: str = "nstep",
+        target_n: int = 5,
+        n_steps: int | None = None,
+        n_episodes: int = 10,
+        gamma: float = 0.99,
+        critic_learning_rate: float | Schedule = 1e-3,
+        n_target_updates: int = 1,
+        n_grad_steps_per_target_update: int = 5,
+        discount_option: int = 1,
+        normalize_advantage: bool = False,
+        ent_coef: float = 0.0,
+        max_grad_norm: float | None = 0.5,
+        episode_step_limit: int = 100_000,
+        stats_window_size: int = 100,
+        tensorboard_log: str | None = None,
+        policy_kwargs: dict[str, Any] | None = None,
+        verbose: int = 0,
+        seed: int | None = None,
+        device: th.device | str = "auto",
+        monitor_wrapper: bool = True,
+        _init_setup_model: bool = True,
+    ):
+        super().__init__(
+            policy,
+            env,
+            learning_rate=learning_rate,
+            n_episodes=n_episodes,
+            gamma=gamma,
+            ent_coef=ent_coef,
+            max_grad_norm=max_grad_norm,
+            episode_step_limit=episode_step_limit,
+            stats_window_size=stats_window_size,
+            tensorboard_log=tensorboard_log,
+            policy_kwargs=policy_kwargs,
+            verbose=verbose,
+            seed=seed,
+            device=device,
+            monitor_wrapper=monitor_wrapper,
+            _init_setup_model=False,
+        )
+        check_choice("mode", mode, MODES)
+        check_choice("critic_target", critic_target, CRITIC_TARGETS)
+        check_positive_int("target_n", target_n)
+        check_positive_int("n_target_updates", n_target_updates)
+        check_positive_int("n_grad_steps_per_target_update", n_grad_steps_per_target_update)
+        check_choice("discount_option", discount_option, DISCOUNT_OPTIONS)
+        check_choice("normalize_advantage", normalize_advantage, (True, False))
+        if mode == "online" and critic_target != "td":
+            raise ValueError(
+                f"mode='online' updates after every env step, so critic_target must be 'td'; got {critic_target!r}"
+            )
+        if critic_target == "mc":
+            if n_steps is not None:
+                raise ValueError(f"n_steps must be None with critic_target='mc' (it collects n_episodes); got {n_steps!r}")
+        elif mode == "online":
+            if n_steps not in (None, 1):
+                raise ValueError(f"n_steps must be None or 1 in mode='online' (one step per update); got {n_steps!r}")
+        elif n_steps is not None:
+            check_positive_int("n_steps", n_steps)
+        self.mode = mode
+        self.critic_target = critic_target
+        self.target_n = target_n
+        # SB3's rollout length attribute; 0 for the episodic "mc" collection, as in the episodic base.
+        self.n_steps = 0 if critic_target == "mc" else 1 if mode == "online" else n_steps or DEFAULT_N_STEPS
+        self.critic_learning_rate = critic_learning_rate
+        self.n_target_updates = n_target_updates
+        self.n_grad_steps_per_target_update = n_grad_steps_per_target_update
+        self.discount_option = discount_option
+        self.normalize_advantage = normalize_advantage
+        # Time index within its episode of every step of the current batch (for discount option 2).
+        self.batch_step_times: np.ndarray | None = None
+        # Per env, the time index of its next step (rollouts continue episodes across updates).
+        self._episode_steps = np.zeros(0, dtype=np.int64)
+        if _init_setup_model:
+            self._setup_model()
+
+    def _setup_model(self) -> None:
+        super()._setup_model()
+        self.critic_lr_schedule = FloatSchedule(self.critic_learning_rate)
+        actor_params, critic_params = split_actor_critic_parameters(self.policy)
+        optimizer_class = self.policy.optimizer_class
+        optimizer_kwargs = self.policy.optimizer_kwargs
+        self.policy.optimizer = optimizer_class(actor_params, lr=self.lr_schedule(1), **optimizer_kwargs)  # type: ignore[call-arg]
+        self.critic_optimizer = optimizer_class(
+            critic_params,
+            lr=self.critic_lr_schedule(1),
+            **optimizer_kwargs,  # type: ignore[call-arg]
+        )
+
+    def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
+        return ["policy", "policy.optimizer", "critic_optimizer"], []
+
+    def _excluded_save_params(self) -> list[str]:
+        return [*super()._excluded_save_params(), "batch_step_times", "_episode_steps"]
+
+    def collect_batch(self, env: VecEnv, callback: BaseCallback) -> bool:
+        """
+        Collect the data of one update: ``n_episodes`` whole episodes for ``"mc"``, else a rollout of ``n_steps``
+        steps per env. Either way ``self.episode_batch`` holds segments (see :meth:`collect_rollout`) and
+        ``self.batch_step_times`` the time index of each step within its episode.
+
+        :param env: The training environment
+        :param callback: Callback called once per env step (and at the start and end of the rollout)
+        :return: False if the callback stopped training
+        """
+        if self.critic_target != "mc":
+            return self.collect_rollout(env, callback)
+        if not self.collect_episodes(env, callback):
+            return False
+        assert self.episode_batch is not None
+        self.batch_step_times = time_indices(self.episode_batch.episode_lengths)
+        return True
+
+    def collect_rollout(self, env: VecEnv, callback: BaseCallback) -> bool:
+        """
+        Collect ``n_steps`` steps from every env with the current policy into ``self.episode_batch``.
+
+        The batch's "episodes" are segments: the runs of consecutive steps of one env between episode ends and the
+        rollout's edges, env 0's first. A segment is marked truncated (with the observation after its last step as
+        its terminal observation, to bootstrap from) when a time limit cut it or the rollout ended mid-episode.
+
+        :param env: The training environment
+        :param callback: Callback called once per env step (and at the start and end of the rollout)
+        :return: False if the callback stopped training (the partial rollout is dropped)
+        """
+        assert self._last_obs is not None, "No previous observation was provided"
+        self.policy.set_training_mode(False)
+        if self._episode_steps.shape != (env.num_envs,):
+            self._episode_steps = np.zeros(env.num_envs, dtype=np.int64)
+        collector = EpisodeCollector(env.num_envs)
+        segment_steps = np.zeros(env.num_envs, dtype=np.int64)
+        step_times = []
+        every_env = np.ones(env.num_envs, dtype=bool)
+        callback.on_rollout_start()
+
+        for _ in range(self.n_steps):
+            # An env (re)started its episode: by an auto-reset after done, or by learn()'s reset.
+            self._episode_steps[np.asarray(self._last_episode_starts, dtype=bool)] = 0
+            with th.no_grad():
+                obs_tensor = obs_as_tensor(self._last_obs, self.device)  # type: ignore[arg-type]
+                actions, log_probs = self._sample_actions(obs_tensor)
+            clipped_actions = actions
+            if isinstance(self.action_space, spaces.Box):
+                clipped_actions = np.clip(actions, self.action_space.low, self.action_space.high)
+
+            new_obs, rewards, dones, infos = env.step(clipped_actions)
+            self.num_timesteps += env.num_envs
+
+            callback.update_locals(locals())
+            if not callback.on_step():
+                return False
+            self._update_info_buffer(infos, dones)
+
+            collector.add_step(self._last_obs, actions, rewards, log_probs, every_env)  # type: ignore[arg-type]
+            step_times.append(self._episode_steps.copy())
+            self._episode_steps += 1
+            segment_steps += 1
+            for idx in np.flatnonzero(dones):
+                collector.end_episode(
+                    int(idx),
+                    int(segment_steps[idx]),
+                    bool(infos[idx].get("TimeLimit.truncated", False)),
+                    infos[idx].get("terminal_observation"),
+                )
+            segment_steps[dones] = 0
+            self._last_obs = new_obs  # type: ignore[assignment]
+            self._last_episode_starts = dones
+
+        # The rollout's edge cuts the episodes still running: bootstrap them from the next observation.
+        for idx in np.flatnonzero(segment_steps):
+            collector.end_episode(int(idx), int(segment_steps[idx]), True, _select(self._last_obs, int(idx)))  # type: ignore[arg-type]
+        self.episode_batch = collector.build()
+        self.batch_step_times = np.stack(step_times, axis=1).reshape(-1)  # env-major, as the batch
+        callback.update_locals(locals())
+        callback.on_rollout_end()
+        return True
+
+    def value_targets(self, batch: EpisodeBatch, values: np.ndarray, bootstrap_values: np.ndarray) -> np.ndarray:
+        """
+        :param batch: The segments
+        :param values: Per-step ``V(s_t)``
+        :param bootstrap_values: Per-segment ``V(s_T)`` after its last step (0 where the episode terminated)
+        :return: Per-step critic targets y_t of ``critic_target``
+        """
+        if self.critic_target == "mc":
+            return reward_to_go(batch.rewards, batch.episode_lengths, self.gamma, bootstrap_values)
+        if self.critic_target == "td":
+            return td_targets(batch.rewards, values, batch.episode_lengths, self.gamma, bootstrap_values)
+        return nstep_returns(batch.rewards, values, batch.episode_lengths, self.gamma, self.target_n, bootstrap_values)
+
+    def policy_gradient_weights(self, targets: np.ndarray, values: np.ndarray, step_times: np.ndarray) -> np.ndarray:
+        """
+        The per-step factor that multiplies ``grad log pi(a_t|s_t)`` in the estimator.
+
+        :param targets: Per-step critic targets y_t from the fitted critic
+        :param values: Per-step ``V(s_t)`` of the fitted critic
+        :param step_times: Per-step time index within the episode
+        :return: ``w_t (y_t - V(s_t))``, standardised if ``normalize_advantage``
+        """
+        weights = targets - values
+        if self.discount_option == 2:
+            weights = weights * np.power(self.gamma, step_times, dtype=np.float64)
+        if self.normalize_advantage and len(weights) > 1:
+            weights = (weights - weights.mean()) / (weights.std() + 1e-8)
+        return weights
+
+    def values_and_targets(self, batch: EpisodeBatch) -> tuple[np.ndarray, np.ndarray]:
+        """
+        :param batch: The segments
+        :return: Per-step ``V(s_t)`` and critic targets, from the current critic
+        """
+        observations = obs_as_tensor(batch.observations, self.device)  # type: ignore[arg-type]
+        terminal = [obs for obs in batch.terminal_observations if obs is not None]
+        cut = np.array([obs is not None for obs in batch.terminal_observations], dtype=bool)
+        bootstrap_values = np.zeros(batch.n_episodes)
+        with th.no_grad():
+            values = self.policy.predict_values(observations).flatten().cpu().numpy().astype(np.float64)
+            if terminal:
+                terminal_tensor = obs_as_tensor(_stack(terminal), self.device)  # type: ignore[arg-type]
+                bootstrap_values[cut] = self.policy.predict_values(terminal_tensor).flatten().cpu().numpy()
+        return values, self.value_targets(batch, values, bootstrap_values)
+
+    def _fit_critic(self, observations: PyTorchObs, targets: np.ndarray) -> float:
+        """
+        ``n_grad_steps_per_target_update`` full-batch gradient steps of the critic towards fixed targets.
+
+        :param observations: Per-step observations
+        :param targets: Per-step critic targets
+        :return: The last value loss
+        """
+        targets_tensor = th.as_tensor(targets, dtype=th.float32, device=self.device)
+        value_loss = th.zeros(())
+        for _ in range(self.n_grad_steps_per_target_update):
+            value_loss = F.mse_loss(self.policy.predict_values(observations).flatten(), targets_tensor)
+            check_finite("value loss", value_loss)
+            self.critic_optimizer.zero_grad()
+            value_loss.backward()
+            self._clip_gradient(self.critic_optimizer)
+            self.critic_optimizer.step()
+        return value_loss.item()
+
+    def _clip_gradient(self, optimizer: th.optim.Optimizer) -> float:
+        """
+        :param optimizer: Optimiser whose parameters' gradients are clipped to ``max_grad_norm`` (if set)
+        :return: The gradient norm before clipping
+        """
+        params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+        max_norm = float("inf") if self.max_grad_norm is None else self.max_grad_norm
+        return float(th.nn.utils.clip_grad_norm_(params, max_norm))
+
+    def train(self) -> None:
+        """
+        Fit the critic to the targets of the collected batch, then take one actor step with the fitted critic's
+        advantages.
+        """
+        assert self.episode_batch is not None and self.batch_step_times is not None
+        batch = self.episode_batch
+        self.policy.set_training_mode(True)
+        self._update_learning_rate(self.policy.optimizer)
+        critic_learning_rate = self.critic_lr_schedule(self._current_progress_remaining)
+        update_learning_rate(self.critic_optimizer, critic_learning_rate)
+
+        observations = obs_as_tensor(batch.observations, self.device)  # type: ignore[arg-type]
+        # Targets recomputed from the current critic before each round of critic steps, then once more for the
+        # advantages of the fitted critic.
+        values_before, targets_before = self.values_and_targets(batch)
+        value_loss = self._fit_critic(observations, targets_before)
+        for _ in range(self.n_target_updates - 1):
+            value_loss = self._fit_critic(observations, self.values_and_targets(batch)[1])
+        values, targets = self.values_and_targets(batch)
+        weights = self.policy_gradient_weights(targets, values, self.batch_step_times)
+
+        actions = actions_to_tensor(batch.actions, self.action_space, self.device)
+        distribution = self.policy.get_distribution(observations)
+        log_prob = distribution.log_prob(actions)
+        policy_loss = -(log_prob * th.as_tensor(weights, dtype=th.float32, device=self.device)).mean()
+        entropy = distribution.entropy()
+        entropy_loss = -th.mean(-log_prob) if entropy is None else -th.mean(entropy)
+        loss = policy_loss + self.ent_coef * entropy_loss
+        check_finite("policy loss", loss)
+        self.policy.optimizer.zero_grad()
+        loss.backward()
+        grad_norm = self._clip_gradient(self.policy.optimizer)
+        self.policy.optimizer.step()
+        self._n_updates += 1
+
+        self.logger.record("train/policy_gradient_loss", policy_loss.item())
+        self.logger.record("train/value_loss", value_loss)
+        self.logger.record("train/entropy_loss", entropy_loss.item())
+        self.logger.record("train/loss", loss.item())
+        self.logger.record("train/explained_variance", float(explained_variance(values_before, targets_before)))
+        self.logger.record("train/critic_learning_rate", critic_learning_rate)
+        self.logger.record("train/value_target_mean", float(targets.mean()))
+        self.logger.record("train/advantage_mean", float((targets - values).mean()))
+        self.logger.record("train/grad_norm", grad_norm)
+        self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
+
+    def learn(
+        self: SelfNStepAC,
+        total_timesteps: int,
+        callback: MaybeCallback = None,
+        log_interval: int = 1,
+        tb_log_name: str = "NStepAC",
+        reset_num_timesteps: bool = True,
+        progress_bar: bool = False,
+    ) -> SelfNStepAC:
+        return super().learn(
+            total_timesteps=total_timesteps,
+            callback=callback,
+            log_interval=log_interval,
+            tb_log_name=tb_log_name,
+            reset_num_timesteps=reset_num_timesteps,
+            progress_bar=progress_bar,
+        )
