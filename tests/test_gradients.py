@@ -79,6 +79,14 @@ VARIANTS = [
     pytest.param(
         reinforce(0.8, reward_to_go=True, baseline="value", discount_option=2), id="reinforce-discount-option-2-value-baseline"
     ),
+    pytest.param(reinforce(1.0, reward_to_go=False, baseline="optimal"), id="reinforce-full-return-optimal-baseline"),
+    pytest.param(reinforce(1.0, reward_to_go=True, baseline="optimal"), id="reinforce-rtg-optimal-baseline"),
+    pytest.param(
+        reinforce(1.0, reward_to_go=True, baseline="optimal", leave_one_out=False), id="reinforce-rtg-optimal-batch-baseline"
+    ),
+    pytest.param(
+        reinforce(0.8, reward_to_go=True, baseline="optimal", discount_option=2), id="reinforce-discount-option-2-optimal"
+    ),
     # Option 1 is not the discounted objective's gradient, but it must match its own expectation.
     pytest.param(
         reinforce(0.8, False, reward_to_go=True, baseline="mean", discount_option=1), id="reinforce-discount-option-1"

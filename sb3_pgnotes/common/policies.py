@@ -28,6 +28,18 @@ def split_actor_critic_parameters(policy: ActorCriticPolicy) -> tuple[list[th.nn
     return actor, critic
 
 
+def slice_observations(observations: PyTorchObs, start: int, stop: int) -> PyTorchObs:
+    """
+    :param observations: Per-step observations (a tensor or, for Dict spaces, a dict of tensors)
+    :param start: First step
+    :param stop: One past the last step
+    :return: The steps ``start:stop``
+    """
+    if isinstance(observations, dict):
+        return {key: value[start:stop] for key, value in observations.items()}
+    return observations[start:stop]
+
+
 def actions_to_tensor(actions: np.ndarray, action_space: spaces.Space, device: th.device) -> th.Tensor:
     """
     Convert stored actions to the tensor shape SB3's distributions expect for ``log_prob``.

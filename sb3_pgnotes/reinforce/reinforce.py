@@ -3,19 +3,20 @@ from typing import Any, ClassVar, TypeVar
 import numpy as np
 import torch as th
 from stable_baselines3.common.policies import BasePolicy
-from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
+from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, PyTorchObs, Schedule
 from stable_baselines3.common.utils import FloatSchedule, explained_variance, obs_as_tensor, update_learning_rate
 from torch.nn import functional as F
 
 from sb3_pgnotes.common.buffers import EpisodeBatch
 from sb3_pgnotes.common.on_policy import EpisodicOnPolicyAlgorithm, check_choice, check_finite, check_positive_int
+from sb3_pgnotes.common.gradients import optimal_baseline, per_episode_score_sums
 from sb3_pgnotes.common.policies import actions_to_tensor, split_actor_critic_parameters
 from sb3_pgnotes.common.returns import batch_mean_baseline, discount_weights, full_returns, reward_to_go
 from sb3_pgnotes.reinforce.policies import CnnPolicy, MlpPolicy, MultiInputPolicy
 
 SelfReinforce = TypeVar("SelfReinforce", bound="Reinforce")
 
-BASELINES = ("none", "mean", "value")
+BASELINES = ("none", "mean", "value", "optimal")
 LOSS_SCALES = ("episode", "step")
 DISCOUNT_OPTIONS = (1, 2)
 
@@ -47,7 +48,12 @@ class Reinforce(EpisodicOnPolicyAlgorithm):
     :param reward_to_go: Weight each step by the reward-to-go (causality, 2.6) instead of the full return
     :param baseline: ``"none"``; ``"mean"``: the batch mean of the returns (2.7; per episode for full returns,
         per step for reward-to-go); ``"value"``: a learned state value V(s_t) fitted to the Monte Carlo
-        reward-to-go, evaluated before this update's critic steps
+        reward-to-go, evaluated before this update's critic steps; ``"optimal"``: per parameter component the
+        variance-minimising constant ``b*_k = E[X_k Y_k] / E[Y_k^2]`` estimated from the batch's per-episode
+        gradients (see :func:`sb3_pgnotes.common.gradients.optimal_baseline`)
+    :param leave_one_out: With ``baseline="optimal"``, estimate each episode's baseline from the other
+        episodes only (default): the baseline then does not depend on the episode it is applied to, so the
+        estimator stays exactly unbiased, at no extra cost. False uses one baseline from the whole batch.
     :param discount_option: 1: ``gamma^(t'-t)`` inside the reward-to-go only; 2: also weight step t by
         ``gamma^t`` (notes 3.4)
     :param normalize_advantage: Standardise the per-step weights over the batch
@@ -87,6 +93,7 @@ class Reinforce(EpisodicOnPolicyAlgorithm):
         baseline: str = "value",
         discount_option: int = 1,
         normalize_advantage: bool = True,
+        leave_one_out: bool = True,
         ent_coef: float = 0.0,
         max_grad_norm: float | None = None,
         loss_scale: str = "episode",
@@ -127,13 +134,20 @@ class Reinforce(EpisodicOnPolicyAlgorithm):
         check_choice("reward_to_go", reward_to_go, (True, False))
         check_choice("normalize_advantage", normalize_advantage, (True, False))
         check_choice("bootstrap_truncated", bootstrap_truncated, (True, False))
+        check_choice("leave_one_out", leave_one_out, (True, False))
         check_positive_int("n_critic_updates", n_critic_updates)
         if bootstrap_truncated and baseline != "value":
             raise ValueError("bootstrap_truncated=True needs a learned value: use baseline='value'")
+        if baseline == "optimal" and normalize_advantage:
+            raise ValueError(
+                "baseline='optimal' minimises the variance of the raw estimator; standardising the weights would undo "
+                "it: use normalize_advantage=False"
+            )
         self.reward_to_go = reward_to_go
         self.baseline = baseline
         self.discount_option = discount_option
         self.normalize_advantage = normalize_advantage
+        self.leave_one_out = leave_one_out
         self.loss_scale = loss_scale
         self.critic_learning_rate = critic_learning_rate
         self.n_critic_updates = n_critic_updates
@@ -185,23 +199,58 @@ class Reinforce(EpisodicOnPolicyAlgorithm):
             return values
         return 0.0
 
+    def returns_and_step_weights(self, batch: EpisodeBatch, bootstrap: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """
+        :param batch: The episodes
+        :param bootstrap: Per-episode value after the last step (0 unless truncated and bootstrapped)
+        :return: Per-step returns R_t (reward-to-go or full return) and discount weights w_t (option 2: gamma^t)
+        """
+        returns_fn = reward_to_go if self.reward_to_go else full_returns
+        returns = returns_fn(batch.rewards, batch.episode_lengths, self.gamma, bootstrap)
+        if self.discount_option == 2 and self.reward_to_go:
+            return returns, discount_weights(batch.episode_lengths, self.gamma)
+        return returns, np.ones_like(returns)
+
     def policy_gradient_weights(self, batch: EpisodeBatch, values: np.ndarray | None, bootstrap: np.ndarray) -> np.ndarray:
         """
-        The per-step factor that multiplies ``grad log pi(a_t|s_t)`` in the estimator.
+        The per-step factor that multiplies ``grad log pi(a_t|s_t)`` in the estimator (not for the optimal
+        baseline, which is per parameter component).
 
         :param batch: The episodes
         :param values: Per-step V(s_t) (``baseline="value"`` only)
         :param bootstrap: Per-episode value after the last step (0 unless truncated and bootstrapped)
         :return: Per-step weights ``w_t (R_t - b_t)``, standardised if ``normalize_advantage``
         """
-        returns_fn = reward_to_go if self.reward_to_go else full_returns
-        returns = returns_fn(batch.rewards, batch.episode_lengths, self.gamma, bootstrap)
-        weights = returns - self._baseline(returns, batch, values)
-        if self.discount_option == 2 and self.reward_to_go:
-            weights = weights * discount_weights(batch.episode_lengths, self.gamma)
+        returns, step_weights = self.returns_and_step_weights(batch, bootstrap)
+        weights = (returns - self._baseline(returns, batch, values)) * step_weights
         if self.normalize_advantage and len(weights) > 1:
             weights = (weights - weights.mean()) / (weights.std() + 1e-8)
         return weights
+
+    def optimal_baseline_gradient(
+        self, batch: EpisodeBatch, observations: PyTorchObs, actions: th.Tensor, bootstrap: np.ndarray
+    ) -> tuple[th.Tensor, th.Tensor]:
+        """
+        The estimator with the optimal baseline: ``g = 1/N sum_i (X_i - b_i * Y_i)`` with
+        ``X_i = sum_t w_t R_t grad log pi_t`` and ``Y_i = sum_t w_t grad log pi_t`` over episode i.
+
+        :param batch: The episodes
+        :param observations: Per-step observations
+        :param actions: Per-step actions
+        :param bootstrap: Per-episode value after the last step
+        :return: The flat gradient estimate as a sum over episodes (divide by the loss normaliser), and the
+            per-episode baselines, (n_episodes, n_params)
+        """
+        returns, step_weights = self.returns_and_step_weights(batch, bootstrap)
+        weightings = th.as_tensor(np.stack([returns * step_weights, step_weights]), dtype=th.float32, device=self.device)
+        x, y = per_episode_score_sums(
+            self.policy, self._actor_parameters(), observations, actions, batch.episode_lengths, weightings
+        )
+        baselines = optimal_baseline(x, y, self.leave_one_out)
+        return (x - baselines * y).sum(0), baselines
+
+    def _actor_parameters(self) -> list[th.nn.Parameter]:
+        return [p for group in self.policy.optimizer.param_groups for p in group["params"]]
 
     def train(self) -> None:
         """
@@ -220,18 +269,31 @@ class Reinforce(EpisodicOnPolicyAlgorithm):
             with th.no_grad():
                 values = self.policy.predict_values(observations).flatten().cpu().numpy()
             bootstrap = self._truncation_bootstrap(batch)
-        weights = th.as_tensor(self.policy_gradient_weights(batch, values, bootstrap), dtype=th.float32, device=self.device)
-
-        distribution = self.policy.get_distribution(observations)
-        log_prob = distribution.log_prob(actions)
         normaliser = batch.n_episodes if self.loss_scale == "episode" else batch.n_steps
-        policy_loss = -(log_prob * weights).sum() / normaliser
-        entropy = distribution.entropy()
-        entropy_loss = -th.mean(-log_prob) if entropy is None else -th.mean(entropy)
-        loss = policy_loss + self.ent_coef * entropy_loss
-        check_finite("policy loss", loss)
 
         self.policy.optimizer.zero_grad()
+        distribution = self.policy.get_distribution(observations)
+        log_prob = distribution.log_prob(actions)
+        entropy = distribution.entropy()
+        entropy_loss = -th.mean(-log_prob) if entropy is None else -th.mean(entropy)
+        if self.baseline == "optimal":
+            gradient, baselines = self.optimal_baseline_gradient(batch, observations, actions, bootstrap)
+            # The per-component baseline has no per-step form: the estimate goes into .grad directly, and the
+            # logged policy loss is the surrogate without baseline.
+            self._add_flat_gradient(-gradient / normaliser)
+            returns, step_weights = self.returns_and_step_weights(batch, bootstrap)
+            weights = th.as_tensor(returns * step_weights, dtype=th.float32, device=self.device)
+            policy_loss = -(log_prob.detach() * weights).sum() / normaliser
+            check_finite("policy gradient norm", gradient.norm())
+            loss = self.ent_coef * entropy_loss
+            self.logger.record("train/optimal_baseline_mean", baselines.mean().item())
+        else:
+            weights = th.as_tensor(
+                self.policy_gradient_weights(batch, values, bootstrap), dtype=th.float32, device=self.device
+            )
+            policy_loss = -(log_prob * weights).sum() / normaliser
+            loss = policy_loss + self.ent_coef * entropy_loss
+        check_finite("policy loss", loss)
         loss.backward()
         grad_norm = self._clip_and_norm(self.policy.optimizer)
         self.policy.optimizer.step()
@@ -250,6 +312,16 @@ class Reinforce(EpisodicOnPolicyAlgorithm):
         self.logger.record("train/loss", loss.item())
         self.logger.record("train/grad_norm", grad_norm)
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
+
+    def _add_flat_gradient(self, gradient: th.Tensor) -> None:
+        """
+        :param gradient: A flat gradient over the actor parameters, added to their ``.grad``
+        """
+        offset = 0
+        for param in self._actor_parameters():
+            chunk = gradient[offset : offset + param.numel()].view_as(param)
+            param.grad = chunk.clone() if param.grad is None else param.grad + chunk
+            offset += param.numel()
 
     def _clip_and_norm(self, optimizer: th.optim.Optimizer) -> float:
         """

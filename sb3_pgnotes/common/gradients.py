@@ -1,0 +1,181 @@
+"""Per-episode policy-gradient terms and the variance-minimising ("optimal") baseline."""
+
+import itertools
+import numpy as np
+import torch as th
+from stable_baselines3.common.policies import ActorCriticPolicy
+
+from stable_baselines3.common.type_aliases import PyTorchObs
+
+from sb3_pgnotes.common.policies import slice_observations
+
+
+def flat_gradient(params: list[th.nn.Parameter], grads: tuple[th.Tensor | None, ...]) -> th.Tensor:
+    """
+    :param params: Parameters
+    :param grads: Their gradients (None for a parameter the output does not depend on)
+    :return: The gradients concatenated into one vector
+    """
+    return th.cat([(th.zeros_like(p) if g is None else g).reshape(-1) for p, g in zip(params, grads, strict=True)])
+
+
+def per_episode_score_sums(
+    policy: ActorCriticPolicy,
+    params: list[th.nn.Parameter],
+    observations: PyTorchObs,
+    actions: th.Tensor,
+    episode_lengths: np.ndarray,
+    step_weights: th.Tensor,
+) -> th.Tensor:
+    """
+    Per weighting k and episode i, the weighted sum of score vectors ``sum_t c_{k,t} grad log pi(a_t|s_t)``
+    over the episode's steps.
+
+    Exact per-sample gradients cost about one backward pass when every parameter is the weight or bias of an
+    ``nn.Linear`` or the ``log_std`` of a diagonal Gaussian (SB3's MLP policies): see
+    :func:`linear_per_episode_score_sums`. Other policies (e.g. CNNs) take one backward pass per episode.
+
+    :param policy: The policy
+    :param params: The parameters to differentiate (flattened in this order)
+    :param observations: Per-step observations
+    :param actions: Per-step actions, as ``log_prob`` expects them
+    :param episode_lengths: Number of steps of each episode
+    :param step_weights: Per-step weights c, shape (n_weightings, n_steps)
+    :return: Tensor of shape (n_weightings, n_episodes, n_params)
+    """
+    sums = linear_per_episode_score_sums(policy, params, observations, actions, episode_lengths, step_weights)
+    if sums is not None:
+        return sums
+    per_episode = []
+    start = 0
+    for length in episode_lengths.tolist():
+        stop = start + length
+        log_prob = policy.get_distribution(slice_observations(observations, start, stop)).log_prob(actions[start:stop])
+        grads = th.autograd.grad(
+            log_prob, params, grad_outputs=step_weights[:, start:stop], is_grads_batched=True, allow_unused=True
+        )
+        per_episode.append(
+            th.cat(
+                [
+                    (th.zeros(len(step_weights), p.numel()) if g is None else g.flatten(1))
+                    for p, g in zip(params, grads, strict=True)
+                ],
+                1,
+            )
+        )
+        start = stop
+    return th.stack(per_episode, dim=1)
+
+
+def linear_per_episode_score_sums(
+    policy: ActorCriticPolicy,
+    params: list[th.nn.Parameter],
+    observations: PyTorchObs,
+    actions: th.Tensor,
+    episode_lengths: np.ndarray,
+    step_weights: th.Tensor,
+) -> th.Tensor | None:
+    """
+    :func:`per_episode_score_sums` from one forward and one backward pass, for policies made of ``nn.Linear``
+    layers (plus a Gaussian ``log_std``).
+
+    Steps are independent in the batch, so the gradient of ``sum_t log pi_t`` with respect to a layer's output
+    row t is step t's own. The per-sample weight gradient is then ``G_t A_t^T`` (output gradient times
+    input), and its weighted sum over an episode is one matrix product ``(c * G_i)^T A_i``.
+
+    :return: As :func:`per_episode_score_sums`, or None when some parameter is of another kind
+    """
+    linear_of = {}
+    for module in policy.modules():
+        if isinstance(module, th.nn.Linear):
+            linear_of[id(module.weight)] = (module, "weight")
+            if module.bias is not None:
+                linear_of[id(module.bias)] = (module, "bias")
+    log_std = getattr(policy, "log_std", None)
+    if not all(id(p) in linear_of or p is log_std for p in params):
+        return None
+
+    captured: dict[th.nn.Module, list[tuple[th.Tensor, th.Tensor]]] = {}
+    modules = {linear_of[id(p)][0] for p in params if id(p) in linear_of}
+
+    def capture(module: th.nn.Module, inputs: tuple[th.Tensor, ...], output: th.Tensor) -> None:
+        captured.setdefault(module, []).append((inputs[0], output))
+
+    handles = [module.register_forward_hook(capture) for module in modules]
+    try:
+        distribution = policy.get_distribution(observations)
+    finally:
+        for handle in handles:
+            handle.remove()
+    calls = [call for module in modules for call in captured.get(module, [])]
+    if any(layer_input.dim() != 2 for layer_input, _ in calls):
+        return None
+    log_prob = distribution.log_prob(actions)
+    scale = None
+    if log_std is not None and any(p is log_std for p in params):
+        assert isinstance(distribution.distribution, th.distributions.Normal)
+        scale = distribution.distribution.scale
+    targets = [output for _, output in calls] + ([scale] if scale is not None else [])
+    output_grads = dict(zip(map(id, targets), th.autograd.grad(log_prob.sum(), targets), strict=True))
+
+    bounds = np.concatenate([[0], np.cumsum(episode_lengths)]).tolist()
+    columns = []
+    for param in params:
+        if param is log_std:
+            assert scale is not None
+            # log_prob depends on log_std through scale = exp(log_std): d/dlog_std = d/dscale * scale.
+            per_step = output_grads[id(scale)] * scale
+            columns.append(_segment_sums(step_weights, per_step.detach(), bounds))
+            continue
+        module, kind = linear_of[id(param)]
+        sums = th.zeros(len(step_weights), len(episode_lengths), param.numel())
+        for layer_input, output in captured[module]:
+            grad_output = output_grads[id(output)].detach()
+            if kind == "bias":
+                sums += _segment_sums(step_weights, grad_output, bounds)
+                continue
+            for episode, (start, stop) in enumerate(itertools.pairwise(bounds)):
+                weighted = step_weights[:, start:stop, None] * grad_output[start:stop]  # (K, T_i, out)
+                sums[:, episode] += (weighted.transpose(1, 2) @ layer_input[start:stop].detach()).flatten(1)
+        columns.append(sums)
+    return th.cat(columns, dim=2)
+
+
+def _segment_sums(step_weights: th.Tensor, per_step: th.Tensor, bounds: list[int]) -> th.Tensor:
+    """
+    :param step_weights: (K, T) weights
+    :param per_step: (T, D) per-step vectors
+    :param bounds: Episode boundaries [0, end_0, end_1, ...]
+    :return: (K, n_episodes, D) weighted sums over each episode's steps
+    """
+    return th.stack([step_weights[:, start:stop] @ per_step[start:stop] for start, stop in itertools.pairwise(bounds)], 1)
+
+
+def optimal_baseline(x: th.Tensor, y: th.Tensor, leave_one_out: bool = True) -> th.Tensor:
+    """
+    Variance-minimising constant baseline per parameter component, ``b*_k = E[X_k Y_k] / E[Y_k^2]``
+    (``shared/spec/algorithms.md`` section 1), estimated from the batch.
+
+    X_i is episode i's un-baselined gradient term and Y_i the sum of the (weighted) score vectors that the
+    baseline multiplies, so that episode i's baselined term is ``X_i - b * Y_i``. For full returns this is
+    the classic ``E[g_k^2 R] / E[g_k^2]``.
+
+    :param x: Per-episode un-baselined gradient terms, (n_episodes, n_params)
+    :param y: Per-episode score sums, (n_episodes, n_params)
+    :param leave_one_out: Estimate episode i's baseline from the other episodes only, so that it does not
+        depend on episode i and the estimator stays exactly unbiased; otherwise one baseline from the whole
+        batch (biased by O(1/N), like the batch-mean baseline)
+    :return: Per-episode baselines, (n_episodes, n_params) (rows identical without leave-one-out)
+    """
+    xy = x * y
+    yy = y * y
+    numerator = xy.sum(0, keepdim=True)
+    denominator = yy.sum(0, keepdim=True)
+    if leave_one_out:
+        numerator = numerator - xy
+        denominator = denominator - yy
+    else:
+        numerator, denominator = numerator.expand_as(x), denominator.expand_as(x)
+    # A component whose score is zero on every other episode gets no baseline (0/0).
+    safe = denominator > 1e-12
+    return th.where(safe, numerator / th.where(safe, denominator, th.ones_like(denominator)), th.zeros_like(numerator))
