@@ -61,10 +61,10 @@ def test_train_then_enjoy(tmp_path: Path) -> None:
     assert "Mean reward" in enjoy.stdout
 
 
-@pytest.mark.parametrize("env_id", packaged_envs("reinforce"))
-def test_packaged_hyperparams_train(env_id: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    main(["train", "--algo", "reinforce", "--env", env_id, "-n", "1000", "-f", str(tmp_path), "--eval-freq", "-1"])
-    run_dir = tmp_path / "reinforce" / f"{env_id}_1"
+@pytest.mark.parametrize(("algo", "env_id"), [(algo, env_id) for algo in ZOO_ALGORITHMS for env_id in packaged_envs(algo)])
+def test_packaged_hyperparams_train(algo: str, env_id: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    main(["train", "--algo", algo, "--env", env_id, "-n", "1000", "-f", str(tmp_path), "--eval-freq", "-1"])
+    run_dir = tmp_path / algo / f"{env_id}_1"
     assert (run_dir / f"{env_id}.zip").exists()
     assert f"Saved model: {run_dir / env_id}.zip" in capsys.readouterr().out
 
@@ -126,7 +126,7 @@ def test_unknown_algorithm_and_script(capsys: pytest.CaptureFixture[str]) -> Non
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert "unknown algorithm 'reinforcee'" in err
-    assert "sb3-pgnotes algorithms: reinforce;" in err
+    assert f"sb3-pgnotes algorithms: {', '.join(ZOO_ALGORITHMS)};" in err
     assert "ppo" in err
 
     with pytest.raises(SystemExit, match=r"unknown script 'trian'.*train, enjoy"):
@@ -178,11 +178,15 @@ def test_reinforce_sampler(baseline: str) -> None:
     assert model.policy.mlp_extractor.policy_net[0].out_features == 64
 
 
-def test_reinforce_sampler_with_optuna() -> None:
+@pytest.mark.parametrize("algo", list(ZOO_ALGORITHMS))
+def test_sampler_with_optuna(algo: str) -> None:
+    entry = ZOO_ALGORITHMS[algo]
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
     for _ in range(3):
         trial = study.ask()
-        Reinforce("MlpPolicy", "CartPole-v1", **ZOO_ALGORITHMS["reinforce"].sampler(trial, 2, 1, {}))
+        kwargs = entry.sampler(trial, 1, 1, {})
+        assert entry.converter(trial.params) == kwargs
+        entry.algo_class("MlpPolicy", "CartPole-v1", **kwargs)
         study.tell(trial, 0.0)
 
 
@@ -203,7 +207,10 @@ def test_every_package_is_listed() -> None:
     """``pyproject.toml`` lists the packages by hand (for the hyperparameter folder): none may be missing."""
     setuptools = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
     on_disk = {".".join(init.parent.relative_to(REPO_ROOT).parts) for init in (REPO_ROOT / "sb3_pgnotes").rglob("__init__.py")}
-    assert on_disk | set(setuptools["package-dir"]) == set(setuptools["packages"])
+    expected, listed = on_disk | set(setuptools["package-dir"]), set(setuptools["packages"])
+    assert expected == listed, (
+        f"[tool.setuptools] packages: add {sorted(expected - listed)}, remove {sorted(listed - expected)}"
+    )
 
 
 def test_example_script(tmp_path: Path) -> None:
