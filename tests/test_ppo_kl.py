@@ -4,6 +4,7 @@ import copy
 from pathlib import Path
 
 import numpy as np
+import optuna
 import pytest
 import torch as th
 from envs import CountingEnv
@@ -20,6 +21,7 @@ from torch.nn import functional as F
 
 from sb3_pgnotes import PPOKL
 from sb3_pgnotes.common.kl import adapt_kl_beta, analytic_kl, sample_kl
+from sb3_pgnotes.zoo import ZOO_ALGORITHMS
 
 
 def categorical_kl(p: np.ndarray, q: np.ndarray) -> np.ndarray:
@@ -262,3 +264,32 @@ def test_logs_kl_beta_and_ppo_keys(env_id: str, beta: float, tmp_path: Path) -> 
     last = dict(zip(header, lines[-1].split(","), strict=True))
     assert float(last["train/kl_beta"]) == beta
     assert float(last["train/kl"]) > 0
+
+
+@pytest.mark.parametrize("beta_mode", ["fixed", "adaptive"])
+def test_sampler(beta_mode: str) -> None:
+    raw = {
+        "learning_rate": 1e-3,
+        "n_steps_pow": 6,
+        "batch_size_pow": 5,
+        "n_epochs": 5,
+        "one_minus_gamma": 0.01,
+        "one_minus_gae_lambda": 0.05,
+        "ent_coef": 1e-3,
+        "max_grad_norm": 0.5,
+        "beta_mode": beta_mode,
+        "beta": 3.0,
+        "kl_target": 0.02,
+        "net_arch": "small",
+        "activation_fn": "tanh",
+    }
+    trial = optuna.trial.FixedTrial(raw)
+    entry = ZOO_ALGORITHMS["ppo_kl"]
+    kwargs = entry.sampler(trial, 1, 1, {})
+    assert (kwargs["n_steps"], kwargs["batch_size"]) == (64, 32)
+    assert kwargs["gamma"] == pytest.approx(0.99) and kwargs["gae_lambda"] == pytest.approx(0.95)
+    assert ("kl_target" in kwargs) == (beta_mode == "adaptive")
+    # rl-zoo3 rebuilds the kwargs of a stored trial from its raw parameters (--trial-id)
+    assert entry.converter(trial.params) == kwargs
+    model = PPOKL("MlpPolicy", "Pendulum-v1", **kwargs)
+    assert (model.beta_mode, model.beta) == (beta_mode, 3.0)

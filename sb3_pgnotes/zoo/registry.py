@@ -15,8 +15,13 @@ from rl_zoo3.hyperparams_opt import HYPERPARAMS_CONVERTER, HYPERPARAMS_SAMPLER
 from rl_zoo3.utils import ALGOS
 from stable_baselines3.common.base_class import BaseAlgorithm
 
-from sb3_pgnotes import Reinforce
-from sb3_pgnotes.zoo.samplers import convert_reinforce_params, sample_reinforce_params
+from sb3_pgnotes import PPOKL, Reinforce
+from sb3_pgnotes.zoo.samplers import (
+    convert_ppo_kl_params,
+    convert_reinforce_params,
+    sample_ppo_kl_params,
+    sample_reinforce_params,
+)
 
 #: rl-zoo3's sampler signature: ``(trial, n_actions, n_envs, additional_args) -> constructor kwargs``.
 Sampler = Callable[[BaseTrial, int, int, dict[str, Any]], dict[str, Any]]
@@ -44,6 +49,7 @@ class ZooAlgorithm:
 #: sb3-pgnotes algorithms by their zoo name (the ``--algo`` value).
 ZOO_ALGORITHMS: dict[str, ZooAlgorithm] = {
     "reinforce": ZooAlgorithm(Reinforce, sample_reinforce_params, convert_reinforce_params, "reinforce.yml"),
+    "ppo_kl": ZooAlgorithm(PPOKL, sample_ppo_kl_params, convert_ppo_kl_params, "ppo_kl.yml"),
 }
 
 

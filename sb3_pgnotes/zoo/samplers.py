@@ -67,3 +67,58 @@ def sample_reinforce_params(trial: BaseTrial, n_actions: int, n_envs: int, addit
         params["critic_learning_rate"] = trial.suggest_float("critic_learning_rate", 1e-4, 1e-2, log=True)
         params["n_critic_updates"] = trial.suggest_int("n_critic_updates", 1, 20)
     return convert_reinforce_params(params)
+
+
+def convert_ppo_kl_params(sampled_params: dict[str, Any]) -> dict[str, Any]:
+    """
+    Turn the raw values of :func:`sample_ppo_kl_params` into ``PPOKL`` keyword arguments.
+
+    ``one_minus_gamma`` and ``one_minus_gae_lambda`` become ``gamma`` and ``gae_lambda``; ``n_steps_pow`` and
+    ``batch_size_pow`` become the powers of two ``n_steps`` and ``batch_size``; ``net_arch`` and ``activation_fn``
+    names become ``policy_kwargs``. Every other value is passed through unchanged.
+
+    :param sampled_params: the trial's parameters, as suggested by the sampler
+    :return: keyword arguments for the ``PPOKL`` constructor
+    """
+    hyperparams = dict(sampled_params)
+    hyperparams["gamma"] = 1.0 - hyperparams.pop("one_minus_gamma")
+    hyperparams["gae_lambda"] = 1.0 - hyperparams.pop("one_minus_gae_lambda")
+    hyperparams["n_steps"] = 2 ** hyperparams.pop("n_steps_pow")
+    hyperparams["batch_size"] = 2 ** hyperparams.pop("batch_size_pow")
+    hyperparams["policy_kwargs"] = {
+        "net_arch": NET_ARCHS[hyperparams.pop("net_arch")],
+        "activation_fn": ACTIVATIONS[hyperparams.pop("activation_fn")],
+    }
+    return hyperparams
+
+
+def sample_ppo_kl_params(trial: BaseTrial, n_actions: int, n_envs: int, additional_args: dict[str, Any]) -> dict[str, Any]:
+    """
+    Sample ``PPOKL`` hyperparameters (ranges as rl-zoo3's PPO sampler, the KL penalty instead of the clip range).
+
+    The KL target is only sampled when the trial picks the adaptive beta, the only case where it has an effect;
+    beta is then the initial coefficient.
+
+    :param trial: the Optuna trial (or a ``FixedTrial``)
+    :param n_actions: size of the action space (unused by on-policy samplers, part of rl-zoo3's signature)
+    :param n_envs: number of training environments (unused, part of rl-zoo3's signature)
+    :param additional_args: extra information from rl-zoo3 (unused, part of its signature)
+    :return: keyword arguments for the ``PPOKL`` constructor
+    """
+    params: dict[str, Any] = {
+        "learning_rate": trial.suggest_float("learning_rate", 1e-5, 2e-3, log=True),
+        "n_steps_pow": trial.suggest_int("n_steps_pow", 5, 12),
+        "batch_size_pow": trial.suggest_int("batch_size_pow", 5, 10),
+        "n_epochs": trial.suggest_categorical("n_epochs", [1, 5, 10, 20]),
+        "one_minus_gamma": trial.suggest_float("one_minus_gamma", 1e-4, 0.03, log=True),
+        "one_minus_gae_lambda": trial.suggest_float("one_minus_gae_lambda", 1e-4, 0.1, log=True),
+        "ent_coef": trial.suggest_float("ent_coef", 1e-8, 0.1, log=True),
+        "max_grad_norm": trial.suggest_float("max_grad_norm", 0.3, 2.0),
+        "beta_mode": trial.suggest_categorical("beta_mode", ["fixed", "adaptive"]),
+        "beta": trial.suggest_float("beta", 0.1, 30.0, log=True),
+        "net_arch": trial.suggest_categorical("net_arch", list(NET_ARCHS)),
+        "activation_fn": trial.suggest_categorical("activation_fn", list(ACTIVATIONS)),
+    }
+    if params["beta_mode"] == "adaptive":
+        params["kl_target"] = trial.suggest_float("kl_target", 1e-3, 0.05, log=True)
+    return convert_ppo_kl_params(params)
