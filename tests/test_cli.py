@@ -6,15 +6,18 @@ import tomllib
 from contextlib import ExitStack
 from pathlib import Path
 
+import gymnasium as gym
 import optuna
 import pytest
 import yaml
 from rl_zoo3.hyperparams_opt import HYPERPARAMS_CONVERTER, HYPERPARAMS_SAMPLER
 from rl_zoo3.utils import ALGOS
+from stable_baselines3.common.monitor import Monitor
 
 from sb3_pgnotes import Reinforce
 from sb3_pgnotes.zoo import ZOO_ALGORITHMS, hyperparams_path, register_algorithms
 from sb3_pgnotes.zoo.cli import main, rewrite_command, script_arguments
+from sb3_pgnotes.zoo.plotting import plot_learning_curve
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -225,3 +228,20 @@ def test_example_script(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "reinforce_CartPole-v1.zip").exists()
     assert "reloaded: baseline='value'" in done.stdout
+
+
+@pytest.mark.parametrize("n_episodes", [0, 60])
+def test_plot_learning_curve(n_episodes: int, tmp_path: Path) -> None:
+    env = Monitor(gym.make("CartPole-v1"), filename=str(tmp_path / "0"))
+    env.reset(seed=0)
+    env.action_space.seed(0)
+    for _ in range(n_episodes):
+        done = False
+        while not done:
+            _, _, terminated, truncated, _ = env.step(env.action_space.sample())
+            done = terminated or truncated
+        env.reset()
+    env.close()
+    png = tmp_path / "curve.png"
+    assert plot_learning_curve(str(tmp_path), str(png), title="random policy") == (n_episodes > 0)
+    assert png.exists() == (n_episodes > 0)
