@@ -4,12 +4,16 @@ from typing import Any
 
 import pytest
 
-from sb3_pgnotes import PPOKL, Reinforce
+from sb3_pgnotes import PPOKL, NStepAC, Reinforce
 
 # (class, small constructor kwargs that keep a test run short)
 ALGORITHMS = [
     pytest.param(Reinforce, {"n_episodes": 2}, id="reinforce"),
     pytest.param(PPOKL, {"n_steps": 16, "batch_size": 8, "n_epochs": 2}, id="ppo_kl"),
+    pytest.param(NStepAC, {"n_steps": 8, "target_n": 3}, id="nstep_ac"),
+    pytest.param(
+        NStepAC, {"mode": "online", "critic_target": "td", "n_grad_steps_per_target_update": 1}, id="nstep_ac-online"
+    ),
 ]
 
 # Invalid constructor arguments, per algorithm: (kwargs, text the error message must contain).
@@ -48,4 +52,33 @@ BAD_ARGUMENTS: list[Any] = [
     pytest.param(PPOKL, {"normalize_advantage": "yes"}, "normalize_advantage", id="ppo_kl-normalize_advantage"),
     pytest.param(PPOKL, {"vf_coef": -0.5}, "vf_coef", id="ppo_kl-vf_coef"),
     pytest.param(PPOKL, {"max_grad_norm": 0.0}, "max_grad_norm", id="ppo_kl-max_grad_norm"),
+    pytest.param(NStepAC, {"mode": "sync"}, "mode must be one of 'batch', 'online'", id="nstep_ac-mode"),
+    pytest.param(
+        NStepAC, {"critic_target": "gae"}, "critic_target must be one of 'mc', 'td', 'nstep'", id="nstep_ac-critic_target"
+    ),
+    pytest.param(NStepAC, {"target_n": 0}, "target_n", id="nstep_ac-target_n"),
+    pytest.param(NStepAC, {"n_steps": 0}, "n_steps", id="nstep_ac-n_steps"),
+    pytest.param(
+        NStepAC,
+        {"critic_target": "mc", "n_steps": 5},
+        "n_steps must be None with critic_target='mc'",
+        id="nstep_ac-mc-n_steps",
+    ),
+    pytest.param(
+        NStepAC, {"mode": "online", "critic_target": "nstep"}, "critic_target must be 'td'", id="nstep_ac-online-target"
+    ),
+    pytest.param(
+        NStepAC,
+        {"mode": "online", "critic_target": "td", "n_steps": 5},
+        "n_steps must be None or 1",
+        id="nstep_ac-online-n_steps",
+    ),
+    pytest.param(NStepAC, {"n_target_updates": 0}, "n_target_updates", id="nstep_ac-n_target_updates"),
+    pytest.param(
+        NStepAC, {"n_grad_steps_per_target_update": 1.5}, "n_grad_steps_per_target_update", id="nstep_ac-n_grad_steps"
+    ),
+    pytest.param(NStepAC, {"discount_option": 0}, "discount_option must be one of 1, 2", id="nstep_ac-discount_option"),
+    pytest.param(NStepAC, {"normalize_advantage": "yes"}, "normalize_advantage", id="nstep_ac-normalize_advantage"),
+    pytest.param(NStepAC, {"gamma": -0.1}, "gamma", id="nstep_ac-gamma"),
+    pytest.param(NStepAC, {"max_grad_norm": 0.0}, "max_grad_norm", id="nstep_ac-max_grad_norm"),
 ]
