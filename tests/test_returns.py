@@ -14,6 +14,7 @@ from sb3_pgnotes.common.returns import (
     episode_ids,
     episode_returns,
     full_returns,
+    gae_advantages,
     reward_to_go,
     time_indices,
 )
@@ -175,3 +176,16 @@ def test_callback_sees_every_env_step() -> None:
     callback = CountSteps()
     model.learn(20, callback=callback)
     assert callback.n_calls * env.num_envs == model.num_timesteps
+
+
+def test_gae_advantages() -> None:
+    values = np.array([1.0, 2.0, 3.0, 4.0, 5.0])
+    # gamma 0.5, no bootstrap: TD errors ep 0: 1 + 1 - 1 = 1, 2 + 1.5 - 2 = 1.5, 3 - 3 = 0; ep 1: 4 + 2.5 - 4 = 2.5, 0.
+    deltas = [1.0, 1.5, 0.0, 2.5, 0.0]
+    np.testing.assert_allclose(gae_advantages(REWARDS, values, LENGTHS, 0.5, 0.0), deltas)
+    # lambda 1: Monte Carlo return minus the value.
+    np.testing.assert_allclose(
+        gae_advantages(REWARDS, values, LENGTHS, 0.5, 1.0), reward_to_go(REWARDS, LENGTHS, 0.5) - values
+    )
+    # lambda 0.5: (gamma lambda) = 0.25-discounted sum of the TD errors.
+    np.testing.assert_allclose(gae_advantages(REWARDS, values, LENGTHS, 0.5, 0.5), [1.375, 1.5, 0.0, 2.5, 0.0])

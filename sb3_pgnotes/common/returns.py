@@ -207,3 +207,27 @@ def td_targets(
     :return: Flat per-step targets, float64
     """
     return nstep_returns(rewards, values, episode_lengths, gamma, 1, bootstrap_values)
+
+
+def gae_advantages(
+    rewards: np.ndarray,
+    values: np.ndarray,
+    episode_lengths: np.ndarray,
+    gamma: float,
+    gae_lambda: float,
+    bootstrap_values: np.ndarray | None = None,
+) -> np.ndarray:
+    """
+    Generalised advantage estimation (``shared/spec/algorithms.md`` section 4): the ``(gamma lambda)``-discounted
+    reward-to-go of the TD errors ``delta_t = r_t + gamma V(s_{t+1}) - V(s_t)``.
+
+    :param rewards: Flat per-step rewards, segment after segment
+    :param values: Flat per-step values ``V(s_t)``
+    :param episode_lengths: Number of steps of each segment
+    :param gamma: Discount factor
+    :param gae_lambda: lambda: 0 gives the TD error, 1 the Monte Carlo return minus ``V(s_t)``
+    :param bootstrap_values: Per-segment ``V(s_T)`` after the last step; ``None`` means 0
+    :return: Flat per-step advantages, float64
+    """
+    deltas = td_targets(rewards, values, episode_lengths, gamma, bootstrap_values) - np.asarray(values, dtype=np.float64)
+    return reward_to_go(deltas, episode_lengths, gamma * gae_lambda)

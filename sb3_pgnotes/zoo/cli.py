@@ -25,6 +25,7 @@ from rl_zoo3.exp_manager import ExperimentManager
 from rl_zoo3.plots import all_plots, plot_from_file, plot_train
 from rl_zoo3.utils import ALGOS
 
+from sb3_pgnotes.diagnostics.cli import main as variance
 from sb3_pgnotes.zoo.plotting import plot_learning_curve
 from sb3_pgnotes.zoo.registry import ZOO_ALGORITHMS, hyperparams_path, register_algorithms
 
@@ -135,6 +136,8 @@ SCRIPTS: dict[str, Callable[[], None]] = {
     "record_video": _run_module("rl_zoo3.record_video"),
     "record_training": record_training,
     "benchmark": _run_module("rl_zoo3.benchmark"),
+    # Ours, not the zoo's: compare the variance of policy-gradient estimators on one policy.
+    "variance": variance,
 }
 
 USAGE = f"""usage: {PROG} SCRIPT [ARGS ...]

@@ -1,0 +1,68 @@
+"""``python -m sb3_pgnotes variance``: compare the variance of policy-gradient estimators on one policy."""
+
+import argparse
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch as th
+from gymnasium import spaces
+from rich.console import Console
+from rl_zoo3.utils import ALGOS
+from stable_baselines3.common.env_util import make_vec_env
+
+from sb3_pgnotes.diagnostics.report import plot_variance, variance_markdown, variance_table
+from sb3_pgnotes.diagnostics.variance import VARIANTS, gradient_variance
+from sb3_pgnotes.reinforce import Reinforce
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="sb3-pgnotes variance", description=__doc__)
+    parser.add_argument("--env", default="CartPole-v1", help="environment id")
+    parser.add_argument("--model", help="saved model (.zip) whose policy is measured; default: a fresh Reinforce policy")
+    parser.add_argument("--algo", default="reinforce", help="algorithm of --model (zoo name, e.g. reinforce, ppo, a2c)")
+    parser.add_argument("--batches", type=int, default=20, help="M, the number of independent batches")
+    parser.add_argument("--episodes", type=int, default=10, help="episodes per batch")
+    parser.add_argument("--reference-episodes", type=int, default=200, help="episodes of the reference gradient's batch")
+    parser.add_argument("--gamma", type=float, help="discount of the returns (default: the model's)")
+    parser.add_argument("--gae-lambda", type=float, default=0.95, help="lambda of the gae variant")
+    parser.add_argument("--variants", nargs="+", choices=VARIANTS, help="variants to compare (default: all)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--output-dir", default="logs/variance", help="folder of the PNG plot and markdown table")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Run the measurement, print the table and write the plot and the markdown table."""
+    args = parse_args(argv)
+    th.set_num_threads(1)
+    env = make_vec_env(args.env, n_envs=1, seed=args.seed)
+    if args.model:
+        from sb3_pgnotes.zoo.registry import register_algorithms
+
+        register_algorithms()
+        if args.algo not in ALGOS:
+            raise SystemExit(f"--algo must be one of {', '.join(sorted(ALGOS))}; got {args.algo!r}")
+        model = ALGOS[args.algo].load(args.model, device="cpu")
+    else:
+        policy = "MultiInputPolicy" if isinstance(env.observation_space, spaces.Dict) else "MlpPolicy"
+        model = Reinforce(policy, env, seed=args.seed, device="cpu")
+    gamma = args.gamma if args.gamma is not None else float(model.gamma)  # type: ignore[attr-defined]
+    variants = tuple(args.variants) if args.variants else VARIANTS
+    stats = gradient_variance(
+        model.policy,  # type: ignore[arg-type]
+        env,
+        gamma=gamma,
+        n_batches=args.batches,
+        n_episodes=args.episodes,
+        reference_episodes=args.reference_episodes,
+        variants=variants,
+        gae_lambda=args.gae_lambda,
+        seed=args.seed,
+    )
+    title = f"{args.env}, {args.model or 'initial policy'}: {args.batches} batches of {args.episodes} episodes"
+    Console().print(variance_table(stats, title=title))
+    output = Path(args.output_dir)
+    output.mkdir(parents=True, exist_ok=True)
+    plot_variance(stats, output / "variance.png", title=title)
+    (output / "variance.md").write_text(f"{title}\n\n{variance_markdown(stats)}", encoding="utf-8")
+    print(f"Plot: {output / 'variance.png'}\nTable: {output / 'variance.md'}")

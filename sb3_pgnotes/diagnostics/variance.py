@@ -1,0 +1,187 @@
+"""
+Gradient-variance diagnostics: how much each policy-gradient estimator "shakes" (notes 2.6-2.7).
+
+On one fixed policy snapshot, M independent batches of whole episodes are drawn and every estimator variant
+computes its gradient on each batch. Because the snapshot does not change, the spread of the M estimates is
+the estimator's own variance, and their mean is its expectation (the same for every unbiased variant).
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch as th
+from stable_baselines3.common.policies import ActorCriticPolicy
+from stable_baselines3.common.utils import obs_as_tensor
+from stable_baselines3.common.vec_env import VecEnv
+
+from sb3_pgnotes.common.buffers import EpisodeBatch
+from sb3_pgnotes.common.gradients import optimal_baseline, per_episode_score_sums
+from sb3_pgnotes.common.policies import actions_to_tensor, split_actor_critic_parameters
+from sb3_pgnotes.common.returns import batch_mean_baseline, full_returns, gae_advantages, reward_to_go
+from sb3_pgnotes.reinforce import Reinforce
+
+#: Estimator variants, from the plain estimator to the lowest-variance ones. Those after ``rtg_optimal``
+#: need a learned value function.
+VARIANTS = ("full_return", "reward_to_go", "rtg_mean", "rtg_optimal", "rtg_value", "gae")
+VALUE_VARIANTS = ("rtg_value", "gae")
+
+
+@dataclass
+class VarianceStats:
+    """
+    Statistics of one estimator over M batches drawn from the same policy.
+
+    :param variant: Name of the estimator
+    :param mean_gradient: Mean of the M gradient estimates
+    :param total_variance: Trace of the covariance of one batch's estimate (sum of per-component variances)
+    :param snr: Signal-to-noise ratio ``||mean||^2 / total_variance``
+    :param cosine_to_reference: Cosine between the mean estimate and a large-batch reference gradient
+    """
+
+    variant: str
+    mean_gradient: np.ndarray
+    total_variance: float
+    snr: float
+    cosine_to_reference: float
+
+
+def estimator_gradients(
+    policy: ActorCriticPolicy,
+    batch: EpisodeBatch,
+    gamma: float,
+    variants: tuple[str, ...] = VARIANTS,
+    gae_lambda: float = 0.95,
+) -> dict[str, th.Tensor]:
+    """
+    The policy-gradient estimate ``1/N sum_i sum_t A_t grad log pi(a_t|s_t)`` of each variant on one batch.
+
+    All variants share one pass over the per-episode score sums. Discount option 1 throughout (``gamma`` inside
+    the returns); time-limit-truncated episodes are bootstrapped with the critic for the value-based variants.
+
+    :param policy: The policy (its value head serves the value-based variants)
+    :param batch: Whole episodes drawn from ``policy``
+    :param gamma: Discount factor
+    :param variants: Which of :data:`VARIANTS` to compute
+    :param gae_lambda: lambda of the ``gae`` variant
+    :return: Flat gradient over the actor's parameters, per variant
+    """
+    unknown = set(variants) - set(VARIANTS)
+    if unknown:
+        raise ValueError(f"Unknown variants {sorted(unknown)}; allowed: {', '.join(VARIANTS)}")
+    device = policy.device
+    observations = obs_as_tensor(batch.observations, device)  # type: ignore[arg-type]
+    actions = actions_to_tensor(batch.actions, policy.action_space, device)
+    lengths = batch.episode_lengths
+    rtg = reward_to_go(batch.rewards, lengths, gamma)
+    weightings = {
+        "full_return": full_returns(batch.rewards, lengths, gamma),
+        "reward_to_go": rtg,
+        "rtg_mean": rtg - batch_mean_baseline(rtg, lengths, per_episode=False),
+        "score": np.ones_like(rtg),
+    }
+    if set(variants) & set(VALUE_VARIANTS):
+        with th.no_grad():
+            values = policy.predict_values(observations).flatten().cpu().numpy().astype(np.float64)
+            bootstrap = np.zeros(batch.n_episodes)
+            for idx in np.flatnonzero(batch.truncated):
+                terminal = policy.obs_to_tensor(batch.terminal_observations[idx])[0]  # type: ignore[arg-type]
+                bootstrap[idx] = policy.predict_values(terminal).item()
+        weightings["rtg_value"] = reward_to_go(batch.rewards, lengths, gamma, bootstrap) - values
+        weightings["gae"] = gae_advantages(batch.rewards, values, lengths, gamma, gae_lambda, bootstrap)
+    names = list(weightings)
+    actor_params, _ = split_actor_critic_parameters(policy)
+    sums = per_episode_score_sums(
+        policy,
+        actor_params,
+        observations,
+        actions,
+        lengths,
+        th.as_tensor(np.stack([weightings[name] for name in names]), dtype=th.float32, device=device),
+    )
+    per_episode = dict(zip(names, sums, strict=True))
+    estimates = {}
+    for variant in variants:
+        if variant == "rtg_optimal":
+            x, y = per_episode["reward_to_go"], per_episode["score"]
+            estimates[variant] = (x - optimal_baseline(x, y, leave_one_out=True) * y).mean(0)
+        else:
+            estimates[variant] = per_episode[variant].mean(0)
+    return estimates
+
+
+class EpisodeSampler:
+    """
+    Draws batches of whole episodes from a fixed policy, with the foundation's episodic collection.
+
+    :param policy: The policy snapshot (an SB3 ``ActorCriticPolicy``; it is not changed)
+    :param env: The environment to sample in
+    :param seed: Seed of the action sampling and the env
+    """
+
+    def __init__(self, policy: ActorCriticPolicy, env: VecEnv, seed: int | None = None) -> None:
+        self._collector = Reinforce(type(policy), env, n_episodes=1, baseline="none", seed=seed, device=policy.device)
+        self._collector.policy = policy
+        _, self._callback = self._collector._setup_learn(total_timesteps=1)
+
+    def sample(self, n_episodes: int) -> EpisodeBatch:
+        """
+        :param n_episodes: Number of whole episodes
+        :return: The episodes
+        """
+        self._collector.n_episodes = n_episodes
+        assert self._collector.env is not None
+        self._collector.collect_episodes(self._collector.env, self._callback)
+        assert self._collector.episode_batch is not None
+        return self._collector.episode_batch
+
+
+def gradient_variance(
+    policy: ActorCriticPolicy,
+    env: VecEnv,
+    gamma: float,
+    n_batches: int = 20,
+    n_episodes: int = 10,
+    reference_episodes: int = 200,
+    variants: tuple[str, ...] | None = None,
+    gae_lambda: float = 0.95,
+    seed: int | None = None,
+) -> list[VarianceStats]:
+    """
+    Measure the variance of each estimator variant on one policy snapshot.
+
+    :param policy: The policy snapshot
+    :param env: Environment to draw episodes from
+    :param gamma: Discount factor of the returns
+    :param n_batches: M, the number of independent batches
+    :param n_episodes: Episodes per batch (the estimators' N)
+    :param reference_episodes: Episodes of the large batch whose reward-to-go + optimal-baseline estimate is the
+        reference gradient (0: no reference, the cosine is NaN)
+    :param variants: Variants to compare; default: all of :data:`VARIANTS`
+    :param gae_lambda: lambda of the ``gae`` variant
+    :param seed: Seed of the sampling
+    :return: One :class:`VarianceStats` per variant
+    """
+    if n_batches < 2:
+        raise ValueError(f"n_batches must be >= 2 to measure a variance, got {n_batches}")
+    variants = VARIANTS if variants is None else variants
+    sampler = EpisodeSampler(policy, env, seed)
+    policy.set_training_mode(False)
+    estimates: dict[str, list[th.Tensor]] = {variant: [] for variant in variants}
+    for _ in range(n_batches):
+        for variant, gradient in estimator_gradients(policy, sampler.sample(n_episodes), gamma, variants, gae_lambda).items():
+            estimates[variant].append(gradient)
+    reference_gradient = None
+    if reference_episodes > 0:
+        reference_batch = sampler.sample(reference_episodes)
+        reference_gradient = estimator_gradients(policy, reference_batch, gamma, ("rtg_optimal",))["rtg_optimal"]
+    stats = []
+    for variant in variants:
+        stacked = th.stack(estimates[variant]).double()
+        mean = stacked.mean(0)
+        total_variance = float(stacked.var(0, unbiased=True).sum())
+        cosine = float("nan")
+        if reference_gradient is not None:
+            cosine = float(th.nn.functional.cosine_similarity(mean, reference_gradient.double(), dim=0))
+        snr = float(mean.square().sum()) / total_variance if total_variance > 0 else float("inf")
+        stats.append(VarianceStats(variant, mean.numpy(), total_variance, snr, cosine))
+    return stats

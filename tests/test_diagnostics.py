@@ -1,0 +1,125 @@
+"""Gradient-variance diagnostics: the notes' variance ordering on the tabular MDP, the command and the callback."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch as th
+from stable_baselines3 import A2C, PPO
+from stable_baselines3.common.logger import configure
+from tabular import sample_episodes
+from test_gradients import exact_direction, make_model, matches, policy_probs, reinforce
+
+from sb3_pgnotes import Reinforce
+from sb3_pgnotes.diagnostics import GradientVarianceCallback, estimator_gradients, estimator_in_use, gradient_variance
+from sb3_pgnotes.diagnostics.cli import main
+
+ORDERED = ("full_return", "reward_to_go", "rtg_mean", "rtg_optimal")
+
+
+def tabular_estimates(reward_shift: float) -> tuple[dict[str, th.Tensor], th.Tensor]:
+    """
+    :param reward_shift: Constant added to every reward of the sampled episodes
+    :return: 300 estimates of 50 episodes each per variant, stacked, and the exact gradient (unshifted MDP)
+    """
+    model = make_model(reinforce(1.0))
+    probs = policy_probs(model)
+    rng = np.random.default_rng(0)
+    estimates: dict[str, list[th.Tensor]] = {variant: [] for variant in ORDERED}
+    for _ in range(300):
+        batch = sample_episodes(probs, 50, rng)
+        batch.rewards = batch.rewards + np.float32(reward_shift)
+        for variant, gradient in estimator_gradients(model.policy, batch, 1.0, ORDERED).items():
+            estimates[variant].append(gradient.double())
+    return {variant: th.stack(grads) for variant, grads in estimates.items()}, exact_direction(model, 1.0)
+
+
+def test_every_variant_is_unbiased_on_tabular_mdp() -> None:
+    estimates, exact = tabular_estimates(reward_shift=0.0)
+    for variant, stacked in estimates.items():
+        ok, message = matches(stacked.mean(0), exact)
+        assert ok, f"{variant}: {message}"
+
+
+def test_variance_ordering_on_tabular_mdp() -> None:
+    # Positive rewards (shifted by +2 per step, as in CartPole) are where baselines matter most.
+    estimates, _ = tabular_estimates(reward_shift=2.0)
+    variance = {variant: float(stacked.var(0).sum()) for variant, stacked in estimates.items()}
+    # The notes' claim, with a margin: each step removes a sizeable share of the variance.
+    assert variance["full_return"] > 1.5 * variance["reward_to_go"], variance
+    assert variance["reward_to_go"] > 1.5 * variance["rtg_mean"], variance
+    assert variance["rtg_mean"] >= variance["rtg_optimal"], variance
+
+
+def test_value_variants_need_the_critic_and_match_reinforce_update() -> None:
+    # The rtg_value estimate equals the update of Reinforce(baseline="value") on the same batch.
+    model = make_model(reinforce(1.0, reward_to_go=True, baseline="value"))
+    batch = sample_episodes(policy_probs(model), 200, np.random.default_rng(1))
+    estimate = estimator_gradients(model.policy, batch, 1.0, ("rtg_value",))["rtg_value"].double()
+    from test_gradients import estimated_gradient
+
+    th.testing.assert_close(estimate, estimated_gradient(model, batch), rtol=1e-4, atol=1e-5)
+
+
+def test_unknown_variant_is_refused() -> None:
+    model = make_model(reinforce(1.0))
+    batch = sample_episodes(policy_probs(model), 2, np.random.default_rng(0))
+    with pytest.raises(ValueError, match="Unknown variants"):
+        estimator_gradients(model.policy, batch, 1.0, ("rtg_median",))
+
+
+def test_gradient_variance_on_cartpole() -> None:
+    model = Reinforce("MlpPolicy", "CartPole-v1", seed=0)
+    stats = gradient_variance(model.policy, model.get_env(), 0.99, n_batches=3, n_episodes=2, reference_episodes=4, seed=0)  # type: ignore[arg-type]
+    assert [entry.variant for entry in stats] == ["full_return", "reward_to_go", "rtg_mean", "rtg_optimal", "rtg_value", "gae"]
+    for entry in stats:
+        assert entry.total_variance > 0 and np.isfinite(entry.snr) and -1 <= entry.cosine_to_reference <= 1
+
+
+def test_variance_command_writes_table_and_plot(tmp_path: Path) -> None:
+    model = PPO("MlpPolicy", "CartPole-v1", n_steps=64, batch_size=64, seed=0).learn(64)
+    model.save(tmp_path / "ppo")
+    main(
+        [
+            "--model",
+            str(tmp_path / "ppo.zip"),
+            "--algo",
+            "ppo",
+            "--batches",
+            "2",
+            "--episodes",
+            "2",
+            "--reference-episodes",
+            "2",
+            "--output-dir",
+            str(tmp_path / "out"),
+        ]
+    )
+    assert (tmp_path / "out" / "variance.png").stat().st_size > 0
+    table = (tmp_path / "out" / "variance.md").read_text()
+    assert "| rtg_optimal |" in table and "| gae |" in table
+
+
+@pytest.mark.parametrize(
+    ("make", "in_use"),
+    [
+        (lambda: Reinforce("MlpPolicy", "CartPole-v1", n_episodes=2, baseline="mean", seed=0), "rtg_mean"),
+        (lambda: A2C("MlpPolicy", "CartPole-v1", seed=0), "gae"),
+    ],
+)
+def test_callback_logs_variance_and_snr(make, in_use: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    model = make()
+    assert estimator_in_use(model) == in_use
+    model.set_logger(configure(str(tmp_path), ["csv"]))
+    callback = GradientVarianceCallback("CartPole-v1", check_freq=50, n_batches=2, n_episodes=2, variants=("reward_to_go",))
+    model.learn(200, callback=callback, log_interval=1)
+    header = (tmp_path / "progress.csv").read_text().splitlines()[0].split(",")
+    for key in ("train/grad_variance", "train/grad_snr", f"train/grad_variance/{in_use}", "train/grad_snr/reward_to_go"):
+        assert key in header
+
+
+def test_callback_rejects_bad_arguments() -> None:
+    with pytest.raises(ValueError, match="n_batches"):
+        GradientVarianceCallback("CartPole-v1", n_batches=1)
+    with pytest.raises(ValueError, match="variants"):
+        GradientVarianceCallback("CartPole-v1", variants=("rtg_median",))
