@@ -31,6 +31,8 @@ class AlgoSpec:
     :param hyperparams_file: rl-zoo3-format YAML keyed by env id; used when it exists and holds the env.
     :param default_kwargs: Hyperparameters (same format) for envs the YAML lacks.
     :param analogue: Registry name of the SB3 algorithm that the throughput mode compares this one against.
+    :param overrides: Hyperparameters applied on top of the YAML entry or the default kwargs (for variants of an
+        algorithm that differ in one option).
     """
 
     name: str
@@ -38,6 +40,7 @@ class AlgoSpec:
     hyperparams_file: Path | None = None
     default_kwargs: Mapping[str, Any] = field(default_factory=dict)
     analogue: str | None = None
+    overrides: Mapping[str, Any] = field(default_factory=dict)
 
     def load_class(self) -> type[BaseAlgorithm]:
         """:return: The algorithm class named by ``algo_class``."""
@@ -65,6 +68,19 @@ ALGOS: dict[str, AlgoSpec] = {
             },
             analogue="a2c",
         ),
+        # Reinforce's baselines compared on the YAML settings, without advantage standardisation (which would act as
+        # a batch-mean baseline of its own and which baseline="optimal" refuses).
+        *(
+            AlgoSpec(
+                f"reinforce_{baseline}",
+                "sb3_pgnotes:Reinforce",
+                REPO_HYPERPARAMS / "reinforce.yml",
+                overrides={"baseline": baseline, "normalize_advantage": False},
+            )
+            for baseline in ("none", "mean", "value", "optimal")
+        ),
+        # Envs missing from ppo_kl.yml use PPOKL's defaults (the PPO paper's MuJoCo settings, adaptive KL d_targ 0.01).
+        AlgoSpec("ppo_kl", "sb3_pgnotes:PPOKL", REPO_HYPERPARAMS / "ppo_kl.yml", analogue="ppo"),
     )
 }
 
@@ -149,5 +165,6 @@ def resolve(spec: AlgoSpec, env_id: str) -> RunConfig:
             table = yaml.safe_load(file) or {}
         if env_id in table:
             raw, source = table[env_id], spec.hyperparams_file.name
+    raw = {**raw, **spec.overrides}
     policy, n_envs, normalize_kwargs, model_kwargs = preprocess_hyperparams(raw)
     return RunConfig(spec.load_class(), policy, n_envs, normalize_kwargs, model_kwargs, source)
