@@ -6,4 +6,4 @@ from sb3_pgnotes.reinforce import Reinforce
 
 __version__ = (Path(__file__).parent / "version.txt").read_text(encoding="utf-8").strip()
 
-__all__ = ["NStepAC", "PPOKL", "Reinforce", "__version__"]
+__all__ = ["PPOKL", "NStepAC", "Reinforce", "__version__"]

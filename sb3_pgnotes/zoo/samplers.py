@@ -122,3 +122,53 @@ def sample_ppo_kl_params(trial: BaseTrial, n_actions: int, n_envs: int, addition
     if params["beta_mode"] == "adaptive":
         params["kl_target"] = trial.suggest_float("kl_target", 1e-3, 0.05, log=True)
     return convert_ppo_kl_params(params)
+
+
+def convert_nstep_ac_params(sampled_params: dict[str, Any]) -> dict[str, Any]:
+    """
+    Turn the raw values of :func:`sample_nstep_ac_params` into ``NStepAC`` keyword arguments.
+
+    ``one_minus_gamma`` becomes ``gamma``; ``net_arch`` and ``activation_fn`` names become ``policy_kwargs``.
+    Every other value is passed through unchanged.
+
+    :param sampled_params: the trial's parameters, as suggested by the sampler
+    :return: keyword arguments for the ``NStepAC`` constructor
+    """
+    return convert_reinforce_params(sampled_params)
+
+
+def sample_nstep_ac_params(trial: BaseTrial, n_actions: int, n_envs: int, additional_args: dict[str, Any]) -> dict[str, Any]:
+    """
+    Sample ``NStepAC`` hyperparameters in batch mode (online mode is batch mode with one step per env and the
+    TD target, and too slow to tune).
+
+    The rollout length and the n of the n-step target are only sampled for the targets that use them, the number
+    of episodes only for the Monte Carlo target.
+
+    :param trial: the Optuna trial (or a ``FixedTrial``)
+    :param n_actions: size of the action space (unused by on-policy samplers, part of rl-zoo3's signature)
+    :param n_envs: number of training environments (unused, part of rl-zoo3's signature)
+    :param additional_args: extra information from rl-zoo3 (unused, part of its signature)
+    :return: keyword arguments for the ``NStepAC`` constructor
+    """
+    params: dict[str, Any] = {
+        "learning_rate": trial.suggest_float("learning_rate", 1e-5, 3e-3, log=True),
+        "critic_learning_rate": trial.suggest_float("critic_learning_rate", 1e-5, 3e-3, log=True),
+        "critic_target": trial.suggest_categorical("critic_target", ["mc", "td", "nstep"]),
+        "one_minus_gamma": trial.suggest_float("one_minus_gamma", 1e-4, 0.1, log=True),
+        "n_target_updates": trial.suggest_int("n_target_updates", 1, 5),
+        "n_grad_steps_per_target_update": trial.suggest_int("n_grad_steps_per_target_update", 1, 10),
+        "discount_option": trial.suggest_categorical("discount_option", [1, 2]),
+        "normalize_advantage": trial.suggest_categorical("normalize_advantage", [True, False]),
+        "ent_coef": trial.suggest_float("ent_coef", 1e-8, 0.05, log=True),
+        "max_grad_norm": trial.suggest_float("max_grad_norm", 0.3, 5.0, log=True),
+        "net_arch": trial.suggest_categorical("net_arch", list(NET_ARCHS)),
+        "activation_fn": trial.suggest_categorical("activation_fn", list(ACTIVATIONS)),
+    }
+    if params["critic_target"] == "mc":
+        params["n_episodes"] = trial.suggest_categorical("n_episodes", [1, 2, 4, 8, 16])
+    else:
+        params["n_steps"] = trial.suggest_categorical("n_steps", [5, 8, 16, 32, 64])
+    if params["critic_target"] == "nstep":
+        params["target_n"] = trial.suggest_categorical("target_n", [2, 3, 5, 8, 16, 32])
+    return convert_nstep_ac_params(params)
