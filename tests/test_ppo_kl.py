@@ -9,6 +9,7 @@ import pytest
 import torch as th
 from envs import CountingEnv
 from gymnasium import spaces
+from stable_baselines3 import PPO
 from stable_baselines3.common.distributions import (
     BernoulliDistribution,
     CategoricalDistribution,
@@ -293,3 +294,12 @@ def test_sampler(beta_mode: str) -> None:
     assert entry.converter(trial.params) == kwargs
     model = PPOKL("MlpPolicy", "Pendulum-v1", **kwargs)
     assert (model.beta_mode, model.beta) == (beta_mode, 3.0)
+
+
+def test_seeded_initial_policy_matches_sb3_ppo() -> None:
+    """The frozen copy is built on a forked random stream: with one seed PPOKL and PPO start from the same policy."""
+    ppo = PPO("MlpPolicy", "Pendulum-v1", seed=3).policy.state_dict()
+    ppo_kl = PPOKL("MlpPolicy", "Pendulum-v1", seed=3).policy.state_dict()
+    assert ppo.keys() == ppo_kl.keys()
+    for name, param in ppo.items():
+        th.testing.assert_close(ppo_kl[name], param)

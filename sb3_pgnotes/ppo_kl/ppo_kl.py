@@ -197,14 +197,14 @@ class PPOKL(OnPolicyAlgorithm):
     def _setup_model(self) -> None:
         super()._setup_model()
         if self.kl_estimator == "analytic":
-            # The rollout policy, frozen: its distributions are the "old" side of the analytic KL.
-            self.old_policy = self.policy_class(  # type: ignore[assignment]
-                self.observation_space, self.action_space, self.lr_schedule, use_sde=self.use_sde, **self.policy_kwargs
-            )
-            assert self.old_policy is not None
-            self.old_policy = self.old_policy.to(self.device)
-            self.old_policy.set_training_mode(False)
-            self.old_policy.requires_grad_(False)
+            # The rollout policy, frozen: its distributions are the "old" side of the analytic KL. Built on a forked
+            # random stream, so that a seeded run's initial policy and actions match SB3's PPO.
+            with th.random.fork_rng(devices=[]):
+                old_policy: ActorCriticPolicy = self.policy_class(  # type: ignore[assignment]
+                    self.observation_space, self.action_space, self.lr_schedule, use_sde=self.use_sde, **self.policy_kwargs
+                )
+            old_policy.set_training_mode(False)
+            self.old_policy = old_policy.requires_grad_(False).to(self.device)
 
     def _excluded_save_params(self) -> list[str]:
         return [*super()._excluded_save_params(), "old_policy"]
