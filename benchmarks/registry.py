@@ -68,6 +68,27 @@ ALGOS: dict[str, AlgoSpec] = {
             },
             analogue="a2c",
         ),
+        AlgoSpec(
+            "nstep_ac",
+            "sb3_pgnotes:NStepAC",
+            REPO_HYPERPARAMS / "nstep_ac.yml",
+            default_kwargs={"n_envs": 8, "mode": "batch", "critic_target": "nstep", "n_steps": 5, "target_n": 5},
+            analogue="a2c",
+        ),
+        # The notes' online actor-critic: an update after every env step, the 8 workers forming the batch.
+        AlgoSpec(
+            "nstep_ac_online",
+            "sb3_pgnotes:NStepAC",
+            default_kwargs={
+                "n_envs": 8,
+                "mode": "online",
+                "critic_target": "td",
+                "learning_rate": 7e-4,
+                "critic_learning_rate": 1e-3,
+                "n_grad_steps_per_target_update": 1,
+            },
+            analogue="a2c",
+        ),
         # Reinforce's baselines compared on the YAML settings, without advantage standardisation (which would act as
         # a batch-mean baseline of its own and which baseline="optimal" refuses).
         *(
