@@ -272,21 +272,25 @@ class Reinforce(EpisodicOnPolicyAlgorithm):
         normaliser = batch.n_episodes if self.loss_scale == "episode" else batch.n_steps
 
         self.policy.optimizer.zero_grad()
-        distribution = self.policy.get_distribution(observations)
-        log_prob = distribution.log_prob(actions)
-        entropy = distribution.entropy()
-        entropy_loss = -th.mean(-log_prob) if entropy is None else -th.mean(entropy)
-        if self.baseline == "optimal":
+        optimal = self.baseline == "optimal"
+        if optimal:
             gradient, baselines = self.optimal_baseline_gradient(batch, observations, actions, bootstrap)
-            # The per-component baseline has no per-step form: the estimate goes into .grad directly, and the
-            # logged policy loss is the surrogate without baseline.
+            check_finite("policy gradient norm", gradient.norm())
+            # The per-component baseline has no per-step form: the estimate goes into .grad directly.
             self._add_flat_gradient(-gradient / normaliser)
+            self.logger.record("train/optimal_baseline_mean", baselines.mean().item())
+        # With the optimal baseline this forward pass only serves the entropy bonus and the logs.
+        with th.set_grad_enabled(not optimal or self.ent_coef > 0):
+            distribution = self.policy.get_distribution(observations)
+            log_prob = distribution.log_prob(actions)
+            entropy = distribution.entropy()
+            entropy_loss = -th.mean(-log_prob) if entropy is None else -th.mean(entropy)
+        if optimal:
+            # Logged: the surrogate without baseline, whose gradient is the plain estimator.
             returns, step_weights = self.returns_and_step_weights(batch, bootstrap)
             weights = th.as_tensor(returns * step_weights, dtype=th.float32, device=self.device)
             policy_loss = -(log_prob.detach() * weights).sum() / normaliser
-            check_finite("policy gradient norm", gradient.norm())
             loss = self.ent_coef * entropy_loss
-            self.logger.record("train/optimal_baseline_mean", baselines.mean().item())
         else:
             weights = th.as_tensor(
                 self.policy_gradient_weights(batch, values, bootstrap), dtype=th.float32, device=self.device
@@ -294,7 +298,8 @@ class Reinforce(EpisodicOnPolicyAlgorithm):
             policy_loss = -(log_prob * weights).sum() / normaliser
             loss = policy_loss + self.ent_coef * entropy_loss
         check_finite("policy loss", loss)
-        loss.backward()
+        if loss.requires_grad:
+            loss.backward()
         grad_norm = self._clip_and_norm(self.policy.optimizer)
         self.policy.optimizer.step()
         self._n_updates += 1
