@@ -118,3 +118,8 @@ def test_set_env_and_load_with_other_n_envs(tmp_path: Path) -> None:
     loaded.learn(300, reset_num_timesteps=False)
     np.testing.assert_array_equal(loaded.episode_quotas(3), [1, 1, 1])
     np.testing.assert_array_equal(loaded.episode_quotas(2), [2, 1])
+
+
+def test_numpy_numbers_are_accepted() -> None:
+    model = Reinforce("MlpPolicy", "CartPole-v1", gamma=np.float32(0.9), n_episodes=np.int64(2), discount_option=np.int64(2))
+    assert model.gamma == pytest.approx(0.9)

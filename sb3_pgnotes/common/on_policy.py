@@ -1,6 +1,7 @@
 """Episodic on-policy base: every update is computed from whole episodes."""
 
 import math
+import numbers
 from typing import Any, TypeVar
 
 import numpy as np
@@ -35,9 +36,13 @@ def check_choice(name: str, value: Any, allowed: tuple) -> None:
     :param name: Argument name, for the error message
     :param value: The value to check
     :param allowed: The allowed values
-    :raises ValueError: Unless ``value`` is one of ``allowed``
+    :raises ValueError: Unless ``value`` is one of ``allowed`` (a bool never stands for 0/1 or the reverse)
     """
-    if value not in allowed:
+
+    def is_bool(x: Any) -> bool:
+        return isinstance(x, (bool, np.bool_))
+
+    if not any(is_bool(value) == is_bool(choice) and value == choice for choice in allowed):
         raise ValueError(f"{name} must be one of {', '.join(repr(a) for a in allowed)}; got {value!r}")
 
 
@@ -163,7 +168,7 @@ class EpisodicOnPolicyAlgorithm(OnPolicyAlgorithm):
         )
         check_positive_int("n_episodes", n_episodes)
         check_positive_int("episode_step_limit", episode_step_limit)
-        if not isinstance(gamma, (int, float)) or not 0.0 <= gamma <= 1.0:
+        if isinstance(gamma, bool) or not isinstance(gamma, numbers.Real) or not 0.0 <= gamma <= 1.0:
             raise ValueError(f"gamma must be a number in [0, 1], got {gamma!r}")
         if max_grad_norm is not None and not max_grad_norm > 0:
             raise ValueError(f"max_grad_norm must be a positive number or None, got {max_grad_norm!r}")
