@@ -107,14 +107,19 @@ def test_batch_estimate_converges_to_exact_optimal_baseline(reward_to_go: bool) 
     batch = tree_batch(model, 40_000, np.random.default_rng(0))
     observations = obs_as_tensor(batch.observations, model.device)
     actions = actions_to_tensor(batch.actions, model.action_space, model.device)
-    _, baselines = model.optimal_baseline_gradient(batch, observations, actions, np.zeros(batch.n_episodes))
+    bootstrap = np.zeros(batch.n_episodes)
+    _, baselines, _ = model.optimal_baseline_gradient(
+        batch, observations, actions, *model.returns_and_step_weights(batch, bootstrap)
+    )
     np.testing.assert_allclose(baselines[0].numpy(), exact.numpy(), rtol=0.03, atol=0.02)
     # The optimal baseline differs from the plain mean return: the test would catch a mean-baseline mix-up.
     mean_return = float(batch.rewards.reshape(-1, 2).sum(1).mean())
     assert np.abs(exact.numpy() - mean_return).max() > 0.2
 
     loo_model = tree_model(reward_to_go=reward_to_go, leave_one_out=True)
-    _, loo = loo_model.optimal_baseline_gradient(batch, observations, actions, np.zeros(batch.n_episodes))
+    _, loo, _ = loo_model.optimal_baseline_gradient(
+        batch, observations, actions, *model.returns_and_step_weights(batch, bootstrap)
+    )
     np.testing.assert_allclose(loo.numpy(), baselines.numpy(), rtol=1e-2, atol=1e-2)
 
 
@@ -144,8 +149,11 @@ def test_one_backward_pass_matches_per_episode_gradients(env_id: str) -> None:
     actions = actions_to_tensor(batch.actions, model.action_space, model.device)
     weights = th.randn(2, batch.n_steps, generator=th.Generator().manual_seed(0))
     params = model._actor_parameters()
-    fast = gradients.linear_per_episode_score_sums(model.policy, params, observations, actions, batch.episode_lengths, weights)
-    assert fast is not None
+    scores = gradients.linear_per_episode_score_sums(
+        model.policy, params, observations, actions, batch.episode_lengths, weights
+    )
+    assert scores is not None
+    fast = scores.sums
     start = 0
     for episode, length in enumerate(batch.episode_lengths.tolist()):
         log_prob = model.policy.get_distribution(observations[start : start + length]).log_prob(
@@ -170,7 +178,7 @@ def test_cnn_policy_uses_per_episode_path() -> None:
     params = model._actor_parameters()
     args = (model.policy, params, observations, actions, batch.episode_lengths, weights)
     assert gradients.linear_per_episode_score_sums(*args) is None
-    sums = gradients.per_episode_score_sums(*args)
+    sums = gradients.per_episode_score_sums(*args).sums
     log_prob = model.policy.get_distribution(observations).log_prob(actions)
     total = gradients.flat_gradient(params, th.autograd.grad(log_prob.sum(), params, allow_unused=True))
     th.testing.assert_close(sums[0].sum(0), total, rtol=1e-4, atol=1e-5)

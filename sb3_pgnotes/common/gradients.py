@@ -1,6 +1,7 @@
 """Per-episode policy-gradient terms and the variance-minimising ("optimal") baseline."""
 
 import itertools
+from dataclasses import dataclass
 import numpy as np
 import torch as th
 from stable_baselines3.common.policies import ActorCriticPolicy
@@ -19,6 +20,22 @@ def flat_gradient(params: list[th.nn.Parameter], grads: tuple[th.Tensor | None, 
     return th.cat([(th.zeros_like(p) if g is None else g).reshape(-1) for p, g in zip(params, grads, strict=True)])
 
 
+@dataclass
+class ScoreSums:
+    """
+    Per-episode weighted score sums, and what the forward pass that produced them gives for free.
+
+    :param sums: Per weighting k and episode i, ``sum_t c_{k,t} grad log pi(a_t|s_t)``; (n_weightings, n_episodes,
+        n_params)
+    :param log_prob: Per-step ``log pi(a_t|s_t)``, detached
+    :param entropy: Per-step entropy of the policy, detached (None where SB3 has no closed form)
+    """
+
+    sums: th.Tensor
+    log_prob: th.Tensor
+    entropy: th.Tensor | None
+
+
 def per_episode_score_sums(
     policy: ActorCriticPolicy,
     params: list[th.nn.Parameter],
@@ -26,7 +43,7 @@ def per_episode_score_sums(
     actions: th.Tensor,
     episode_lengths: np.ndarray,
     step_weights: th.Tensor,
-) -> th.Tensor:
+) -> ScoreSums:
     """
     Per weighting k and episode i, the weighted sum of score vectors ``sum_t c_{k,t} grad log pi(a_t|s_t)``
     over the episode's steps.
@@ -41,16 +58,17 @@ def per_episode_score_sums(
     :param actions: Per-step actions, as ``log_prob`` expects them
     :param episode_lengths: Number of steps of each episode
     :param step_weights: Per-step weights c, shape (n_weightings, n_steps)
-    :return: Tensor of shape (n_weightings, n_episodes, n_params)
+    :return: The sums, with the per-step log-probabilities and entropies
     """
-    sums = linear_per_episode_score_sums(policy, params, observations, actions, episode_lengths, step_weights)
-    if sums is not None:
-        return sums
-    per_episode = []
+    fast = linear_per_episode_score_sums(policy, params, observations, actions, episode_lengths, step_weights)
+    if fast is not None:
+        return fast
+    per_episode, log_probs, entropies = [], [], []
     start = 0
     for length in episode_lengths.tolist():
         stop = start + length
-        log_prob = policy.get_distribution(slice_observations(observations, start, stop)).log_prob(actions[start:stop])
+        distribution = policy.get_distribution(slice_observations(observations, start, stop))
+        log_prob = distribution.log_prob(actions[start:stop])
         grads = th.autograd.grad(
             log_prob, params, grad_outputs=step_weights[:, start:stop], is_grads_batched=True, allow_unused=True
         )
@@ -63,8 +81,11 @@ def per_episode_score_sums(
                 1,
             )
         )
+        log_probs.append(log_prob.detach())
+        entropies.append(distribution.entropy())
         start = stop
-    return th.stack(per_episode, dim=1)
+    entropy = None if entropies[0] is None else th.cat(entropies).detach()  # type: ignore[arg-type]
+    return ScoreSums(th.stack(per_episode, dim=1), th.cat(log_probs), entropy)
 
 
 def linear_per_episode_score_sums(
@@ -74,7 +95,7 @@ def linear_per_episode_score_sums(
     actions: th.Tensor,
     episode_lengths: np.ndarray,
     step_weights: th.Tensor,
-) -> th.Tensor | None:
+) -> ScoreSums | None:
     """
     :func:`per_episode_score_sums` from one forward and one backward pass, for policies made of ``nn.Linear``
     layers (plus a Gaussian ``log_std``).
@@ -111,6 +132,7 @@ def linear_per_episode_score_sums(
     if any(layer_input.dim() != 2 for layer_input, _ in calls):
         return None
     log_prob = distribution.log_prob(actions)
+    entropy = distribution.entropy()
     scale = None
     if log_std is not None and any(p is log_std for p in params):
         assert isinstance(distribution.distribution, th.distributions.Normal)
@@ -118,37 +140,35 @@ def linear_per_episode_score_sums(
     targets = [output for _, output in calls] + ([scale] if scale is not None else [])
     output_grads = dict(zip(map(id, targets), th.autograd.grad(log_prob.sum(), targets), strict=True))
 
-    bounds = np.concatenate([[0], np.cumsum(episode_lengths)]).tolist()
+    n_weightings, n_episodes = len(step_weights), len(episode_lengths)
+    bounds = list(itertools.pairwise(np.concatenate([[0], np.cumsum(episode_lengths)]).tolist()))
+    episode_of_step = th.as_tensor(np.repeat(np.arange(n_episodes), episode_lengths), device=step_weights.device)
+
+    def segment_sums(per_step: th.Tensor) -> th.Tensor:
+        # (T, D) per-step vectors -> (K, N, D) sums over each episode's steps, under each weighting
+        weighted = step_weights.T[:, :, None] * per_step[:, None, :]  # (T, K, D)
+        return th.zeros(n_episodes, n_weightings, per_step.shape[1]).index_add_(0, episode_of_step, weighted).transpose(0, 1)
+
     columns = []
     for param in params:
         if param is log_std:
             assert scale is not None
             # log_prob depends on log_std through scale = exp(log_std): d/dlog_std = d/dscale * scale.
-            per_step = output_grads[id(scale)] * scale
-            columns.append(_segment_sums(step_weights, per_step.detach(), bounds))
+            columns.append(segment_sums((output_grads[id(scale)] * scale).detach()))
             continue
         module, kind = linear_of[id(param)]
-        sums = th.zeros(len(step_weights), len(episode_lengths), param.numel())
+        sums = th.zeros(n_weightings, n_episodes, param.numel())
         for layer_input, output in captured[module]:
             grad_output = output_grads[id(output)].detach()
             if kind == "bias":
-                sums += _segment_sums(step_weights, grad_output, bounds)
+                sums += segment_sums(grad_output)
                 continue
-            for episode, (start, stop) in enumerate(itertools.pairwise(bounds)):
-                weighted = step_weights[:, start:stop, None] * grad_output[start:stop]  # (K, T_i, out)
-                sums[:, episode] += (weighted.transpose(1, 2) @ layer_input[start:stop].detach()).flatten(1)
+            weighted_input = step_weights[:, :, None] * layer_input.detach()[None]  # (K, T, in)
+            # One product per episode serves all K weightings: (out, T_i) @ (K, T_i, in) -> (K, out, in).
+            per_episode = [grad_output[start:stop].T @ weighted_input[:, start:stop] for start, stop in bounds]
+            sums += th.stack(per_episode, dim=1).flatten(2)
         columns.append(sums)
-    return th.cat(columns, dim=2)
-
-
-def _segment_sums(step_weights: th.Tensor, per_step: th.Tensor, bounds: list[int]) -> th.Tensor:
-    """
-    :param step_weights: (K, T) weights
-    :param per_step: (T, D) per-step vectors
-    :param bounds: Episode boundaries [0, end_0, end_1, ...]
-    :return: (K, n_episodes, D) weighted sums over each episode's steps
-    """
-    return th.stack([step_weights[:, start:stop] @ per_step[start:stop] for start, stop in itertools.pairwise(bounds)], 1)
+    return ScoreSums(th.cat(columns, dim=2), log_prob.detach(), None if entropy is None else entropy.detach())
 
 
 def optimal_baseline(x: th.Tensor, y: th.Tensor, leave_one_out: bool = True) -> th.Tensor:

@@ -123,6 +123,9 @@ class EpisodicOnPolicyAlgorithm(OnPolicyAlgorithm):
     """
 
     policy: ActorCriticPolicy
+    n_episodes: int
+    episode_step_limit: int
+    _envs_mid_episode: bool
 
     def __init__(
         self,

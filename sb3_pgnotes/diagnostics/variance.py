@@ -90,7 +90,7 @@ def estimator_gradients(
         weightings["gae"] = gae_advantages(batch.rewards, values, lengths, gamma, gae_lambda, bootstrap)
     names = list(weightings)
     actor_params, _ = split_actor_critic_parameters(policy)
-    sums = per_episode_score_sums(
+    scores = per_episode_score_sums(
         policy,
         actor_params,
         observations,
@@ -98,7 +98,7 @@ def estimator_gradients(
         lengths,
         th.as_tensor(np.stack([weightings[name] for name in names]), dtype=th.float32, device=device),
     )
-    per_episode = dict(zip(names, sums, strict=True))
+    per_episode = dict(zip(names, scores.sums, strict=True))
     estimates = {}
     for variant in variants:
         if variant == "rtg_optimal":

@@ -9,7 +9,7 @@ from torch.nn import functional as F
 
 from sb3_pgnotes.common.buffers import EpisodeBatch
 from sb3_pgnotes.common.on_policy import EpisodicOnPolicyAlgorithm, check_choice, check_finite, check_positive_int
-from sb3_pgnotes.common.gradients import optimal_baseline, per_episode_score_sums
+from sb3_pgnotes.common.gradients import ScoreSums, optimal_baseline, per_episode_score_sums
 from sb3_pgnotes.common.policies import actions_to_tensor, split_actor_critic_parameters
 from sb3_pgnotes.common.returns import batch_mean_baseline, discount_weights, full_returns, reward_to_go
 from sb3_pgnotes.reinforce.policies import CnnPolicy, MlpPolicy, MultiInputPolicy
@@ -228,8 +228,13 @@ class Reinforce(EpisodicOnPolicyAlgorithm):
         return weights
 
     def optimal_baseline_gradient(
-        self, batch: EpisodeBatch, observations: PyTorchObs, actions: th.Tensor, bootstrap: np.ndarray
-    ) -> tuple[th.Tensor, th.Tensor]:
+        self,
+        batch: EpisodeBatch,
+        observations: PyTorchObs,
+        actions: th.Tensor,
+        returns: np.ndarray,
+        step_weights: np.ndarray,
+    ) -> tuple[th.Tensor, th.Tensor, ScoreSums]:
         """
         The estimator with the optimal baseline: ``g = 1/N sum_i (X_i - b_i * Y_i)`` with
         ``X_i = sum_t w_t R_t grad log pi_t`` and ``Y_i = sum_t w_t grad log pi_t`` over episode i.
@@ -237,17 +242,46 @@ class Reinforce(EpisodicOnPolicyAlgorithm):
         :param batch: The episodes
         :param observations: Per-step observations
         :param actions: Per-step actions
-        :param bootstrap: Per-episode value after the last step
-        :return: The flat gradient estimate as a sum over episodes (divide by the loss normaliser), and the
-            per-episode baselines, (n_episodes, n_params)
+        :param returns: Per-step returns R_t (see :meth:`returns_and_step_weights`)
+        :param step_weights: Per-step discount weights w_t
+        :return: The flat gradient estimate as a sum over episodes (divide by the loss normaliser), the
+            per-episode baselines, (n_episodes, n_params), and the score sums with their forward pass's outputs
         """
-        returns, step_weights = self.returns_and_step_weights(batch, bootstrap)
         weightings = th.as_tensor(np.stack([returns * step_weights, step_weights]), dtype=th.float32, device=self.device)
-        x, y = per_episode_score_sums(
+        scores = per_episode_score_sums(
             self.policy, self._actor_parameters(), observations, actions, batch.episode_lengths, weightings
         )
+        x, y = scores.sums
         baselines = optimal_baseline(x, y, self.leave_one_out)
-        return (x - baselines * y).sum(0), baselines
+        return (x - baselines * y).sum(0), baselines, scores
+
+    def _optimal_baseline_step(
+        self, batch: EpisodeBatch, observations: PyTorchObs, actions: th.Tensor, bootstrap: np.ndarray, normaliser: int
+    ) -> tuple[th.Tensor, th.Tensor]:
+        """
+        Write the optimal-baseline estimate (and the entropy bonus's gradient) into the actor's ``.grad``.
+
+        :return: For the logs: the surrogate loss without baseline, whose gradient is the plain estimator, and the
+            entropy loss
+        """
+        returns, step_weights = self.returns_and_step_weights(batch, bootstrap)
+        gradient, baselines, scores = self.optimal_baseline_gradient(batch, observations, actions, returns, step_weights)
+        check_finite("policy gradient norm", gradient.norm())
+        # The per-component baseline has no per-step form: the estimate goes into .grad directly.
+        self._add_flat_gradient(-gradient / normaliser)
+        self.logger.record("train/optimal_baseline_mean", baselines.mean().item())
+        weights = th.as_tensor(returns * step_weights, dtype=th.float32, device=self.device)
+        policy_loss = -(scores.log_prob * weights).sum() / normaliser
+        if self.ent_coef > 0:
+            # The score sums' forward pass is spent: the entropy bonus needs a graph of its own.
+            distribution = self.policy.get_distribution(observations)
+            entropy = distribution.entropy()
+            entropy_loss = th.mean(distribution.log_prob(actions)) if entropy is None else -th.mean(entropy)
+            check_finite("entropy loss", entropy_loss)
+            (self.ent_coef * entropy_loss).backward()
+            return policy_loss, entropy_loss.detach()
+        entropy_loss = th.mean(scores.log_prob) if scores.entropy is None else -th.mean(scores.entropy)
+        return policy_loss, entropy_loss
 
     def _actor_parameters(self) -> list[th.nn.Parameter]:
         return [p for group in self.policy.optimizer.param_groups for p in group["params"]]
@@ -272,33 +306,20 @@ class Reinforce(EpisodicOnPolicyAlgorithm):
         normaliser = batch.n_episodes if self.loss_scale == "episode" else batch.n_steps
 
         self.policy.optimizer.zero_grad()
-        optimal = self.baseline == "optimal"
-        if optimal:
-            gradient, baselines = self.optimal_baseline_gradient(batch, observations, actions, bootstrap)
-            check_finite("policy gradient norm", gradient.norm())
-            # The per-component baseline has no per-step form: the estimate goes into .grad directly.
-            self._add_flat_gradient(-gradient / normaliser)
-            self.logger.record("train/optimal_baseline_mean", baselines.mean().item())
-        # With the optimal baseline this forward pass only serves the entropy bonus and the logs.
-        with th.set_grad_enabled(not optimal or self.ent_coef > 0):
+        if self.baseline == "optimal":
+            policy_loss, entropy_loss = self._optimal_baseline_step(batch, observations, actions, bootstrap, normaliser)
+            loss = policy_loss + self.ent_coef * entropy_loss
+        else:
             distribution = self.policy.get_distribution(observations)
             log_prob = distribution.log_prob(actions)
             entropy = distribution.entropy()
             entropy_loss = -th.mean(-log_prob) if entropy is None else -th.mean(entropy)
-        if optimal:
-            # Logged: the surrogate without baseline, whose gradient is the plain estimator.
-            returns, step_weights = self.returns_and_step_weights(batch, bootstrap)
-            weights = th.as_tensor(returns * step_weights, dtype=th.float32, device=self.device)
-            policy_loss = -(log_prob.detach() * weights).sum() / normaliser
-            loss = self.ent_coef * entropy_loss
-        else:
             weights = th.as_tensor(
                 self.policy_gradient_weights(batch, values, bootstrap), dtype=th.float32, device=self.device
             )
             policy_loss = -(log_prob * weights).sum() / normaliser
             loss = policy_loss + self.ent_coef * entropy_loss
-        check_finite("policy loss", loss)
-        if loss.requires_grad:
+            check_finite("policy loss", loss)
             loss.backward()
         grad_norm = self._clip_and_norm(self.policy.optimizer)
         self.policy.optimizer.step()
