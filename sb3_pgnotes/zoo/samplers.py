@@ -24,8 +24,9 @@ def convert_reinforce_params(sampled_params: dict[str, Any]) -> dict[str, Any]:
     """
     Turn the raw values of :func:`sample_reinforce_params` into ``Reinforce`` keyword arguments.
 
-    ``one_minus_gamma`` becomes ``gamma``; ``net_arch`` and ``activation_fn`` names become ``policy_kwargs``.
-    Every other value is passed through unchanged.
+    ``one_minus_gamma`` becomes ``gamma``; ``net_arch`` and ``activation_fn`` names become ``policy_kwargs``;
+    ``normalize_advantage``, absent with the optimal baseline, is False. Every other value is passed through
+    unchanged.
 
     :param sampled_params: the trial's parameters, as suggested by the sampler
     :return: keyword arguments for the ``Reinforce`` constructor
@@ -36,6 +37,8 @@ def convert_reinforce_params(sampled_params: dict[str, Any]) -> dict[str, Any]:
         "net_arch": NET_ARCHS[hyperparams.pop("net_arch")],
         "activation_fn": ACTIVATIONS[hyperparams.pop("activation_fn")],
     }
+    # Not sampled with the optimal baseline: standardising the weights would undo it, and it refuses them.
+    hyperparams.setdefault("normalize_advantage", False)
     return hyperparams
 
 
@@ -44,7 +47,8 @@ def sample_reinforce_params(trial: BaseTrial, n_actions: int, n_envs: int, addit
     Sample ``Reinforce`` hyperparameters.
 
     The critic's learning rate and number of updates are only sampled when the trial picks the
-    learned value baseline, the only case where they have an effect.
+    learned value baseline, the only case where they have an effect; advantage standardisation is not
+    sampled with the optimal baseline, which refuses it.
 
     :param trial: the Optuna trial (or a ``FixedTrial``)
     :param n_actions: size of the action space (unused by on-policy samplers, part of rl-zoo3's signature)
@@ -57,12 +61,13 @@ def sample_reinforce_params(trial: BaseTrial, n_actions: int, n_envs: int, addit
         "n_episodes": trial.suggest_categorical("n_episodes", [1, 2, 4, 8, 16, 32]),
         "one_minus_gamma": trial.suggest_float("one_minus_gamma", 1e-4, 0.1, log=True),
         "reward_to_go": trial.suggest_categorical("reward_to_go", [True, False]),
-        "baseline": trial.suggest_categorical("baseline", ["none", "mean", "value"]),
-        "normalize_advantage": trial.suggest_categorical("normalize_advantage", [True, False]),
+        "baseline": trial.suggest_categorical("baseline", ["none", "mean", "value", "optimal"]),
         "ent_coef": trial.suggest_float("ent_coef", 1e-8, 0.05, log=True),
         "net_arch": trial.suggest_categorical("net_arch", list(NET_ARCHS)),
         "activation_fn": trial.suggest_categorical("activation_fn", list(ACTIVATIONS)),
     }
+    if params["baseline"] != "optimal":
+        params["normalize_advantage"] = trial.suggest_categorical("normalize_advantage", [True, False])
     if params["baseline"] == "value":
         params["critic_learning_rate"] = trial.suggest_float("critic_learning_rate", 1e-4, 1e-2, log=True)
         params["n_critic_updates"] = trial.suggest_int("n_critic_updates", 1, 20)
@@ -128,8 +133,9 @@ def convert_nstep_ac_params(sampled_params: dict[str, Any]) -> dict[str, Any]:
     """
     Turn the raw values of :func:`sample_nstep_ac_params` into ``NStepAC`` keyword arguments.
 
-    ``one_minus_gamma`` becomes ``gamma``; ``net_arch`` and ``activation_fn`` names become ``policy_kwargs``.
-    Every other value is passed through unchanged.
+    ``one_minus_gamma`` becomes ``gamma``; ``net_arch`` and ``activation_fn`` names become ``policy_kwargs``;
+    ``normalize_advantage``, absent with the optimal baseline, is False. Every other value is passed through
+    unchanged.
 
     :param sampled_params: the trial's parameters, as suggested by the sampler
     :return: keyword arguments for the ``NStepAC`` constructor
