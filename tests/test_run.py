@@ -59,8 +59,9 @@ def test_reinforce_pendulum_gaussian_with_bootstrap_and_schedules() -> None:
 def test_progress_remaining_never_negative(algo: type[BaseAlgorithm], kwargs: dict[str, Any]) -> None:
     seen: list[float] = []
     model = algo("MlpPolicy", "CartPole-v1", learning_rate=lambda p: seen.append(p) or 1e-3, seed=0, **kwargs)
-    model.learn(10)  # one episodic rollout overshoots 10 steps
-    assert model.num_timesteps > 10
+    # 10 steps: an episodic or multi-step rollout overshoots them, a one-step online update stops exactly there.
+    model.learn(10)
+    assert model.num_timesteps >= 10
     assert min(seen) == 0.0
 
 
