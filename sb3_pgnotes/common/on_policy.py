@@ -2,6 +2,8 @@
 
 import math
 import numbers
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import numpy as np
@@ -19,6 +21,17 @@ from sb3_pgnotes.common.buffers import EpisodeBatch, EpisodeCollector
 SelfEpisodicOnPolicyAlgorithm = TypeVar("SelfEpisodicOnPolicyAlgorithm", bound="EpisodicOnPolicyAlgorithm")
 
 SUPPORTED_ACTION_SPACES = (spaces.Box, spaces.Discrete, spaces.MultiDiscrete, spaces.MultiBinary)
+
+
+@contextmanager
+def without_distribution_validation() -> Iterator[None]:
+    """Turn off the argument validation of new ``torch.distributions`` objects, and restore it on exit."""
+    previous = th.distributions.Distribution._validate_args
+    th.distributions.Distribution.set_default_validate_args(False)
+    try:
+        yield
+    finally:
+        th.distributions.Distribution.set_default_validate_args(previous)
 
 
 def check_positive_int(name: str, value: Any) -> None:
@@ -208,9 +221,12 @@ class EpisodicOnPolicyAlgorithm(OnPolicyAlgorithm):
         return quotas
 
     def _sample_actions(self, obs_tensor: th.Tensor | dict[str, th.Tensor]) -> tuple[np.ndarray, np.ndarray]:
-        distribution = self.policy.get_distribution(obs_tensor)
-        actions = distribution.get_actions()
-        log_probs = distribution.log_prob(actions)
+        # torch's argument validation costs more than the sampling itself on small policies; the policy's
+        # own outputs need no checking (non-finite logits still fail in the sampler).
+        with without_distribution_validation():
+            distribution = self.policy.get_distribution(obs_tensor)
+            actions = distribution.get_actions()
+            log_probs = distribution.log_prob(actions)
         return actions.cpu().numpy(), log_probs.cpu().numpy()
 
     def collect_episodes(self, env: VecEnv, callback: BaseCallback) -> bool:
