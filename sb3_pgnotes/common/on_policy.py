@@ -1,7 +1,6 @@
 """Episodic on-policy base: every update is computed from whole episodes."""
 
 import math
-import numbers
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -184,10 +183,9 @@ class EpisodicOnPolicyAlgorithm(OnPolicyAlgorithm):
         )
         check_positive_int("n_episodes", n_episodes)
         check_positive_int("episode_step_limit", episode_step_limit)
-        if isinstance(gamma, bool) or not isinstance(gamma, numbers.Real) or not 0.0 <= gamma <= 1.0:
-            raise ValueError(f"gamma must be a number in [0, 1], got {gamma!r}")
-        if max_grad_norm is not None and not max_grad_norm > 0:
-            raise ValueError(f"max_grad_norm must be a positive number or None, got {max_grad_norm!r}")
+        check_number("gamma", gamma, 0.0, 1.0)
+        if max_grad_norm is not None:
+            check_number("max_grad_norm", max_grad_norm, 0.0, low_open=True)
         self.n_episodes = n_episodes
         self.episode_step_limit = episode_step_limit
         self.episode_batch: EpisodeBatch | None = None
