@@ -4,7 +4,7 @@ from typing import Any
 
 import pytest
 
-from sb3_pgnotes import PPOKL, NStepAC, Reinforce
+from sb3_pgnotes import PPOKL, NStepAC, OffPolicyPG, Reinforce
 
 # (class, small constructor kwargs that keep a test run short)
 ALGORITHMS = [
@@ -13,6 +13,12 @@ ALGORITHMS = [
     pytest.param(NStepAC, {"n_steps": 8, "target_n": 3}, id="nstep_ac"),
     pytest.param(
         NStepAC, {"mode": "online", "critic_target": "td", "n_grad_steps_per_target_update": 1}, id="nstep_ac-online"
+    ),
+    pytest.param(OffPolicyPG, {"batch_size": 2, "train_freq": (1, "episode"), "gradient_steps": 2}, id="offpolicy_pg"),
+    pytest.param(
+        OffPolicyPG,
+        {"estimator": "first_order", "train_freq": 16, "c_bar": 2.0, "self_normalize": False, "baseline": "mean"},
+        id="offpolicy_pg-first_order",
     ),
 ]
 
@@ -83,4 +89,41 @@ BAD_ARGUMENTS: list[Any] = [
     pytest.param(NStepAC, {"normalize_advantage": "yes"}, "normalize_advantage", id="nstep_ac-normalize_advantage"),
     pytest.param(NStepAC, {"gamma": -0.1}, "gamma", id="nstep_ac-gamma"),
     pytest.param(NStepAC, {"max_grad_norm": 0.0}, "max_grad_norm", id="nstep_ac-max_grad_norm"),
+    pytest.param(
+        OffPolicyPG,
+        {"estimator": "trajectory"},
+        "estimator must be one of 'per_decision', 'first_order'",
+        id="offpolicy_pg-estimator",
+    ),
+    pytest.param(
+        OffPolicyPG, {"baseline": "optimal"}, "baseline must be one of 'none', 'mean', 'value'", id="offpolicy_pg-baseline"
+    ),
+    pytest.param(
+        OffPolicyPG, {"discount_option": 3}, "discount_option must be one of 1, 2", id="offpolicy_pg-discount_option"
+    ),
+    pytest.param(OffPolicyPG, {"c_bar": 0.0}, "c_bar must be a number in (0, inf]", id="offpolicy_pg-c_bar"),
+    pytest.param(
+        OffPolicyPG, {"self_normalize": 1}, "self_normalize must be one of True, False", id="offpolicy_pg-self_normalize"
+    ),
+    pytest.param(OffPolicyPG, {"normalize_advantage": "yes"}, "normalize_advantage", id="offpolicy_pg-normalize_advantage"),
+    pytest.param(OffPolicyPG, {"buffer_size": 0}, "buffer_size must be an integer >= 1", id="offpolicy_pg-buffer_size"),
+    pytest.param(OffPolicyPG, {"max_buffer_episodes": 0}, "max_buffer_episodes", id="offpolicy_pg-max_buffer_episodes"),
+    pytest.param(
+        OffPolicyPG, {"learning_starts": -1}, "learning_starts must be an integer >= 0", id="offpolicy_pg-learning_starts"
+    ),
+    pytest.param(OffPolicyPG, {"batch_size": 2.5}, "batch_size", id="offpolicy_pg-batch_size"),
+    pytest.param(
+        OffPolicyPG, {"gradient_steps": -1}, "gradient_steps must be an integer >= 1", id="offpolicy_pg-gradient_steps"
+    ),
+    pytest.param(
+        OffPolicyPG,
+        {"train_freq": (2, "update")},
+        "train_freq unit must be one of 'step', 'episode'",
+        id="offpolicy_pg-train_freq-unit",
+    ),
+    pytest.param(OffPolicyPG, {"train_freq": 0}, "train_freq must be an integer >= 1", id="offpolicy_pg-train_freq"),
+    pytest.param(OffPolicyPG, {"gamma": 1.5}, "gamma", id="offpolicy_pg-gamma"),
+    pytest.param(OffPolicyPG, {"ent_coef": -0.1}, "ent_coef", id="offpolicy_pg-ent_coef"),
+    pytest.param(OffPolicyPG, {"max_grad_norm": 0.0}, "max_grad_norm", id="offpolicy_pg-max_grad_norm"),
+    pytest.param(OffPolicyPG, {"n_critic_updates": 0}, "n_critic_updates", id="offpolicy_pg-n_critic_updates"),
 ]

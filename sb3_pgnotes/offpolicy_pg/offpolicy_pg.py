@@ -1,0 +1,504 @@
+"""OffPolicyPG: importance-sampled policy gradient over a replay of recent whole episodes."""
+
+import numbers
+from typing import Any, ClassVar, TypeVar
+
+import numpy as np
+import torch as th
+from gymnasium import spaces
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.noise import ActionNoise
+from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
+from stable_baselines3.common.policies import ActorCriticPolicy, BasePolicy
+from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, RolloutReturn, Schedule, TrainFreq
+from stable_baselines3.common.utils import FloatSchedule, explained_variance, obs_as_tensor, should_collect_more_steps
+from stable_baselines3.common.utils import update_learning_rate
+from stable_baselines3.common.vec_env import VecEnv
+from torch.nn import functional as F
+
+from sb3_pgnotes.common.buffers import EpisodeBatch
+from sb3_pgnotes.common.importance import (
+    effective_sample_size,
+    importance_weights,
+    per_decision_log_weights,
+    per_decision_returns,
+    truncate_log_weights,
+)
+from sb3_pgnotes.common.on_policy import (
+    SUPPORTED_ACTION_SPACES,
+    check_choice,
+    check_finite,
+    check_number,
+    check_positive_int,
+    clamped_progress_remaining,
+)
+from sb3_pgnotes.common.policies import actions_to_tensor, distribution_and_values, split_actor_critic_parameters
+from sb3_pgnotes.common.returns import batch_mean_baseline, discount_weights, reward_to_go
+from sb3_pgnotes.offpolicy_pg.buffers import EpisodeReplayBuffer, PendingEpisodes
+from sb3_pgnotes.offpolicy_pg.policies import CnnPolicy, MlpPolicy, MultiInputPolicy
+
+SelfOffPolicyPG = TypeVar("SelfOffPolicyPG", bound="OffPolicyPG")
+
+ESTIMATORS = ("per_decision", "first_order")
+BASELINES = ("none", "mean", "value")
+DISCOUNT_OPTIONS = (1, 2)
+TRAIN_FREQ_UNITS = ("step", "episode")
+
+
+def _check_train_freq(train_freq: Any) -> None:
+    """
+    :param train_freq: An int (steps) or an ``(int, "step" | "episode")`` tuple
+    :raises ValueError: Otherwise
+    """
+    if isinstance(train_freq, TrainFreq):
+        train_freq = (train_freq.frequency, train_freq.unit.value)
+    if not isinstance(train_freq, tuple):
+        train_freq = (train_freq, "step")
+    if len(train_freq) != 2:
+        raise ValueError(f"train_freq must be an integer >= 1 or a (frequency, unit) tuple; got {train_freq!r}")
+    check_positive_int("train_freq", train_freq[0])
+    check_choice("train_freq unit", train_freq[1], TRAIN_FREQ_UNITS)
+
+
+class OffPolicyPG(OffPolicyAlgorithm):
+    """
+    Off-policy policy gradient with importance sampling over a replay of recent whole episodes (notes section 3,
+    ``shared/spec/algorithms.md`` section 2).
+
+    The episodes were collected by earlier policies (the behaviour policy pi_theta, whose log-probability of each
+    action is stored with the step); the gradient is that of the current policy pi_theta'. With the per-step ratio
+    ``rho_t = pi_theta'(a_t|s_t) / pi_theta(a_t|s_t)`` and ``w_t = prod_{t'<=t} rho_t'`` (only the actions up to t,
+    causality II), each gradient step follows
+
+        per_decision:  g = 1/N sum_i sum_t d_t grad log pi_theta'(a_t|s_t) (sum_{t'>=t} gamma^(t'-t) w_t' r_t' - w_t b_t)
+        first_order:   g = 1/N sum_i sum_t d_t grad log pi_theta'(a_t|s_t) rho_t (G_t - b_t)
+
+    with ``G_t`` the reward-to-go, ``b_t`` the baseline and ``d_t`` 1 (discount option 1) or ``gamma^t`` (option 2).
+    The per-decision term of decision t is ``w_t`` times the reward-to-go in which each later reward keeps the
+    ratios of the actions between t and itself: an unbiased estimate of the target policy's gradient (dropping those
+    later ratios, ``w_t G_t``, would evaluate the behaviour policy's future and be biased). The first-order form
+    keeps only the ratio of the current action: it ignores the change of the state distribution, so it is biased
+    unless the two policies are close, and of much lower variance. With behaviour == target both are REINFORCE.
+
+    Which terms carry gradient: only the numerator ``pi_theta'`` of the ratio, the current policy's log-probability
+    of the action at step t, through ``grad log pi_theta'(a_t|s_t)``. The weights (ratios with the current
+    log-probabilities detached), returns and baselines are constants of the loss
+    ``-1/N sum d_t w_t log pi_theta'(a_t|s_t) A_t``, whose gradient at theta' is the estimator; equivalently it is the
+    gradient of the surrogate ``ratio * A`` since ``grad rho_t = rho_t grad log pi_theta'``. The behaviour
+    log-probabilities are data: they were recorded at collection and never depend on theta'. The weights are
+    computed as log-weights; ``c_bar`` truncates each (``min(c_bar, w)``, biased but bounded) and
+    ``self_normalize`` divides them by their batch mean (consistent, bounded by the number of weights).
+
+    Collection uses the current policy from the very first step: the warm-up before ``learning_starts`` does not
+    take uniform random actions (whose stored log-probability would not be that of any policy being weighted).
+    Every ``train_freq`` (steps or episodes) the finished episodes enter the replay and ``gradient_steps`` steps
+    follow, each on ``batch_size`` episodes sampled whole.
+
+    :param policy: The policy model to use (MlpPolicy, CnnPolicy, MultiInputPolicy)
+    :param env: The environment to learn from (if registered in Gym, can be str)
+    :param learning_rate: Learning rate of the policy, constant or a function of the progress remaining (1 to 0)
+    :param buffer_size: Capacity of the replay in steps
+    :param max_buffer_episodes: Capacity of the replay in episodes (``None``: steps only)
+    :param learning_starts: Env steps collected (with the policy itself) before the first gradient step
+    :param batch_size: Number of whole episodes per gradient step (N)
+    :param gamma: Discount factor
+    :param train_freq: Collect this many steps, or ``(n, "episode")`` episodes, between updates
+    :param gradient_steps: Number of gradient steps per update, each on a fresh sample of episodes
+    :param estimator: ``"per_decision"`` or ``"first_order"`` (see above)
+    :param baseline: ``"none"``; ``"mean"``: the batch mean of the reward-to-go; ``"value"``: a learned V(s_t)
+        fitted to the Monte Carlo reward-to-go of the replayed episodes (any function of the state leaves the
+        estimator unbiased). The per-decision estimator subtracts ``w_t b_t``.
+    :param discount_option: 1: ``gamma^(t'-t)`` inside the reward-to-go only; 2: also weight step t by ``gamma^t``
+    :param c_bar: Truncate each importance weight at this value (``None``: no truncation)
+    :param self_normalize: Divide the importance weights by their mean over the batch's steps
+    :param normalize_advantage: Standardise the per-step coefficients of ``log pi`` over the batch
+    :param ent_coef: Entropy coefficient for the loss calculation
+    :param max_grad_norm: Maximum norm of the policy and of the critic gradient (``None``: no clipping)
+    :param critic_learning_rate: Learning rate of the value baseline, constant or a schedule
+    :param n_critic_updates: Gradient steps on the value baseline per policy gradient step
+    :param stats_window_size: Window size for the rollout logging
+    :param tensorboard_log: The log location for tensorboard (if None, no logging)
+    :param policy_kwargs: Additional arguments to be passed to the policy on creation
+    :param verbose: Verbosity level: 0 for no output, 1 for info messages, 2 for debug messages
+    :param seed: Seed for the pseudo random generators
+    :param device: Device (cpu, cuda, ...) on which the code should be run
+    :param monitor_wrapper: When creating an environment, whether to wrap it in a Monitor wrapper
+    :param _init_setup_model: Whether or not to build the network at the creation of the instance
+    """
+
+    policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {
+        "MlpPolicy": MlpPolicy,
+        "CnnPolicy": CnnPolicy,
+        "MultiInputPolicy": MultiInputPolicy,
+    }
+    policy: ActorCriticPolicy
+    replay_buffer: EpisodeReplayBuffer | None  # type: ignore[assignment]
+    max_buffer_episodes: int | None
+    estimator: str
+    baseline: str
+    discount_option: int
+    c_bar: float | None
+    self_normalize: bool
+    normalize_advantage: bool
+    ent_coef: float
+    max_grad_norm: float | None
+    critic_learning_rate: float | Schedule
+    n_critic_updates: int
+
+    def __init__(
+        self,
+        policy: str | type[MlpPolicy],
+        env: GymEnv | str,
+        learning_rate: float | Schedule = 1e-3,
+        buffer_size: int = 20_000,
+        max_buffer_episodes: int | None = None,
+        learning_starts: int = 0,
+        batch_size: int = 8,
+        gamma: float = 0.99,
+        train_freq: int | tuple[int, str] = (2, "episode"),
+        gradient_steps: int = 2,
+        estimator: str = "per_decision",
+        baseline: str = "value",
+        discount_option: int = 1,
+        c_bar: float | None = None,
+        self_normalize: bool = True,
+        normalize_advantage: bool = True,
+        ent_coef: float = 0.0,
+        max_grad_norm: float | None = None,
+        critic_learning_rate: float | Schedule = 3e-3,
+        n_critic_updates: int = 5,
+        stats_window_size: int = 100,
+        tensorboard_log: str | None = None,
+        policy_kwargs: dict[str, Any] | None = None,
+        verbose: int = 0,
+        seed: int | None = None,
+        device: th.device | str = "auto",
+        monitor_wrapper: bool = True,
+        _init_setup_model: bool = True,
+    ):
+        super().__init__(
+            policy,
+            env,
+            learning_rate=learning_rate,
+            buffer_size=buffer_size,
+            learning_starts=learning_starts,
+            batch_size=batch_size,
+            gamma=gamma,
+            train_freq=train_freq,
+            gradient_steps=gradient_steps,
+            policy_kwargs=policy_kwargs,
+            stats_window_size=stats_window_size,
+            tensorboard_log=tensorboard_log,
+            verbose=verbose,
+            device=device,
+            support_multi_env=True,
+            monitor_wrapper=monitor_wrapper,
+            seed=seed,
+            sde_support=False,
+            supported_action_spaces=SUPPORTED_ACTION_SPACES,
+        )
+        check_positive_int("buffer_size", buffer_size)
+        if max_buffer_episodes is not None:
+            check_positive_int("max_buffer_episodes", max_buffer_episodes)
+        if isinstance(learning_starts, bool) or not isinstance(learning_starts, numbers.Integral) or learning_starts < 0:
+            raise ValueError(f"learning_starts must be an integer >= 0, got {learning_starts!r}")
+        check_positive_int("batch_size", batch_size)
+        check_number("gamma", gamma, 0.0, 1.0)
+        _check_train_freq(train_freq)
+        check_positive_int("gradient_steps", gradient_steps)
+        check_choice("estimator", estimator, ESTIMATORS)
+        check_choice("baseline", baseline, BASELINES)
+        check_choice("discount_option", discount_option, DISCOUNT_OPTIONS)
+        if c_bar is not None:
+            check_number("c_bar", c_bar, 0.0, low_open=True)
+        check_choice("self_normalize", self_normalize, (True, False))
+        check_choice("normalize_advantage", normalize_advantage, (True, False))
+        check_number("ent_coef", ent_coef, 0.0)
+        if max_grad_norm is not None:
+            check_number("max_grad_norm", max_grad_norm, 0.0, low_open=True)
+        check_positive_int("n_critic_updates", n_critic_updates)
+        self.max_buffer_episodes = max_buffer_episodes
+        self.estimator = estimator
+        self.baseline = baseline
+        self.discount_option = discount_option
+        self.c_bar = c_bar
+        self.self_normalize = self_normalize
+        self.normalize_advantage = normalize_advantage
+        self.ent_coef = ent_coef
+        self.max_grad_norm = max_grad_norm
+        self.critic_learning_rate = critic_learning_rate
+        self.n_critic_updates = n_critic_updates
+        # Each env's unfinished episode; transient, rebuilt whenever the envs are reset.
+        self._pending: PendingEpisodes | None = None
+        if _init_setup_model:
+            self._setup_model()
+
+    def _setup_model(self) -> None:
+        self._setup_lr_schedule()
+        self.critic_lr_schedule = FloatSchedule(self.critic_learning_rate)
+        self.set_random_seed(self.seed)
+        self.replay_buffer_class = EpisodeReplayBuffer
+        # Empty until episodes arrive: loading a model for prediction allocates no replay.
+        self.replay_buffer = EpisodeReplayBuffer(
+            self.buffer_size,
+            self.observation_space,
+            self.action_space,
+            device=self.device,
+            n_envs=self.n_envs,
+            max_episodes=self.max_buffer_episodes,
+        )
+        self.policy = self.policy_class(  # type: ignore[assignment]
+            self.observation_space, self.action_space, self.lr_schedule, **self.policy_kwargs
+        )
+        self.policy = self.policy.to(self.device)
+        actor_params, critic_params = split_actor_critic_parameters(self.policy)
+        optimizer_class = self.policy.optimizer_class
+        optimizer_kwargs = self.policy.optimizer_kwargs
+        # Separate optimisers: the critic has its own learning rate and takes several steps per policy step.
+        self.policy.optimizer = optimizer_class(actor_params, lr=self.lr_schedule(1), **optimizer_kwargs)  # type: ignore[call-arg]
+        self.critic_optimizer = optimizer_class(
+            critic_params,
+            lr=self.critic_lr_schedule(1),
+            **optimizer_kwargs,  # type: ignore[call-arg]
+        )
+        self._convert_train_freq()
+
+    def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
+        return ["policy", "policy.optimizer", "critic_optimizer"], []
+
+    def _excluded_save_params(self) -> list[str]:
+        return [*super()._excluded_save_params(), "_pending"]
+
+    def _update_current_progress_remaining(self, num_timesteps: int, total_timesteps: int) -> None:
+        # An episode-counted collection overshoots total_timesteps.
+        self._current_progress_remaining = clamped_progress_remaining(num_timesteps, total_timesteps)
+
+    def _setup_learn(
+        self,
+        total_timesteps: int,
+        callback: MaybeCallback = None,
+        reset_num_timesteps: bool = True,
+        tb_log_name: str = "run",
+        progress_bar: bool = False,
+    ) -> tuple[int, BaseCallback]:
+        # SB3 resets the envs exactly in this case: the unfinished episodes are then gone.
+        envs_reset = reset_num_timesteps or self._last_obs is None
+        total_timesteps, callback = super()._setup_learn(
+            total_timesteps, callback, reset_num_timesteps, tb_log_name, progress_bar
+        )
+        assert self.env is not None
+        if envs_reset or self._pending is None:
+            self._pending = PendingEpisodes(self.env.num_envs)
+        return total_timesteps, callback
+
+    def collect_rollouts(
+        self,
+        env: VecEnv,
+        callback: BaseCallback,
+        train_freq: TrainFreq,
+        replay_buffer: EpisodeReplayBuffer,  # type: ignore[override]
+        action_noise: ActionNoise | None = None,
+        learning_starts: int = 0,
+        log_interval: int | None = None,
+    ) -> RolloutReturn:
+        """
+        Step the envs with the current policy for ``train_freq`` steps or episodes; each episode that ends goes
+        whole into the replay, with the behaviour log-probability of every raw action.
+
+        :param env: The training environment
+        :param callback: Callback called once per env step (and at the start and end of the rollout)
+        :param train_freq: How much to collect
+        :param replay_buffer: The replay of whole episodes
+        :param action_noise: Unused (the policy is stochastic; noise would change the behaviour log-probabilities)
+        :param learning_starts: Unused: the warm-up collects with the policy like any other rollout
+        :param log_interval: Dump the logs every ``log_interval`` episodes
+        :return: Steps and episodes collected, and whether to continue training
+        """
+        assert self._last_obs is not None and self._pending is not None
+        self.policy.set_training_mode(False)
+        num_collected_steps, num_collected_episodes = 0, 0
+        callback.on_rollout_start()
+        while should_collect_more_steps(train_freq, num_collected_steps, num_collected_episodes):
+            with th.no_grad():
+                distribution = self.policy.get_distribution(obs_as_tensor(self._last_obs, self.device))  # type: ignore[arg-type]
+                raw_actions = distribution.get_actions()
+                log_probs = distribution.log_prob(raw_actions).cpu().numpy()
+            actions = raw_actions.cpu().numpy()
+            clipped_actions = actions
+            if isinstance(self.action_space, spaces.Box):
+                # The env gets actions within its bounds; the log-prob and the stored action stay the raw sample.
+                clipped_actions = np.clip(actions, self.action_space.low, self.action_space.high)
+
+            new_obs, rewards, dones, infos = env.step(clipped_actions)
+            self.num_timesteps += env.num_envs
+            num_collected_steps += 1
+            # Bookkeeping before the callback, so that a stop leaves the unfinished episodes consistent.
+            self._update_info_buffer(infos, dones)
+            self._pending.add_step(self._last_obs, actions, rewards, log_probs)  # type: ignore[arg-type]
+            for idx in np.flatnonzero(dones):
+                replay_buffer.add_episode(
+                    *self._pending.pop(int(idx)),
+                    truncated=bool(infos[idx].get("TimeLimit.truncated", False)),
+                    terminal_observation=infos[idx].get("terminal_observation"),
+                )
+                num_collected_episodes += 1
+                self._episode_num += 1
+                if log_interval is not None and self._episode_num % log_interval == 0:
+                    self.dump_logs()
+            self._last_obs = new_obs  # type: ignore[assignment]
+            self._last_episode_starts = dones
+            self._update_current_progress_remaining(self.num_timesteps, self._total_timesteps)
+
+            callback.update_locals(locals())
+            if not callback.on_step():
+                return RolloutReturn(num_collected_steps * env.num_envs, num_collected_episodes, continue_training=False)
+        callback.on_rollout_end()
+        return RolloutReturn(num_collected_steps * env.num_envs, num_collected_episodes, continue_training=True)
+
+    def policy_gradient_weights(
+        self, batch: EpisodeBatch, target_log_probs: np.ndarray, values: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """
+        The per-step coefficient of ``log pi_theta'(a_t|s_t)`` in the loss, and the importance weights behind it.
+
+        :param batch: The episodes, with the behaviour log-probabilities
+        :param target_log_probs: Per-step ``log pi_theta'(a_t|s_t)`` of the current policy
+        :param values: Per-step V(s_t) (``baseline="value"`` only)
+        :return: The coefficients (standardised if ``normalize_advantage``), the log-weights after truncation, and
+            the weights used
+        """
+        log_ratios = np.asarray(target_log_probs, dtype=np.float64) - batch.log_probs
+        if self.estimator == "per_decision":
+            log_weights = per_decision_log_weights(log_ratios, batch.episode_lengths)
+        else:
+            log_weights = log_ratios
+        weights = importance_weights(log_weights, self.c_bar, self.self_normalize)
+        plain_returns = reward_to_go(batch.rewards, batch.episode_lengths, self.gamma)
+        if self.estimator == "per_decision":
+            returns = per_decision_returns(batch.rewards, weights, batch.episode_lengths, self.gamma)
+        else:
+            returns = weights * plain_returns
+        baseline: np.ndarray | float = 0.0
+        if self.baseline == "mean":
+            baseline = batch_mean_baseline(plain_returns, batch.episode_lengths, per_episode=False)
+        elif self.baseline == "value":
+            assert values is not None
+            baseline = values
+        coefficients = returns - weights * baseline
+        if self.discount_option == 2:
+            coefficients = coefficients * discount_weights(batch.episode_lengths, self.gamma)
+        if self.normalize_advantage and len(coefficients) > 1:
+            coefficients = (coefficients - coefficients.mean()) / (coefficients.std() + 1e-8)
+        return coefficients, truncate_log_weights(log_weights, self.c_bar), weights
+
+    def gradient_step(self, batch: EpisodeBatch) -> dict[str, float]:
+        """
+        One policy gradient step on a batch of episodes, then ``n_critic_updates`` steps on the value baseline.
+
+        :param batch: Whole episodes with their behaviour log-probabilities
+        :return: Statistics of the step (losses, importance weights)
+        """
+        observations = obs_as_tensor(batch.observations, self.device)  # type: ignore[arg-type]
+        actions = actions_to_tensor(batch.actions, self.action_space, self.device)
+        distribution, values = distribution_and_values(self.policy, observations)
+        log_prob = distribution.log_prob(actions)
+        entropy = distribution.entropy()
+        coefficients, log_weights, weights = self.policy_gradient_weights(
+            batch,
+            log_prob.detach().cpu().numpy(),
+            values.detach().flatten().cpu().numpy() if self.baseline == "value" else None,
+        )
+        policy_loss = -(log_prob * th.as_tensor(coefficients, dtype=th.float32, device=self.device)).sum() / batch.n_episodes
+        entropy_loss = th.mean(log_prob) if entropy is None else -th.mean(entropy)
+        loss = policy_loss + self.ent_coef * entropy_loss
+        check_finite("policy loss", loss)
+        self.policy.optimizer.zero_grad()
+        loss.backward()
+        stats = {
+            "policy_gradient_loss": policy_loss.item(),
+            "entropy_loss": entropy_loss.item(),
+            "loss": loss.item(),
+            "grad_norm": self._clip_and_norm(self.policy.optimizer),
+            "is_weight_max": float(weights.max()),
+            "is_weight_mean": float(weights.mean()),
+            "ess": effective_sample_size(log_weights),
+        }
+        self.policy.optimizer.step()
+        if self.baseline == "value":
+            targets = reward_to_go(batch.rewards, batch.episode_lengths, self.gamma)
+            stats["explained_variance"] = float(explained_variance(values.detach().flatten().cpu().numpy(), targets))
+            stats["value_loss"] = self._fit_critic(observations, targets)
+        return stats
+
+    def train(self, gradient_steps: int, batch_size: int) -> None:
+        """
+        ``gradient_steps`` gradient steps, each on ``batch_size`` whole episodes sampled from the replay (none before
+        the first episode has ended: with ``train_freq`` in steps, the replay can still be empty).
+
+        :param gradient_steps: Number of gradient steps
+        :param batch_size: Episodes per gradient step
+        """
+        assert self.replay_buffer is not None
+        self._update_learning_rate(self.policy.optimizer)
+        update_learning_rate(self.critic_optimizer, self.critic_lr_schedule(self._current_progress_remaining))
+        if self.replay_buffer.n_episodes == 0:
+            return
+        self.policy.set_training_mode(True)
+        history: dict[str, list[float]] = {}
+        for _ in range(gradient_steps):
+            for key, value in self.gradient_step(self.replay_buffer.sample_episodes(batch_size)).items():
+                history.setdefault(key, []).append(value)
+            self._n_updates += 1
+        for key, values in history.items():
+            self.logger.record(f"train/{key}", float(np.max(values) if key == "is_weight_max" else np.mean(values)))
+        if self.baseline == "value":
+            self.logger.record("train/critic_learning_rate", self.critic_lr_schedule(self._current_progress_remaining))
+        self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
+
+    def _clip_and_norm(self, optimizer: th.optim.Optimizer) -> float:
+        """
+        Clip the gradient of the optimiser's parameters to ``max_grad_norm`` (if set).
+
+        :param optimizer: Optimiser whose parameters' gradients are clipped
+        :return: The gradient norm before clipping
+        """
+        params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+        max_norm = float("inf") if self.max_grad_norm is None else self.max_grad_norm
+        return float(th.nn.utils.clip_grad_norm_(params, max_norm))
+
+    def _fit_critic(self, observations: th.Tensor | dict[str, th.Tensor], targets: np.ndarray) -> float:
+        """
+        Regress V(s) on the Monte Carlo reward-to-go with ``n_critic_updates`` full-batch steps.
+
+        :param observations: Per-step observations
+        :param targets: Per-step value targets
+        :return: The last value loss
+        """
+        targets_tensor = th.as_tensor(targets, dtype=th.float32, device=self.device)
+        value_loss = th.zeros(())
+        for _ in range(self.n_critic_updates):
+            value_loss = F.mse_loss(self.policy.predict_values(observations).flatten(), targets_tensor)
+            check_finite("value loss", value_loss)
+            self.critic_optimizer.zero_grad()
+            value_loss.backward()
+            self._clip_and_norm(self.critic_optimizer)
+            self.critic_optimizer.step()
+        return value_loss.item()
+
+    def learn(
+        self: SelfOffPolicyPG,
+        total_timesteps: int,
+        callback: MaybeCallback = None,
+        log_interval: int = 4,
+        tb_log_name: str = "OffPolicyPG",
+        reset_num_timesteps: bool = True,
+        progress_bar: bool = False,
+    ) -> SelfOffPolicyPG:
+        return super().learn(
+            total_timesteps=total_timesteps,
+            callback=callback,
+            log_interval=log_interval,
+            tb_log_name=tb_log_name,
+            reset_num_timesteps=reset_num_timesteps,
+            progress_bar=progress_bar,
+        )
