@@ -4,7 +4,8 @@ The scripts are rl-zoo3's own. Before one runs, the sb3-pgnotes algorithms are a
 and ``train`` reads our packaged ``hyperparams/<algo>.yml`` unless ``--conf-file`` is given. The zoo scripts
 that start other zoo scripts in a subprocess (``record_training``, ``benchmark``) are pointed at this command
 instead, so that the child process knows our algorithms too. After a normal ``train`` run, a learning-curve
-PNG is written next to the model and the paths of the results are printed.
+PNG is written next to the model and the paths of the results are printed. ``train -optimize`` and
+``--trial-id`` keep their study as :mod:`sb3_pgnotes.zoo.optimize` describes.
 """
 
 import argparse
@@ -26,6 +27,7 @@ from rl_zoo3.plots import all_plots, plot_from_file, plot_train
 from rl_zoo3.utils import ALGOS
 
 from sb3_pgnotes.diagnostics.cli import main as variance
+from sb3_pgnotes.zoo.optimize import StudyExperimentManager, StudyOptions, study_arguments
 from sb3_pgnotes.zoo.plotting import plot_learning_curve
 from sb3_pgnotes.zoo.registry import ZOO_ALGORITHMS, hyperparams_path, register_algorithms
 
@@ -101,15 +103,19 @@ def _report_run(manager: ExperimentManager) -> None:
         print("Learning curve: none, no training episode finished")
 
 
-def train() -> None:
-    """rl-zoo3's ``train``, followed by :func:`_report_run` unless it optimised hyperparameters."""
+def train(study_options: StudyOptions | None = None) -> None:
+    """
+    rl-zoo3's ``train`` with our study handling, followed by :func:`_report_run` unless it optimised hyperparameters.
+
+    :param study_options: the study of ``-optimize`` or ``--trial-id``, from :func:`~sb3_pgnotes.zoo.optimize.study_arguments`
+    """
     managers: list[ExperimentManager] = []
 
-    class RecordingExperimentManager(ExperimentManager):
-        """The zoo's experiment manager, remembered so its run folder is known after training."""
+    class RecordingExperimentManager(StudyExperimentManager):
+        """Our experiment manager, remembered so its run folder is known after training."""
 
         def __init__(self, *args: Any, **kwargs: Any) -> None:
-            super().__init__(*args, **kwargs)
+            super().__init__(*args, study_options=study_options, **kwargs)
             managers.append(self)
 
     with mock.patch.object(rl_zoo3.train, "ExperimentManager", RecordingExperimentManager):
@@ -193,7 +199,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     if script not in SCRIPTS:
         sys.exit(f"{PROG}: error: unknown script {script!r}, choose from: {', '.join(SCRIPTS)}")
     register_algorithms()
+    run = SCRIPTS[script]
+    if script == "train":
+        script_args, study_options = study_arguments(script_args)
+        run = functools.partial(train, study_options)
     with ExitStack() as stack:
         script_args = script_arguments(script, script_args, stack)
         stack.enter_context(mock.patch.object(sys, "argv", [f"{PROG} {script}", *script_args]))
-        SCRIPTS[script]()
+        run()

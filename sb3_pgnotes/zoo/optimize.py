@@ -1,0 +1,493 @@
+"""Hyperparameter search with ``train -optimize``: one study per algorithm and environment, on one machine or many.
+
+rl-zoo3 runs the search; this module fixes what goes wrong when a search is stopped, resumed or shared:
+
+- **Embedded default storage.** Without ``--storage``, the study lives in an SQLite file under the log folder,
+  ``<log-folder>/<algo>/<study-name>.db``, and the study name defaults to ``<algo>_<env>``, so running the same
+  command again resumes the search. ``--storage postgresql://...`` shares one study between workers.
+- **Dead workers.** With a database storage the workers send a heartbeat (``--heartbeat-interval``); a trial whose
+  worker stopped sending it is marked FAIL and retried once by another worker. ``--max-total-trials`` counts
+  finished (COMPLETE or PRUNED) trials: a worker whose last trial would be the one too many waits for the trials
+  still running instead of stopping early, and picks up their retry if their worker died.
+- **Distinct proposals.** Each worker seeds its Optuna sampler from ``--seed`` and the number of trials already in
+  the study, and, on a shared database, from a random worker token too, so that workers given the same seed do not
+  propose the same trials; a search on the embedded storage stays reproducible.
+- **Trial loading.** ``--trial-id N`` loads trial number N, 0 included (upstream ignores it), and
+  ``--trial-id best`` the best trial, from the same storage and study name as the search.
+- **Results.** After a search, the best trial is written as a ready-to-paste entry of an rl-zoo3 hyperparameter
+  file, with the optimisation history and parameter importances as PNG files.
+"""
+
+import argparse
+import functools
+import hashlib
+import os
+import re
+import socket
+import time
+import uuid
+import warnings
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pprint import pprint
+from typing import Any, Literal
+from unittest import mock
+
+import optuna
+import rl_zoo3.exp_manager
+import sqlalchemy.exc
+import yaml
+from optuna.exceptions import ExperimentalWarning
+from optuna.samplers import BaseSampler
+from optuna.storages import BaseStorage, JournalStorage, RDBStorage, RetryHeartbeatStaleTrialCallback, fail_stale_trials
+from optuna.storages.journal import JournalFileBackend
+from optuna.trial import FrozenTrial, TrialState
+from rl_zoo3.exp_manager import ExperimentManager
+from rl_zoo3.hyperparams_opt import HYPERPARAMS_CONVERTER
+
+#: Seconds between two heartbeats of a running trial; a trial without one for twice as long is marked FAIL.
+DEFAULT_HEARTBEAT_INTERVAL = 60
+#: How many times a trial whose worker died is run again, with the same parameters.
+MAX_RETRIES = 1
+#: Trial states that count against ``--max-total-trials``.
+FINISHED_STATES = (TrialState.COMPLETE, TrialState.PRUNED)
+#: Attempts at opening a database storage: workers that start together race to create Optuna's tables.
+OPEN_ATTEMPTS = 5
+
+TrialChoice = int | Literal["best"]
+
+
+def parse_trial_choice(value: str) -> TrialChoice:
+    """
+    The value of ``--trial-id``.
+
+    :param value: a trial number (0 or more) or ``best``
+    :return: the trial number, or ``"best"``
+    """
+    if value == "best":
+        return "best"
+    if not value.isdigit():
+        raise argparse.ArgumentTypeError(f"expected a trial number (0, 1, ...) or 'best', got {value!r}")
+    return int(value)
+
+
+def default_study_name(algo: str, env_id: str) -> str:
+    """
+    :param algo: zoo name of the algorithm
+    :param env_id: environment id
+    :return: ``<algo>_<env>``, with characters other than letters, digits, ``.``, ``-`` and ``_`` replaced by ``_``
+    """
+    return re.sub(r"[^\w.-]", "_", f"{algo}_{env_id}")
+
+
+def is_shared_storage(storage: str) -> bool:
+    """
+    :param storage: an Optuna storage URL or journal file path
+    :return: whether the storage is a database server that workers on several machines can share
+    """
+    return not (storage.startswith("sqlite:") or storage.endswith(".log"))
+
+
+@dataclass(frozen=True)
+class StudyOptions:
+    """
+    Where the study of a ``train`` run is and how its workers behave.
+
+    :param storage: Optuna storage: a database URL (``sqlite:///...``, ``postgresql://...``) or a ``.log`` journal file
+    :param study_name: the study's name in the storage
+    :param trial: with ``--trial-id``, the trial whose hyperparameters ``train`` uses
+    :param heartbeat_interval: seconds between the heartbeats of a running trial (database storages only)
+    """
+
+    storage: str
+    study_name: str
+    trial: TrialChoice | None = None
+    heartbeat_interval: int = DEFAULT_HEARTBEAT_INTERVAL
+
+
+def study_arguments(args: Sequence[str]) -> tuple[list[str], StudyOptions | None]:
+    """
+    Read the study options of a ``train`` command and rewrite its arguments for rl-zoo3.
+
+    ``--trial-id`` and ``--heartbeat-interval`` are ours: they are taken out. With ``-optimize`` or ``--trial-id``,
+    ``--storage`` (default: the embedded SQLite file) and ``--study-name`` (default: ``<algo>_<env>``) are set.
+
+    :param args: the ``train`` arguments
+    :return: the arguments for rl-zoo3's ``train``, and the study options (None without ``-optimize`` or ``--trial-id``)
+    """
+    parser = argparse.ArgumentParser(prog="sb3-pgnotes train", add_help=False, allow_abbrev=False)
+    parser.add_argument("--algo", default="ppo")
+    parser.add_argument("--env", default="CartPole-v1")
+    parser.add_argument("-f", "--log-folder", default="logs")
+    parser.add_argument("-optimize", "--optimize-hyperparameters", action="store_true")
+    parser.add_argument("--storage")
+    parser.add_argument("--study-name")
+    ours = argparse.ArgumentParser(prog="sb3-pgnotes train", add_help=False, allow_abbrev=False)
+    ours.add_argument("--trial-id", type=parse_trial_choice)
+    ours.add_argument("--heartbeat-interval", type=int, default=DEFAULT_HEARTBEAT_INTERVAL)
+    known, _ = parser.parse_known_args(args)
+    own, zoo_args = ours.parse_known_args(args)
+    if own.heartbeat_interval < 1:
+        ours.error("--heartbeat-interval must be at least 1 second")
+    if not known.optimize_hyperparameters and own.trial_id is None:
+        return zoo_args, None
+    study_name = known.study_name or default_study_name(known.algo, known.env)
+    storage = known.storage
+    if storage is None:
+        storage = "sqlite:///" + os.path.abspath(os.path.join(known.log_folder, known.algo, f"{study_name}.db"))
+        zoo_args += ["--storage", storage]
+    if known.study_name is None:
+        zoo_args += ["--study-name", study_name]
+    return zoo_args, StudyOptions(storage, study_name, own.trial_id, own.heartbeat_interval)
+
+
+def open_storage(url: str, heartbeat_interval: int | None = None) -> BaseStorage:
+    """
+    Open an Optuna storage, creating the folder of a local file.
+
+    A database storage gets the heartbeat and the retry of stale trials when ``heartbeat_interval`` is given; a
+    ``.log`` journal file has no heartbeat.
+
+    :param url: a database URL or the path of a ``.log`` journal file
+    :param heartbeat_interval: seconds between the heartbeats of a running trial, None for no heartbeat
+    :return: the storage
+    """
+    if url.endswith(".log"):
+        os.makedirs(os.path.dirname(os.path.abspath(url)), exist_ok=True)
+        return JournalStorage(JournalFileBackend(url))
+    if url.startswith("sqlite:///"):
+        os.makedirs(os.path.dirname(os.path.abspath(url.removeprefix("sqlite:///"))), exist_ok=True)
+    for attempt in range(1, OPEN_ATTEMPTS):
+        try:
+            return _rdb_storage(url, heartbeat_interval)
+        except sqlalchemy.exc.SQLAlchemyError:
+            # Another worker was creating the tables at the same moment.
+            time.sleep(attempt)
+    return _rdb_storage(url, heartbeat_interval)
+
+
+def _rdb_storage(url: str, heartbeat_interval: int | None) -> RDBStorage:
+    """
+    :param url: a database URL
+    :param heartbeat_interval: seconds between the heartbeats of a running trial, None for no heartbeat
+    :return: the database storage, with the retry of stale trials when it has a heartbeat
+    """
+    with warnings.catch_warnings():
+        # The heartbeat and the retry callback are marked experimental.
+        warnings.simplefilter("ignore", ExperimentalWarning)
+        if heartbeat_interval is None:
+            return RDBStorage(url)
+        retry = RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRIES)
+        return RDBStorage(url, heartbeat_interval=heartbeat_interval, heartbeat_stale_trial_callback=retry)
+
+
+def load_study(options: StudyOptions) -> optuna.Study:
+    """
+    :param options: the study's storage and name
+    :return: the study, without sampler state (for reading its trials)
+    """
+    if options.storage.startswith("sqlite:///") and not os.path.exists(options.storage.removeprefix("sqlite:///")):
+        raise ValueError(
+            f"no study file {options.storage.removeprefix('sqlite:///')}: run train -optimize first, or give --storage"
+        )
+    storage = open_storage(options.storage)
+    try:
+        return optuna.load_study(study_name=options.study_name, storage=storage)
+    except KeyError as e:
+        raise ValueError(f"no study {options.study_name!r} in {options.storage}") from e
+
+
+def select_trial(study: optuna.Study, choice: TrialChoice) -> FrozenTrial:
+    """
+    :param study: the study
+    :param choice: a trial number or ``"best"``
+    :return: the chosen trial
+    """
+    if choice == "best":
+        return study.best_trial
+    for trial in study.get_trials(deepcopy=False):
+        if trial.number == choice:
+            return trial
+    raise ValueError(f"study {study.study_name!r} has no trial number {choice} (it has {len(study.trials)} trials)")
+
+
+def worker_sampler_seed(seed: int, n_existing_trials: int, worker_token: str = "") -> int:
+    """
+    The seed of one worker's Optuna sampler.
+
+    A new study searched by one worker uses ``seed`` itself. A worker joining a study that has trials, or given a
+    worker token, gets another seed, so that it does not propose the trials already proposed by another worker
+    (or by itself, before a restart) with the same ``seed``.
+
+    :param seed: the ``--seed`` of the run
+    :param n_existing_trials: number of trials in the study when the worker joins it
+    :param worker_token: a token unique to the worker, empty for a reproducible search
+    :return: a seed in ``[0, 2**32)``
+    """
+    if n_existing_trials == 0 and not worker_token:
+        return seed
+    digest = hashlib.sha256(f"{seed}/{n_existing_trials}/{worker_token}".encode()).digest()
+    return int.from_bytes(digest[:4], "little")
+
+
+def count_trials(storage: BaseStorage, study_name: str) -> int:
+    """
+    :param storage: an Optuna storage
+    :param study_name: a study name
+    :return: number of trials of the study in the storage, 0 when there is no such study
+    """
+    try:
+        study_id = storage.get_study_id_from_name(study_name)
+    except KeyError:
+        return 0
+    return len(storage.get_all_trials(study_id, deepcopy=False))
+
+
+class FinishedTrialsCap:
+    """
+    Stop a worker once ``n_trials`` trials of the study are COMPLETE or PRUNED.
+
+    Used in place of Optuna's ``MaxTrialsCallback``, which rl-zoo3 makes count RUNNING trials too, so that workers
+    do not run more trials than the cap; a worker that died then leaves its RUNNING trial counted forever. This
+    callback fails stale trials first (their retry is queued), and while the cap would be reached by the trials
+    still running, waits for them rather than stop: they may fail, and their retry needs a worker. Without a
+    heartbeat (a journal file storage) no trial is ever stale, and the running ones are counted, as rl-zoo3 does.
+
+    :param n_trials: number of finished trials to reach
+    :param states: ignored, part of ``MaxTrialsCallback``'s signature that rl-zoo3 calls
+    :param heartbeat_interval: the storage's heartbeat interval in seconds, None when it has no heartbeat
+    """
+
+    def __init__(
+        self, n_trials: int, states: Sequence[TrialState] | None = None, heartbeat_interval: int | None = None
+    ) -> None:
+        self.n_trials = n_trials
+        self.heartbeat_interval = heartbeat_interval
+
+    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        """
+        :param study: the study
+        :param trial: the trial this worker just finished
+        """
+        while True:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ExperimentalWarning)
+                fail_stale_trials(study)
+            n_finished = len(study.get_trials(deepcopy=False, states=FINISHED_STATES))
+            n_running = len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
+            if n_finished + n_running < self.n_trials:
+                return
+            if n_finished >= self.n_trials or self.heartbeat_interval is None:
+                study.stop()
+                return
+            time.sleep(self.heartbeat_interval)
+
+
+def _python_expression(value: Any) -> str:
+    """
+    :param value: a ``policy_kwargs`` value: dicts, lists, tuples, numbers, strings and ``torch.nn`` classes
+    :return: Python source that rl-zoo3 evaluates back to the value (``nn`` is ``torch.nn`` there)
+    """
+    if isinstance(value, dict):
+        return "dict(" + ", ".join(f"{key}={_python_expression(item)}" for key, item in value.items()) + ")"
+    if isinstance(value, list):
+        return "[" + ", ".join(_python_expression(item) for item in value) + "]"
+    if isinstance(value, type) and value.__module__.startswith("torch.nn"):
+        return f"nn.{value.__name__}"
+    return repr(value)
+
+
+def best_trial_entry(
+    env_id: str,
+    fixed: dict[str, Any],
+    converter: Callable[[dict[str, Any]], dict[str, Any]],
+    trial: FrozenTrial,
+    study_name: str,
+) -> str:
+    """
+    The hyperparameters of a trial as one entry of an rl-zoo3 hyperparameter file.
+
+    :param env_id: the environment id, the entry's key
+    :param fixed: the hyperparameters common to all trials (the entry the search started from)
+    :param converter: the algorithm's converter from raw trial parameters to constructor arguments
+    :param trial: the trial
+    :param study_name: the name of the trial's study, for the heading comment
+    :return: YAML text, headed by a comment naming the trial
+    """
+    hyperparams = {**fixed, **converter(trial.params)}
+    if isinstance(hyperparams.get("policy_kwargs"), dict):
+        hyperparams["policy_kwargs"] = _python_expression(hyperparams["policy_kwargs"])
+    # The zoo's own keys first, as in the packaged files, then the algorithm's arguments by name.
+    first = [key for key in ("n_envs", "n_timesteps", "policy") if key in hyperparams]
+    entry = {key: hyperparams[key] for key in first + sorted(set(hyperparams) - set(first))}
+    header = f"# Trial {trial.number} of study {study_name!r}: mean evaluation reward {trial.value}\n"
+    return header + yaml.safe_dump({env_id: entry}, sort_keys=False)
+
+
+def save_study_plots(study: optuna.Study, prefix: str) -> dict[str, str | None]:
+    """
+    Draw the optimisation history and the parameter importances of a study as PNG files.
+
+    :param study: the study
+    :param prefix: path prefix of the files: ``<prefix>_history.png`` and ``<prefix>_importances.png``
+    :return: the path of each plot by its title, None where the study cannot give it (e.g. importances need two
+        finished trials with different values)
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from optuna.visualization.matplotlib import plot_optimization_history, plot_param_importances
+
+    plots: dict[str, str | None] = {}
+    charts: list[tuple[str, Callable[[optuna.Study], Any], str]] = [
+        ("Optimization history", plot_optimization_history, "history"),
+        ("Parameter importances", plot_param_importances, "importances"),
+    ]
+    for title, plot, suffix in charts:
+        path = f"{prefix}_{suffix}.png"
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ExperimentalWarning)
+                axes = plot(study)
+        except (ValueError, RuntimeError, ZeroDivisionError):
+            plots[title] = None
+            continue
+        axes.figure.savefig(path, bbox_inches="tight")
+        plt.close(axes.figure)
+        plots[title] = path
+    return plots
+
+
+class StudyExperimentManager(ExperimentManager):
+    """
+    rl-zoo3's experiment manager with the study handling of this module.
+
+    :param args: rl-zoo3's ``ExperimentManager`` arguments
+    :param study_options: the study of the run, None when ``train`` neither optimises nor loads a trial
+    :param kwargs: rl-zoo3's ``ExperimentManager`` keyword arguments
+    """
+
+    def __init__(self, *args: Any, study_options: StudyOptions | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.study_options = study_options
+        self._search_start_entry: dict[str, Any] = {}
+        self._sampler_seed = self.seed
+
+    def read_hyperparameters(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """
+        rl-zoo3's, with the ``--trial-id`` trial (a number or ``best``) loaded over the file's entry.
+
+        :return: the hyperparameters, and the sorted copy that is saved with the run
+        """
+        hyperparams, saved_hyperparams = super().read_hyperparameters()
+        options = self.study_options
+        if options is not None and options.trial is not None:
+            trial = select_trial(load_study(options), options.trial)
+            print(f"Loading trial {trial.number} of study {options.study_name!r} (value {trial.value}) from {options.storage}")
+            hyperparams.update(HYPERPARAMS_CONVERTER[self.algo](trial.params))
+            # Command line hyperparameters (-params) still win.
+            hyperparams.update(self.custom_hyperparams or {})
+            saved_hyperparams = OrderedDict((key, hyperparams[key]) for key in sorted(hyperparams))
+            print("Hyperparameters with the trial's:")
+            pprint(saved_hyperparams)
+        self._search_start_entry = dict(saved_hyperparams)
+        return hyperparams, saved_hyperparams
+
+    def _create_sampler(self, sampler_method: str) -> BaseSampler:
+        """
+        rl-zoo3's sampler, seeded with this worker's seed (:func:`worker_sampler_seed`).
+
+        :param sampler_method: ``random``, ``tpe`` or ``auto``
+        :return: the sampler
+        """
+        run_seed, self.seed = self.seed, self._sampler_seed
+        try:
+            return super()._create_sampler(sampler_method)
+        finally:
+            self.seed = run_seed
+
+    def objective(self, trial: optuna.Trial) -> float:
+        """
+        rl-zoo3's objective, with the worker (``host:pid``) that runs the trial recorded as its ``worker`` attribute.
+
+        :param trial: the trial
+        :return: the trial's last mean evaluation reward
+        """
+        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+        return super().objective(trial)
+
+    def hyperparameters_optimization(self) -> None:
+        """rl-zoo3's search on the study's storage (heartbeat, retries, finished-trial cap), then :meth:`report_study`."""
+        options = self.study_options
+        assert options is not None, "train -optimize is given its study options by study_arguments()"
+        storage = open_storage(options.storage, options.heartbeat_interval)
+        n_existing = count_trials(storage, options.study_name)
+        worker_token = uuid.uuid4().hex if is_shared_storage(options.storage) else ""
+        self._sampler_seed = worker_sampler_seed(self.seed, n_existing, worker_token)
+        print(
+            f"Study {options.study_name!r} in {options.storage}: {n_existing} trials so far, sampler seed {self._sampler_seed}"
+        )
+        plots = not self.no_optim_plots
+        # rl-zoo3's own plots are interactive plotly figures; ours are PNG files.
+        self.no_optim_plots = True
+        with self._on_storage(storage):
+            super().hyperparameters_optimization()
+        self.report_study(load_study(options), plots)
+
+    @contextmanager
+    def _on_storage(self, storage: BaseStorage) -> Iterator[None]:
+        """
+        While rl-zoo3 searches: its study is created on ``storage``, stale trials are failed at once, and
+        ``MaxTrialsCallback`` is :class:`FinishedTrialsCap`.
+
+        :param storage: the opened storage of the study
+        """
+        create_study = optuna.create_study
+        heartbeat = storage.get_heartbeat_interval() if isinstance(storage, RDBStorage) else None
+
+        def create_study_on_storage(*args: Any, **kwargs: Any) -> optuna.Study:
+            study = create_study(*args, **{**kwargs, "storage": storage})
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ExperimentalWarning)
+                fail_stale_trials(study)
+            return study
+
+        with (
+            mock.patch.object(rl_zoo3.exp_manager.optuna, "create_study", create_study_on_storage),
+            mock.patch.object(
+                rl_zoo3.exp_manager, "MaxTrialsCallback", functools.partial(FinishedTrialsCap, heartbeat_interval=heartbeat)
+            ),
+        ):
+            yield
+
+    def report_study(self, study: optuna.Study, plots: bool = True) -> None:
+        """
+        Write the best trial as a hyperparameter file entry, and the study's plots, next to the study; print the paths.
+
+        :param study: the study
+        :param plots: whether to draw the PNG plots
+        """
+        folder = os.path.join(self.log_folder, self.algo)
+        os.makedirs(folder, exist_ok=True)
+        prefix = os.path.join(folder, study.study_name)
+        n_finished = len(study.get_trials(deepcopy=False, states=FINISHED_STATES))
+        print(f"Study {study.study_name!r}: {n_finished} finished trials, {len(study.trials)} in all")
+        if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+            print("Best trial: none, no trial completed")
+            return
+        best = study.best_trial
+        yaml_path = f"{prefix}_best.yml"
+        with open(yaml_path, "w") as file:
+            file.write(
+                best_trial_entry(
+                    self.env_name.gym_id, self._search_start_entry, HYPERPARAMS_CONVERTER[self.algo], best, study.study_name
+                )
+            )
+        print(f"Best trial: {best.number}, value {best.value}")
+        print(f"Best hyperparameters (rl-zoo3 YAML entry): {yaml_path}")
+        if plots:
+            for title, path in save_study_plots(study, prefix).items():
+                print(f"{title}: {path or 'none, the study has too few finished trials'}")
