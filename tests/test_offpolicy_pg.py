@@ -1,0 +1,360 @@
+"""
+OffPolicyPG: its estimators against exact gradients on the tabular MDP (``tests/tabular.py``), log-space weights on
+long episodes, the warm-up, and the replay of whole episodes.
+
+The data comes from a behaviour policy mu, a perturbed copy of the target pi (its logits plus ``gap`` times a fixed
+random direction); the stored log-probabilities are mu's. The actor is a linear softmax trained by plain SGD, so one
+gradient step moves it by ``learning_rate * g``.
+"""
+
+import itertools
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch as th
+from gymnasium import spaces
+from stable_baselines3.common.vec_env import DummyVecEnv
+from tabular import HORIZON, INITIAL, N_STATES, REWARDS, TRANSITIONS, TabularMDP, sample_episodes
+from test_gradients import (
+    ACTOR_BIAS,
+    ACTOR_WEIGHT,
+    CRITIC_BIAS,
+    CRITIC_WEIGHT,
+    LEARNING_RATE,
+    N_EPISODES,
+    _actor_probs,
+    actor_parameters,
+    estimated_gradient,
+    exact_direction,
+    make_model,
+    matches,
+    policy_probs,
+    reinforce,
+)
+
+from sb3_pgnotes import OffPolicyPG
+from sb3_pgnotes.common.buffers import EpisodeBatch
+from sb3_pgnotes.offpolicy_pg.buffers import EpisodeReplayBuffer
+
+
+def make_offpolicy(gamma: float = 1.0, env: Any = None, **kwargs: Any) -> OffPolicyPG:
+    """
+    :param gamma: Discount factor
+    :param env: The env (default: one TabularMDP)
+    :param kwargs: Further constructor arguments
+    :return: The model at the fixed weights of ``test_gradients``, plain SGD steps on the notes' estimator
+    """
+    settings: dict[str, Any] = dict(normalize_advantage=False, self_normalize=False, n_critic_updates=1)
+    model = OffPolicyPG(
+        "MlpPolicy",
+        TabularMDP() if env is None else env,
+        learning_rate=LEARNING_RATE,
+        gamma=gamma,
+        policy_kwargs=dict(net_arch=dict(pi=[], vf=[]), optimizer_class=th.optim.SGD, ortho_init=False),
+        seed=0,
+        **{**settings, **kwargs},
+    )
+    action_net, value_net = model.policy.action_net, model.policy.value_net
+    assert isinstance(action_net, th.nn.Linear) and isinstance(value_net, th.nn.Linear)
+    with th.no_grad():
+        action_net.weight.copy_(th.tensor(ACTOR_WEIGHT))
+        action_net.bias.copy_(th.tensor(ACTOR_BIAS))
+        value_net.weight.copy_(th.tensor(CRITIC_WEIGHT))
+        value_net.bias.copy_(th.tensor(CRITIC_BIAS))
+    return model
+
+
+def behaviour_probs(target: np.ndarray, gap: float) -> np.ndarray:
+    """
+    :param target: The target policy's probabilities, (N_STATES, N_ACTIONS)
+    :param gap: Size of the perturbation of the logits
+    :return: The behaviour policy's probabilities
+    """
+    direction = np.random.default_rng(0).standard_normal(target.shape)
+    logits = np.log(target) + gap * direction
+    probs = np.exp(logits)
+    return probs / probs.sum(axis=1, keepdims=True)
+
+
+def behaviour_batch(probs: np.ndarray, n_episodes: int = N_EPISODES, seed: int = 1) -> EpisodeBatch:
+    """
+    :param probs: The behaviour policy's probabilities
+    :param n_episodes: Number of episodes
+    :param seed: Seed of the sampler
+    :return: Episodes of the behaviour policy, with its log-probabilities
+    """
+    batch = sample_episodes(probs, n_episodes, np.random.default_rng(seed))
+    states, actions = np.asarray(batch.observations), np.asarray(batch.actions)
+    batch.log_probs = np.log(probs[states, actions]).astype(np.float32)
+    return batch
+
+
+def offpolicy_gradient(model: OffPolicyPG, batch: EpisodeBatch) -> th.Tensor:
+    """
+    :param model: The model (left updated)
+    :param batch: The episodes
+    :return: The estimator g of one gradient step
+    """
+    before = actor_parameters(model)  # type: ignore[arg-type]
+    model.gradient_step(batch)
+    return (actor_parameters(model) - before) / LEARNING_RATE  # type: ignore[arg-type]
+
+
+def first_order_expectation(model: OffPolicyPG, behaviour: np.ndarray) -> th.Tensor:
+    """
+    The exact mean of the first-order estimator (discount option 1, undiscounted): the behaviour policy's state
+    occupancies ``d^mu_t`` and action values ``Q^mu_t`` with the target's ``sum_a pi(a|s) grad log pi(a|s)``,
+
+        E_mu[sum_t rho_t grad log pi(a_t|s_t) G_t] = grad_theta sum_t sum_s d^mu_t(s) sum_a pi_theta(a|s) Q^mu_t(s, a)
+
+    :param model: The model (its actor is the target policy)
+    :param behaviour: The behaviour policy's probabilities
+    :return: The mean, flattened as ``actor_parameters``
+    """
+    action_net = model.policy.action_net
+    weight = action_net.weight.detach().double().requires_grad_(True)
+    bias = action_net.bias.detach().double().requires_grad_(True)
+    probs = _actor_probs(weight, bias)
+    mu = th.as_tensor(behaviour, dtype=th.float64)
+    transitions = th.as_tensor(TRANSITIONS[:, :, :N_STATES], dtype=th.float64)
+    rewards = th.as_tensor(REWARDS, dtype=th.float64)
+    occupancies = [th.as_tensor(INITIAL, dtype=th.float64)]
+    for _ in range(HORIZON - 1):
+        occupancies.append(th.einsum("s,sa,sax->x", occupancies[-1], mu, transitions))
+    surrogate = th.zeros((), dtype=th.float64)
+    value_to_go = th.zeros(N_STATES, dtype=th.float64)
+    for t in reversed(range(HORIZON)):
+        action_values = rewards + th.einsum("sax,x->sa", transitions, value_to_go)
+        value_to_go = (mu * action_values).sum(dim=-1)
+        surrogate = surrogate + th.einsum("s,sa,sa->", occupancies[t], probs, action_values)
+    grad_weight, grad_bias = th.autograd.grad(surrogate, [weight, bias])
+    return th.cat([grad_weight.flatten(), grad_bias])
+
+
+def relative_error(estimate: th.Tensor, target: th.Tensor) -> float:
+    return float((estimate - target).norm() / target.norm())
+
+
+@pytest.mark.parametrize(
+    "gamma, kwargs",
+    [
+        pytest.param(1.0, {"baseline": "none"}, id="no-baseline"),
+        pytest.param(1.0, {"baseline": "value"}, id="value-baseline"),
+        pytest.param(0.8, {"baseline": "mean", "discount_option": 2}, id="discount-option-2-mean-baseline"),
+    ],
+)
+def test_per_decision_matches_exact_gradient_of_target(gamma: float, kwargs: dict[str, Any]) -> None:
+    model = make_offpolicy(gamma, estimator="per_decision", **kwargs)
+    target = exact_direction(model, gamma)  # type: ignore[arg-type]
+    behaviour = behaviour_probs(policy_probs(model), gap=0.7)  # type: ignore[arg-type]
+    ok, message = matches(offpolicy_gradient(model, behaviour_batch(behaviour)), target)
+    assert ok, message
+
+
+def test_first_order_bias_grows_with_policy_gap() -> None:
+    """
+    The first-order estimator's exact mean drifts from the target's gradient as mu moves away from pi; its sampled
+    mean follows that biased expectation, while the per-decision estimator on the same data stays on the gradient.
+    """
+    model = make_offpolicy(1.0, estimator="first_order", baseline="none")
+    target_probs = policy_probs(model)  # type: ignore[arg-type]
+    gradient = exact_direction(model, 1.0)  # type: ignore[arg-type]
+    gaps = [0.0, 0.25, 0.5, 1.0, 1.5]
+    biases = [relative_error(first_order_expectation(model, behaviour_probs(target_probs, gap)), gradient) for gap in gaps]
+    assert biases[0] == pytest.approx(0.0, abs=1e-12)
+    assert all(later > earlier for earlier, later in itertools.pairwise(biases)), biases
+    assert biases[-1] > 0.15, biases
+
+    behaviour = behaviour_probs(target_probs, 1.5)
+    batch = behaviour_batch(behaviour)
+    expectation = first_order_expectation(model, behaviour)
+    first_order = offpolicy_gradient(model, batch)
+    ok, message = matches(first_order, expectation)
+    assert ok, message
+    assert relative_error(first_order, gradient) > 0.1
+    per_decision = offpolicy_gradient(make_offpolicy(1.0, estimator="per_decision", baseline="none"), batch)
+    assert relative_error(per_decision, gradient) < 0.05
+
+
+@pytest.mark.parametrize("estimator", ["per_decision", "first_order"])
+@pytest.mark.parametrize(
+    "gamma, kwargs",
+    [
+        pytest.param(1.0, {"baseline": "none"}, id="no-baseline"),
+        pytest.param(1.0, {"baseline": "mean"}, id="mean-baseline"),
+        pytest.param(0.8, {"baseline": "value", "discount_option": 2}, id="discount-option-2-value-baseline"),
+        pytest.param(0.9, {"baseline": "value", "normalize_advantage": True}, id="normalized-advantage"),
+    ],
+)
+def test_on_policy_data_gives_reinforce(estimator: str, gamma: float, kwargs: dict[str, Any]) -> None:
+    """Behaviour == target: every weight is 1 (self-normalised or not), and the step is Reinforce's on the same batch."""
+    reinforce_kwargs = {key: value for key, value in kwargs.items() if key != "normalize_advantage"}
+    reference = make_model(reinforce(gamma, reward_to_go=True, **reinforce_kwargs))
+    reference.normalize_advantage = kwargs.get("normalize_advantage", False)  # type: ignore[attr-defined]
+    target_probs = policy_probs(reference)
+    batch = behaviour_batch(target_probs, n_episodes=2_000)
+    # The stored log-probabilities are the policy's own, as the collector would have recorded them.
+    with th.no_grad():
+        distribution = reference.policy.get_distribution(th.as_tensor(np.asarray(batch.observations)))
+        batch.log_probs = distribution.log_prob(th.as_tensor(np.asarray(batch.actions))).numpy()
+    expected = estimated_gradient(reference, batch)
+    for self_normalize in (False, True):
+        model = make_offpolicy(gamma, estimator=estimator, self_normalize=self_normalize, **kwargs)
+        th.testing.assert_close(offpolicy_gradient(model, batch), expected, rtol=1e-4, atol=1e-6)
+
+
+def long_episode_batch(model: OffPolicyPG, length: int = 2_000) -> EpisodeBatch:
+    """
+    :param model: A CartPole model
+    :param length: Steps of the one episode
+    :return: An episode whose every stored behaviour log-probability is 0.5 below the model's, so the per-decision
+        weight of the last step is e^(0.5 * length)
+    """
+    rng = np.random.default_rng(0)
+    observations = rng.standard_normal((length, 4)).astype(np.float32)
+    actions = rng.integers(0, 2, length)
+    with th.no_grad():
+        target = model.policy.get_distribution(th.as_tensor(observations)).log_prob(th.as_tensor(actions)).numpy()
+    return EpisodeBatch(
+        observations=observations,
+        actions=actions,
+        rewards=np.ones(length, dtype=np.float32),
+        log_probs=target - 0.5,
+        episode_lengths=np.array([length]),
+        truncated=np.array([True]),
+        terminal_observations=[observations[-1]],
+    )
+
+
+@pytest.mark.parametrize("controls", [{"c_bar": 10.0}, {"self_normalize": True}, {"c_bar": 10.0, "self_normalize": True}])
+def test_truncation_and_self_normalisation_keep_long_episodes_finite(controls: dict[str, Any]) -> None:
+    model = OffPolicyPG("MlpPolicy", "CartPole-v1", baseline="mean", normalize_advantage=False, **controls)
+    batch = long_episode_batch(model)
+    stats = model.gradient_step(batch)
+    assert all(np.isfinite(value) for value in stats.values()), stats
+    assert 1.0 <= stats["ess"] <= batch.n_steps
+    assert stats["is_weight_max"] <= max(controls.get("c_bar", 0.0), batch.n_steps)
+    assert all(th.isfinite(param).all() for param in model.policy.parameters())
+
+
+def test_unbounded_weights_overflow_into_value_error() -> None:
+    """Without truncation or self-normalisation the exact weight e^1000 is infinite: the step refuses it."""
+    model = OffPolicyPG("MlpPolicy", "CartPole-v1", baseline="none", self_normalize=False, normalize_advantage=False)
+    with np.errstate(over="ignore", invalid="ignore"), pytest.raises(ValueError, match="policy loss is"):
+        model.gradient_step(long_episode_batch(model))
+
+
+def test_nan_reward_raises_value_error() -> None:
+    model = OffPolicyPG("MlpPolicy", "CartPole-v1", baseline="none", normalize_advantage=False)
+    batch = long_episode_batch(model, length=5)
+    batch.rewards[2] = np.nan
+    with pytest.raises(ValueError, match="policy loss is nan"):
+        model.gradient_step(batch)
+
+
+def test_warm_up_stores_the_policy_log_probabilities() -> None:
+    """Before learning_starts nothing trains, and every stored log-probability is the (unchanged) policy's own."""
+    model = make_offpolicy(1.0, env=DummyVecEnv([TabularMDP, TabularMDP]), learning_starts=300, train_freq=(1, "episode"))
+    model.learn(200)
+    assert model._n_updates == 0
+    buffer = model.replay_buffer
+    assert buffer is not None and buffer.n_episodes > 10
+    batch = buffer.sample_episodes(buffer.n_episodes)
+    probs = policy_probs(model)  # type: ignore[arg-type]
+    states, actions = np.asarray(batch.observations).flatten(), np.asarray(batch.actions).flatten()
+    np.testing.assert_allclose(batch.log_probs, np.log(probs[states, actions]), rtol=1e-5)
+    assert np.all((batch.episode_lengths >= 1) & (batch.episode_lengths <= HORIZON))
+
+
+def fill(buffer: EpisodeReplayBuffer, lengths: list[int]) -> None:
+    """
+    Add episodes whose observations, actions and log-probabilities all hold the episode's index.
+
+    :param buffer: A buffer for 1-d observations and Discrete actions
+    :param lengths: Length of each episode
+    """
+    for idx, length in enumerate(lengths):
+        buffer.add_episode(
+            np.full((length, 1), idx, dtype=np.float32),
+            np.full(length, idx),
+            np.arange(length, dtype=np.float32),
+            np.full(length, idx, dtype=np.float32),
+            truncated=idx % 2 == 1,
+            terminal_observation=np.array([idx], dtype=np.float32),
+        )
+
+
+def make_buffer(buffer_size: int, max_episodes: int | None = None) -> EpisodeReplayBuffer:
+    return EpisodeReplayBuffer(
+        buffer_size, spaces.Box(-1e9, 1e9, (1,)), spaces.Discrete(2), device="cpu", max_episodes=max_episodes
+    )
+
+
+def assert_whole_episodes(batch: EpisodeBatch) -> None:
+    """Each sampled episode's steps all carry its own index, with rewards 0, 1, ... from its start."""
+    observations = np.asarray(batch.observations).flatten()
+    starts = np.cumsum(batch.episode_lengths) - batch.episode_lengths
+    for start, length in zip(starts, batch.episode_lengths, strict=True):
+        assert np.all(observations[start : start + length] == observations[start])
+        np.testing.assert_array_equal(batch.rewards[start : start + length], np.arange(length))
+        np.testing.assert_array_equal(batch.log_probs[start : start + length], observations[start])
+
+
+def test_replay_samples_only_whole_episodes_after_wrapping() -> None:
+    buffer = make_buffer(20)
+    assert buffer.capacity == 0
+    fill(buffer, [7, 6, 5, 4, 3])
+    # 7 + 6 + 5 = 18 steps; the 4-step episode does not fit behind them and restarts at the front, dropping the
+    # first; the 3-step one fits between it and the second.
+    assert buffer.pos == 7
+    assert buffer.size() == 6 + 5 + 4 + 3
+    assert buffer.n_episodes == 4
+    batch = buffer.sample_episodes(10)
+    assert np.asarray(batch.observations)[np.cumsum(batch.episode_lengths) - 1].flatten().tolist() == [1, 2, 3, 4]
+    assert_whole_episodes(batch)
+    assert batch.truncated.tolist() == [True, False, True, False]
+    # The next one overwrites part of the second: it goes whole.
+    fill(buffer, [2])
+    assert buffer.n_episodes == 4
+    assert_whole_episodes(buffer.sample_episodes(10))
+    with pytest.raises(ValueError, match="does not fit"):
+        fill(buffer, [21])
+
+
+def test_replay_capacity_in_episodes() -> None:
+    buffer = make_buffer(1_000, max_episodes=3)
+    fill(buffer, [2, 3, 4, 5, 6])
+    assert buffer.n_episodes == 3
+    assert sorted(set(np.asarray(buffer.sample_episodes(3).observations).flatten())) == [2, 3, 4]
+    assert buffer.capacity < 1_000
+
+
+def test_replay_buffer_save_load_and_lazy_allocation(tmp_path: Path) -> None:
+    model = OffPolicyPG("MlpPolicy", "CartPole-v1", buffer_size=10**9, seed=0).learn(300)
+    buffer = model.replay_buffer
+    assert buffer is not None and buffer.n_episodes > 0
+    # The arrays grow with the episodes stored, not with buffer_size.
+    assert buffer.capacity < 2 * buffer.size() + 64
+    model.save_replay_buffer(tmp_path / "replay")
+    model.save(tmp_path / "model")
+
+    loaded = OffPolicyPG.load(tmp_path / "model")
+    assert loaded.replay_buffer is not None and loaded.replay_buffer.capacity == 0
+    loaded.load_replay_buffer(tmp_path / "replay")
+    restored = loaded.replay_buffer
+    assert isinstance(restored, EpisodeReplayBuffer)
+    np.testing.assert_array_equal(restored.episode_lengths, buffer.episode_lengths)
+    np.testing.assert_array_equal(restored.log_probs[: buffer.pos], buffer.log_probs[: buffer.pos])
+    loaded.set_env(model.get_env())  # type: ignore[arg-type]
+    loaded.learn(200, reset_num_timesteps=False)
+    assert loaded.replay_buffer.n_episodes > buffer.n_episodes
+
+
+def test_transition_interface_is_refused() -> None:
+    buffer = make_buffer(10)
+    with pytest.raises(NotImplementedError, match="add_episode"):
+        buffer.add()
+    with pytest.raises(NotImplementedError, match="sample_episodes"):
+        buffer.sample(4)
