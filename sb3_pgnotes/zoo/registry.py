@@ -15,12 +15,14 @@ from rl_zoo3.hyperparams_opt import HYPERPARAMS_CONVERTER, HYPERPARAMS_SAMPLER
 from rl_zoo3.utils import ALGOS
 from stable_baselines3.common.base_class import BaseAlgorithm
 
-from sb3_pgnotes import PPOKL, NStepAC, Reinforce
+from sb3_pgnotes import PPOKL, NStepAC, OffPolicyPG, Reinforce
 from sb3_pgnotes.zoo.samplers import (
     convert_nstep_ac_params,
+    convert_offpolicy_pg_params,
     convert_ppo_kl_params,
     convert_reinforce_params,
     sample_nstep_ac_params,
+    sample_offpolicy_pg_params,
     sample_ppo_kl_params,
     sample_reinforce_params,
 )
@@ -53,6 +55,7 @@ ZOO_ALGORITHMS: dict[str, ZooAlgorithm] = {
     "reinforce": ZooAlgorithm(Reinforce, sample_reinforce_params, convert_reinforce_params, "reinforce.yml"),
     "ppo_kl": ZooAlgorithm(PPOKL, sample_ppo_kl_params, convert_ppo_kl_params, "ppo_kl.yml"),
     "nstep_ac": ZooAlgorithm(NStepAC, sample_nstep_ac_params, convert_nstep_ac_params, "nstep_ac.yml"),
+    "offpolicy_pg": ZooAlgorithm(OffPolicyPG, sample_offpolicy_pg_params, convert_offpolicy_pg_params, "offpolicy_pg.yml"),
 }
 
 

@@ -178,3 +178,62 @@ def sample_nstep_ac_params(trial: BaseTrial, n_actions: int, n_envs: int, additi
     if params["critic_target"] == "nstep":
         params["target_n"] = trial.suggest_categorical("target_n", [2, 3, 5, 8, 16, 32])
     return convert_nstep_ac_params(params)
+
+
+def convert_offpolicy_pg_params(sampled_params: dict[str, Any]) -> dict[str, Any]:
+    """
+    Turn the raw values of :func:`sample_offpolicy_pg_params` into ``OffPolicyPG`` keyword arguments.
+
+    ``one_minus_gamma`` becomes ``gamma``; ``train_freq_episodes`` becomes ``train_freq=(n, "episode")``;
+    ``net_arch`` and ``activation_fn`` names become ``policy_kwargs``. Every other value is passed through unchanged.
+
+    :param sampled_params: the trial's parameters, as suggested by the sampler
+    :return: keyword arguments for the ``OffPolicyPG`` constructor
+    """
+    hyperparams = dict(sampled_params)
+    hyperparams["gamma"] = 1.0 - hyperparams.pop("one_minus_gamma")
+    hyperparams["train_freq"] = (hyperparams.pop("train_freq_episodes"), "episode")
+    hyperparams["policy_kwargs"] = {
+        "net_arch": NET_ARCHS[hyperparams.pop("net_arch")],
+        "activation_fn": ACTIVATIONS[hyperparams.pop("activation_fn")],
+    }
+    return hyperparams
+
+
+def sample_offpolicy_pg_params(
+    trial: BaseTrial, n_actions: int, n_envs: int, additional_args: dict[str, Any]
+) -> dict[str, Any]:
+    """
+    Sample ``OffPolicyPG`` hyperparameters: how much data is reused (replay size in episodes, episodes per update,
+    gradient steps per update) and how the importance weights are controlled (estimator, truncation,
+    self-normalisation).
+
+    The critic's learning rate and number of updates are only sampled with the learned value baseline, the only
+    case where they have an effect.
+
+    :param trial: the Optuna trial (or a ``FixedTrial``)
+    :param n_actions: size of the action space (unused, part of rl-zoo3's signature)
+    :param n_envs: number of training environments (unused, part of rl-zoo3's signature)
+    :param additional_args: extra information from rl-zoo3 (unused, part of its signature)
+    :return: keyword arguments for the ``OffPolicyPG`` constructor
+    """
+    params: dict[str, Any] = {
+        "learning_rate": trial.suggest_float("learning_rate", 1e-4, 1e-2, log=True),
+        "one_minus_gamma": trial.suggest_float("one_minus_gamma", 1e-4, 0.1, log=True),
+        "max_buffer_episodes": trial.suggest_categorical("max_buffer_episodes", [8, 16, 32, 64, 128]),
+        "batch_size": trial.suggest_categorical("batch_size", [2, 4, 8, 16, 32]),
+        "train_freq_episodes": trial.suggest_categorical("train_freq_episodes", [1, 2, 4, 8]),
+        "gradient_steps": trial.suggest_int("gradient_steps", 1, 8),
+        "estimator": trial.suggest_categorical("estimator", ["per_decision", "first_order"]),
+        "baseline": trial.suggest_categorical("baseline", ["none", "mean", "value"]),
+        "c_bar": trial.suggest_categorical("c_bar", [None, 1.0, 2.0, 5.0, 20.0]),
+        "self_normalize": trial.suggest_categorical("self_normalize", [True, False]),
+        "normalize_advantage": trial.suggest_categorical("normalize_advantage", [True, False]),
+        "ent_coef": trial.suggest_float("ent_coef", 1e-8, 0.05, log=True),
+        "net_arch": trial.suggest_categorical("net_arch", list(NET_ARCHS)),
+        "activation_fn": trial.suggest_categorical("activation_fn", list(ACTIVATIONS)),
+    }
+    if params["baseline"] == "value":
+        params["critic_learning_rate"] = trial.suggest_float("critic_learning_rate", 1e-4, 1e-2, log=True)
+        params["n_critic_updates"] = trial.suggest_int("n_critic_updates", 1, 20)
+    return convert_offpolicy_pg_params(params)
