@@ -170,10 +170,13 @@ def open_storage(url: str, heartbeat_interval: int | None = None) -> BaseStorage
 
 def _rdb_storage(url: str, heartbeat_interval: int | None) -> RDBStorage:
     """
-    :param url: a database URL
+    :param url: a database URL; ``postgresql://`` uses psycopg 3 (the ``distributed`` extra), whatever SQLAlchemy's
+        default driver
     :param heartbeat_interval: seconds between the heartbeats of a running trial, None for no heartbeat
     :return: the database storage, with the retry of stale trials when it has a heartbeat
     """
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
     with warnings.catch_warnings():
         # The heartbeat and the retry callback are marked experimental.
         warnings.simplefilter("ignore", ExperimentalWarning)

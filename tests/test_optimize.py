@@ -1,0 +1,346 @@
+"""``train -optimize``: the embedded study, PostgreSQL workers sharing one study, dead workers, trial loading."""
+
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import optuna
+import pytest
+import torch
+import yaml
+from optuna.distributions import CategoricalDistribution, FloatDistribution
+from optuna.storages import RetryHeartbeatStaleTrialCallback
+from optuna.trial import FrozenTrial, TrialState
+
+from sb3_pgnotes.zoo.cli import main
+from sb3_pgnotes.zoo.optimize import (
+    DEFAULT_HEARTBEAT_INTERVAL,
+    StudyOptions,
+    best_trial_entry,
+    open_storage,
+    parse_trial_choice,
+    study_arguments,
+    worker_sampler_seed,
+)
+from sb3_pgnotes.zoo.samplers import convert_reinforce_params
+
+#: A search made of short trials: a few hundred steps of REINFORCE on CartPole-v1, one evaluation of two episodes.
+SEARCH = [
+    "train",
+    "--algo",
+    "reinforce",
+    "--env",
+    "CartPole-v1",
+    "--seed",
+    "0",
+    "-optimize",
+    "--n-evaluations",
+    "1",
+    "--eval-episodes",
+    "2",
+    "--sampler",
+    "random",
+    "--pruner",
+    "none",
+    "--num-threads",
+    "1",
+    "--heartbeat-interval",
+    "1",
+]
+#: Seconds a worker process is given to finish.
+WORKER_TIMEOUT = 240
+
+
+def start_worker(*args: str, log: Path) -> subprocess.Popen[bytes]:
+    """
+    Start ``python -m sb3_pgnotes`` in its own process.
+
+    :param args: the script and its arguments
+    :param log: file that receives the process's output
+    :return: the process
+    """
+    with log.open("wb") as out:
+        return subprocess.Popen([sys.executable, "-m", "sb3_pgnotes", *args], stdout=out, stderr=subprocess.STDOUT)
+
+
+def finish(worker: subprocess.Popen[bytes], log: Path) -> None:
+    """
+    Wait for a worker and check that it succeeded.
+
+    :param worker: the worker process
+    :param log: its output file
+    """
+    assert worker.wait(timeout=WORKER_TIMEOUT) == 0, log.read_text()
+
+
+def trials(storage: str, study_name: str) -> list[FrozenTrial]:
+    """
+    :param storage: the storage URL
+    :param study_name: the study name
+    :return: the study's trials, [] while the study does not exist
+    """
+    try:
+        return optuna.load_study(study_name=study_name, storage=open_storage(storage)).trials
+    except KeyError:
+        return []
+
+
+def wait_for(condition: str, check: Callable[[], bool], timeout: float = WORKER_TIMEOUT) -> None:
+    """
+    Poll until a condition holds.
+
+    :param condition: what is waited for, for the failure message
+    :param check: returns whether the condition holds
+    :param timeout: seconds before the test fails
+    """
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {condition}"
+        time.sleep(0.2)
+
+
+def states(study_trials: list[FrozenTrial]) -> list[TrialState]:
+    """
+    :param study_trials: trials
+    :return: their states
+    """
+    return [trial.state for trial in study_trials]
+
+
+def n_finished(study_trials: list[FrozenTrial]) -> int:
+    """
+    :param study_trials: trials
+    :return: how many are COMPLETE or PRUNED
+    """
+    return sum(state in (TrialState.COMPLETE, TrialState.PRUNED) for state in states(study_trials))
+
+
+def latest_run(logs: Path) -> Path:
+    """
+    :param logs: a log folder
+    :return: the newest folder of a REINFORCE run on CartPole-v1 in it
+    """
+    return max((logs / "reinforce").glob("CartPole-v1_*"), key=lambda path: int(path.name.split("_")[-1]))
+
+
+def test_study_arguments(tmp_path: Path) -> None:
+    args = ["--algo", "reinforce", "--env", "CartPole-v1", "-f", str(tmp_path), "-n", "100"]
+    assert study_arguments(args) == (args, None)
+    zoo_args, options = study_arguments([*args, "-optimize", "--heartbeat-interval", "5", "--seed", "-1"])
+    storage = f"sqlite:///{tmp_path / 'reinforce' / 'reinforce_CartPole-v1.db'}"
+    assert zoo_args == [*args, "-optimize", "--seed", "-1", "--storage", storage, "--study-name", "reinforce_CartPole-v1"]
+    assert options == StudyOptions(storage, "reinforce_CartPole-v1", None, 5)
+    # --trial-id is ours (0 included, and best); a given storage and study name are kept.
+    for value, trial in [("0", 0), ("12", 12), ("best", "best")]:
+        given = [*args, "--storage", "postgresql://host/db", "--study-name", "s", "--trial-id", value]
+        zoo_args, options = study_arguments(given)
+        assert zoo_args == given[:-2]
+        assert options == StudyOptions("postgresql://host/db", "s", trial, DEFAULT_HEARTBEAT_INTERVAL)
+    assert parse_trial_choice("0") == 0
+    with pytest.raises(SystemExit):
+        study_arguments([*args, "--trial-id", "-1"])
+
+
+def test_worker_sampler_seed() -> None:
+    # A new study with one worker is reproducible; a restart, or another worker, proposes other trials.
+    assert worker_sampler_seed(7, 0) == 7
+    assert worker_sampler_seed(7, 3) == worker_sampler_seed(7, 3) != worker_sampler_seed(7, 4)
+    assert len({worker_sampler_seed(7, 0, token) for token in ("a", "b", "c")}) == 3
+    assert all(0 <= worker_sampler_seed(seed, 5) < 2**32 for seed in range(20))
+
+
+def test_best_trial_entry() -> None:
+    params = {
+        "learning_rate": 0.001,
+        "n_episodes": 4,
+        "one_minus_gamma": 0.01,
+        "reward_to_go": True,
+        "baseline": "mean",
+        "ent_coef": 1e-5,
+        "net_arch": "small",
+        "activation_fn": "relu",
+        "normalize_advantage": True,
+    }
+    distributions = {
+        name: FloatDistribution(1e-9, 1.0) if isinstance(value, float) else CategoricalDistribution([value])
+        for name, value in params.items()
+    }
+    trial = optuna.trial.create_trial(params=params, distributions=distributions, value=321.5)
+    fixed = {"n_envs": 1, "n_timesteps": 200000.0, "policy": "MlpPolicy", "n_critic_updates": 10}
+    text = best_trial_entry("CartPole-v1", fixed, convert_reinforce_params, trial, "study")
+    assert text.startswith("# Trial -1 of study 'study': mean evaluation reward 321.5\n")
+    (entry,) = yaml.safe_load(text).values()
+    assert list(entry)[:3] == ["n_envs", "n_timesteps", "policy"]
+    expected = {**fixed, **convert_reinforce_params(params)}
+    # rl-zoo3 evaluates policy_kwargs with torch.nn as nn.
+    entry["policy_kwargs"] = eval(entry["policy_kwargs"], {"nn": torch.nn})
+    assert entry == expected
+
+
+def test_embedded_study_resumes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    logs = tmp_path / "logs"
+    search = [*SEARCH, "-n", "1000", "-f", str(logs), "--max-total-trials", "4"]
+    storage = f"sqlite:///{logs / 'reinforce' / 'reinforce_CartPole-v1.db'}"
+    study_name = "reinforce_CartPole-v1"
+
+    # A search killed after its first trial...
+    first = start_worker(*search, log=tmp_path / "first.log")
+    wait_for("a first finished trial", lambda: n_finished(trials(storage, study_name)) >= 1)
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    before = [trial for trial in trials(storage, study_name) if trial.state == TrialState.COMPLETE]
+    assert 1 <= len(before) < 4
+
+    # ... resumes: the same command keeps the finished trials and runs the others.
+    main([*search, "--no-optim-plots"])
+    after = trials(storage, study_name)
+    assert n_finished(after) == 4
+    assert TrialState.RUNNING not in states(after)
+    assert [(trial.number, trial.params) for trial in before] == [(trial.number, trial.params) for trial in after][
+        : len(before)
+    ]
+    finished_params = [trial.params for trial in after if trial.state == TrialState.COMPLETE]
+    assert len({tuple(sorted(params.items())) for params in finished_params}) == len(finished_params)
+    out = capsys.readouterr().out
+    best_yaml = logs / "reinforce" / f"{study_name}_best.yml"
+    assert f"Best hyperparameters (rl-zoo3 YAML entry): {best_yaml}" in out
+    assert "Optimization history" not in out
+
+    # The exported entry is a hyperparameter file that train reads.
+    main(["train", "--algo", "reinforce", "--env", "CartPole-v1", "-n", "200", "-f", str(logs), "--conf-file", str(best_yaml)])
+    assert f"Saved model: {latest_run(logs) / 'CartPole-v1.zip'}" in capsys.readouterr().out
+
+    # --trial-id 0 and --trial-id best load from the same embedded study.
+    study = optuna.load_study(study_name=study_name, storage=open_storage(storage))
+    for choice, trial in [("0", study.trials[0]), ("best", study.best_trial)]:
+        main(["train", "--algo", "reinforce", "--env", "CartPole-v1", "-n", "200", "-f", str(logs), "--trial-id", choice])
+        assert f"Loading trial {trial.number} of study '{study_name}'" in capsys.readouterr().out
+        config = dict(yaml.unsafe_load((latest_run(logs) / "CartPole-v1" / "config.yml").read_text()))
+        assert config["learning_rate"] == trial.params["learning_rate"]
+
+
+# Importances over three trials come with optuna's warnings about too few trials per value.
+@pytest.mark.filterwarnings("ignore:Some regimes for parameter")
+def test_search_plots(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    main([*SEARCH, "-n", "300", "-f", str(tmp_path), "--n-trials", "3"])
+    out = capsys.readouterr().out
+    for title, suffix in [("Optimization history", "history"), ("Parameter importances", "importances")]:
+        png = tmp_path / "reinforce" / f"reinforce_CartPole-v1_{suffix}.png"
+        assert f"{title}: {png}" in out
+        assert png.read_bytes().startswith(b"\x89PNG")
+
+
+def _postgres_bindir() -> Path:
+    """
+    :return: the folder of the newest PostgreSQL server binaries installed by Debian's packages
+    """
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda path: int(path.parts[-3]))
+    if not found:
+        pytest.fail("PostgreSQL server binaries not found under /usr/lib/postgresql (apt-get install postgresql-15)")
+    return found[-1].parent
+
+
+def _free_port() -> int:
+    """
+    :return: a TCP port on the loopback interface that nothing listens on now
+    """
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def postgres() -> Iterator[str]:
+    """
+    A PostgreSQL server of its own, on a free loopback port, with an empty database.
+
+    The server runs as the ``postgres`` user when the tests run as root (``initdb`` refuses root), from a data
+    folder in a temporary folder that user owns; it is stopped and the folder removed at the end.
+
+    :return: the database URL
+    """
+    bindir = _postgres_bindir()
+    as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    root = Path(tempfile.mkdtemp(prefix="sb3_pgnotes_postgres_"))
+    if as_postgres:
+        user = pwd.getpwnam("postgres")
+        os.chown(root, user.pw_uid, user.pw_gid)
+    data, port = root / "data", _free_port()
+    try:
+        subprocess.run(
+            [*as_postgres, bindir / "initdb", "-D", data, "-U", "postgres", "--auth=trust", "--no-locale", "-E", "UTF8"],
+            check=True,
+            capture_output=True,
+        )
+        options = f"-p {port} -k {root} -c listen_addresses=127.0.0.1"
+        start = [*as_postgres, bindir / "pg_ctl", "-D", data, "-o", options, "-l", root / "server.log", "-w", "start"]
+        subprocess.run(start, check=True, capture_output=True)
+        try:
+            createdb = [bindir / "createdb", "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "optuna"]
+            subprocess.run(createdb, check=True, capture_output=True)
+            yield f"postgresql://postgres@127.0.0.1:{port}/optuna"
+        finally:
+            subprocess.run([*as_postgres, bindir / "pg_ctl", "-D", data, "-m", "immediate", "-w", "stop"], check=True)
+    finally:
+        shutil.rmtree(root)
+
+
+def test_postgres_workers_share_a_study(postgres: str, tmp_path: Path) -> None:
+    # Two workers given the same seed: the study ends with exactly the cap and no parameter set twice.
+    search = [*SEARCH, "-n", "500", "--storage", postgres, "--study-name", "shared", "--max-total-trials", "4"]
+    workers = [
+        (start_worker(*search, "-f", str(tmp_path / name), log=tmp_path / f"{name}.log"), tmp_path / f"{name}.log")
+        for name in "ab"
+    ]
+    for worker, log in workers:
+        finish(worker, log)
+    study_trials = trials(postgres, "shared")
+    assert states(study_trials) == [TrialState.COMPLETE] * 4
+    assert len({tuple(sorted(trial.params.items())) for trial in study_trials}) == 4
+    assert {trial.user_attrs["worker"].split(":")[1] for trial in study_trials} <= {str(worker.pid) for worker, _ in workers}
+
+
+@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
+def test_postgres_killed_worker(postgres: str, tmp_path: Path) -> None:
+    # A worker killed mid-trial: its trial becomes FAIL, is retried by the other worker, and the cap is still reached.
+    search = [*SEARCH, "-n", "4000", "--storage", postgres, "--study-name", "killed", "--max-total-trials", "4"]
+    survivor_log, victim_log = tmp_path / "survivor.log", tmp_path / "victim.log"
+    survivor = start_worker(*search, "-f", str(tmp_path / "survivor"), log=survivor_log)
+    victim = start_worker(*search, "-f", str(tmp_path / "victim"), log=victim_log)
+
+    def victim_trial() -> list[FrozenTrial]:
+        # Both workers started, and the victim in a trial: the one it is killed in.
+        assert survivor.poll() is None and victim.poll() is None, survivor_log.read_text() + victim_log.read_text()
+        study_trials = trials(postgres, "killed")
+        workers = {trial.user_attrs.get("worker", "").split(":")[-1] for trial in study_trials}
+        if str(survivor.pid) not in workers:
+            return []
+        return [
+            trial
+            for trial in study_trials
+            if trial.state == TrialState.RUNNING and trial.user_attrs["worker"].endswith(f":{victim.pid}")
+        ]
+
+    wait_for("a trial of each worker", lambda: bool(victim_trial()))
+    (killed,) = victim_trial()
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    finish(survivor, survivor_log)
+
+    study_trials = trials(postgres, "killed")
+    assert n_finished(study_trials) == 4
+    assert study_trials[killed.number].state == TrialState.FAIL
+    assert TrialState.RUNNING not in states(study_trials)
+    (retry,) = [
+        trial for trial in study_trials if RetryHeartbeatStaleTrialCallback.retried_trial_number(trial) == killed.number
+    ]
+    assert retry.state == TrialState.COMPLETE
+    assert retry.params == killed.params
