@@ -102,6 +102,9 @@ ALGOS: dict[str, AlgoSpec] = {
         ),
         # Envs missing from ppo_kl.yml use PPOKL's defaults (the PPO paper's MuJoCo settings, adaptive KL d_targ 0.01).
         AlgoSpec("ppo_kl", "sb3_pgnotes:PPOKL", REPO_HYPERPARAMS / "ppo_kl.yml", analogue="ppo"),
+        # Importance-sampled policy gradient over replayed episodes; compared with Reinforce at equal env steps (no SB3
+        # analogue for the throughput mode). Envs missing from offpolicy_pg.yml use OffPolicyPG's defaults.
+        AlgoSpec("offpolicy_pg", "sb3_pgnotes:OffPolicyPG", REPO_HYPERPARAMS / "offpolicy_pg.yml"),
     )
 }
 
