@@ -88,6 +88,9 @@ class OffPolicyPG(OffPolicyAlgorithm):
     log-probabilities are data: they were recorded at collection and never depend on theta'. The weights are
     computed as log-weights; ``c_bar`` truncates each (``min(c_bar, w)``, biased but bounded) and
     ``self_normalize`` divides them by their batch mean (consistent, bounded by the number of weights).
+    Logged per update: ``train/is_weight_max`` (largest weight used), ``train/is_weight_mean``, ``train/ess`` (Kish's
+    effective sample size of a batch's weights, mean over the gradient steps) and ``train/ess_fraction`` (ESS over the
+    number of weights, i.e. of steps in the batch).
 
     Collection uses the current policy from the very first step: the warm-up before ``learning_starts`` does not
     take uniform random actions (whose stored log-probability would not be that of any policy being weighted).
@@ -414,6 +417,7 @@ class OffPolicyPG(OffPolicyAlgorithm):
         check_finite("policy loss", loss)
         self.policy.optimizer.zero_grad()
         loss.backward()
+        ess = effective_sample_size(log_weights)
         stats = {
             "policy_gradient_loss": policy_loss.item(),
             "entropy_loss": entropy_loss.item(),
@@ -421,7 +425,8 @@ class OffPolicyPG(OffPolicyAlgorithm):
             "grad_norm": self._clip_and_norm(self.policy.optimizer),
             "is_weight_max": float(weights.max()),
             "is_weight_mean": float(weights.mean()),
-            "ess": effective_sample_size(log_weights),
+            "ess": ess,
+            "ess_fraction": ess / len(log_weights),
         }
         self.policy.optimizer.step()
         if self.baseline == "value":
