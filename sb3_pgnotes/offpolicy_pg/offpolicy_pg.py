@@ -105,7 +105,8 @@ class OffPolicyPG(OffPolicyAlgorithm):
     :param learning_starts: Env steps collected (with the policy itself) before the first gradient step
     :param batch_size: Number of whole episodes per gradient step (N)
     :param gamma: Discount factor
-    :param train_freq: Collect this many steps, or ``(n, "episode")`` episodes, between updates
+    :param train_freq: Collect this many vec-env steps (one step of every env each), or ``(n, "episode")`` episodes
+        (counted over all envs), between updates
     :param gradient_steps: Number of gradient steps per update, each on a fresh sample of episodes
     :param estimator: ``"per_decision"`` or ``"first_order"`` (see above)
     :param baseline: ``"none"``; ``"mean"``: the batch mean of the reward-to-go; ``"value"``: a learned V(s_t)
