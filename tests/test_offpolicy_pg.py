@@ -358,3 +358,13 @@ def test_transition_interface_is_refused() -> None:
         buffer.add()
     with pytest.raises(NotImplementedError, match="sample_episodes"):
         buffer.sample(4)
+
+
+def test_ess_benchmark_table() -> None:
+    from benchmarks.offpolicy_ess import summary
+
+    table = summary("CartPole-v1", [0], 600)
+    rows = [line for line in table.splitlines() if line.startswith("| 0 |")]
+    assert len(rows) == 10
+    ess_fractions = [float(row.split("|")[5]) for row in rows]
+    assert all(0.0 < fraction <= 1.0 for fraction in ess_fractions), table
