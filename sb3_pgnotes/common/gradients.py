@@ -140,34 +140,31 @@ def linear_per_episode_score_sums(
     targets = [output for _, output in calls] + ([scale] if scale is not None else [])
     output_grads = dict(zip(map(id, targets), th.autograd.grad(log_prob.sum(), targets), strict=True))
 
-    n_weightings, n_episodes = len(step_weights), len(episode_lengths)
     bounds = list(itertools.pairwise(np.concatenate([[0], np.cumsum(episode_lengths)]).tolist()))
-    episode_of_step = th.as_tensor(np.repeat(np.arange(n_episodes), episode_lengths), device=step_weights.device)
 
-    def segment_sums(per_step: th.Tensor) -> th.Tensor:
-        # (T, D) per-step vectors -> (K, N, D) sums over each episode's steps, under each weighting
-        weighted = step_weights.T[:, :, None] * per_step[:, None, :]  # (T, K, D)
-        return th.zeros(n_episodes, n_weightings, per_step.shape[1]).index_add_(0, episode_of_step, weighted).transpose(0, 1)
+    def layer_sums(module: th.nn.Module) -> th.Tensor:
+        # (K, N, out, in + 1): weight and bias gradients of one layer at once, the bias as a weight on a constant 1.
+        total = th.zeros(())
+        for layer_input, output in captured[module]:
+            grad_output = output_grads[id(output)].detach()
+            augmented = th.cat([layer_input.detach(), th.ones(len(layer_input), 1)], dim=1)
+            weighted_input = step_weights[:, :, None] * augmented[None]  # (K, T, in + 1)
+            # One product per episode serves all K weightings: (out, T_i) @ (K, T_i, in + 1) -> (K, out, in + 1).
+            total = total + th.stack([grad_output[a:b].T @ weighted_input[:, a:b] for a, b in bounds], dim=1)
+        return total
 
+    per_layer = {module: layer_sums(module) for module in modules}
     columns = []
     for param in params:
         if param is log_std:
             assert scale is not None
             # log_prob depends on log_std through scale = exp(log_std): d/dlog_std = d/dscale * scale.
-            columns.append(segment_sums((output_grads[id(scale)] * scale).detach()))
+            per_step = (output_grads[id(scale)] * scale).detach()
+            columns.append(th.stack([step_weights[:, a:b] @ per_step[a:b] for a, b in bounds], dim=1))
             continue
         module, kind = linear_of[id(param)]
-        sums = th.zeros(n_weightings, n_episodes, param.numel())
-        for layer_input, output in captured[module]:
-            grad_output = output_grads[id(output)].detach()
-            if kind == "bias":
-                sums += segment_sums(grad_output)
-                continue
-            weighted_input = step_weights[:, :, None] * layer_input.detach()[None]  # (K, T, in)
-            # One product per episode serves all K weightings: (out, T_i) @ (K, T_i, in) -> (K, out, in).
-            per_episode = [grad_output[start:stop].T @ weighted_input[:, start:stop] for start, stop in bounds]
-            sums += th.stack(per_episode, dim=1).flatten(2)
-        columns.append(sums)
+        sums = per_layer[module]
+        columns.append((sums[..., :-1] if kind == "weight" else sums[..., -1]).flatten(2))
     return ScoreSums(th.cat(columns, dim=2), log_prob.detach(), None if entropy is None else entropy.detach())
 
 
