@@ -100,6 +100,17 @@ ALGOS: dict[str, AlgoSpec] = {
             )
             for baseline in ("none", "mean", "value", "optimal")
         ),
+        # The same with 4 episodes per update: with one (Acrobot's YAML) the leave-one-out optimal baseline has no
+        # other episode to learn from and is 0, and the batch mean is the episode's own.
+        *(
+            AlgoSpec(
+                f"reinforce_{baseline}_4ep",
+                "sb3_pgnotes:Reinforce",
+                REPO_HYPERPARAMS / "reinforce.yml",
+                overrides={"baseline": baseline, "normalize_advantage": False, "n_episodes": 4},
+            )
+            for baseline in ("none", "mean", "value", "optimal")
+        ),
         # Envs missing from ppo_kl.yml use PPOKL's defaults (the PPO paper's MuJoCo settings, adaptive KL d_targ 0.01).
         AlgoSpec("ppo_kl", "sb3_pgnotes:PPOKL", REPO_HYPERPARAMS / "ppo_kl.yml", analogue="ppo"),
         # Importance-sampled policy gradient over replayed episodes; compared with Reinforce at equal env steps (no SB3
