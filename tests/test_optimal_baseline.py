@@ -188,3 +188,8 @@ def test_cnn_policy_uses_per_episode_path() -> None:
 def test_optimal_baseline_rejects_normalized_advantages() -> None:
     with pytest.raises(ValueError, match="normalize_advantage=False"):
         Reinforce("MlpPolicy", "CartPole-v1", baseline="optimal", normalize_advantage=True)
+
+
+def test_leave_one_out_with_one_episode_warns() -> None:
+    with pytest.warns(UserWarning, match="no other episode"):
+        Reinforce("MlpPolicy", "CartPole-v1", baseline="optimal", normalize_advantage=False, n_episodes=1)

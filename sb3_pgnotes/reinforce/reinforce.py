@@ -1,3 +1,4 @@
+import warnings
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
@@ -142,6 +143,12 @@ class Reinforce(EpisodicOnPolicyAlgorithm):
             raise ValueError(
                 "baseline='optimal' minimises the variance of the raw estimator; standardising the weights would undo "
                 "it: use normalize_advantage=False"
+            )
+        if baseline == "optimal" and leave_one_out and n_episodes < 2:
+            warnings.warn(
+                "baseline='optimal' with leave_one_out=True and n_episodes=1 has no other episode to estimate the "
+                "baseline from: it is 0 (no baseline). Use n_episodes >= 2, better several.",
+                UserWarning,
             )
         self.reward_to_go = reward_to_go
         self.baseline = baseline
