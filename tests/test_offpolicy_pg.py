@@ -153,6 +153,16 @@ def test_per_decision_matches_exact_gradient_of_target(gamma: float, kwargs: dic
     assert ok, message
 
 
+def test_normalized_advantage_keeps_the_per_decision_direction() -> None:
+    """Standardising off-policy coefficients with the importance-weighted centring rescales the gradient, nothing more."""
+    model = make_offpolicy(1.0, estimator="per_decision", baseline="value", normalize_advantage=True)
+    target = exact_direction(model, 1.0)  # type: ignore[arg-type]
+    behaviour = behaviour_probs(policy_probs(model), gap=0.7)  # type: ignore[arg-type]
+    estimate = offpolicy_gradient(model, behaviour_batch(behaviour))
+    ok, message = matches(estimate * target.norm() / estimate.norm(), target)
+    assert ok, message
+
+
 def test_first_order_bias_grows_with_policy_gap() -> None:
     """
     The first-order estimator's exact mean drifts from the target's gradient as mu moves away from pi; its sampled

@@ -115,7 +115,10 @@ class OffPolicyPG(OffPolicyAlgorithm):
     :param discount_option: 1: ``gamma^(t'-t)`` inside the reward-to-go only; 2: also weight step t by ``gamma^t``
     :param c_bar: Truncate each importance weight at this value (``None``: no truncation)
     :param self_normalize: Divide the importance weights by their mean over the batch's steps
-    :param normalize_advantage: Standardise the per-step coefficients of ``log pi`` over the batch
+    :param normalize_advantage: Standardise the per-step coefficients of ``log pi`` over the batch, centring them with
+        an importance-weighted constant baseline ``w_t * m`` (``m = sum_t c_t / sum_t w_t``): a plain constant
+        subtracted from them would be a baseline without its weight, whose expectation under the behaviour policy is
+        not zero. On-policy (all weights 1) this is the usual standardisation.
     :param ent_coef: Entropy coefficient for the loss calculation
     :param max_grad_norm: Maximum norm of the policy and of the critic gradient (``None``: no clipping)
     :param critic_learning_rate: Learning rate of the value baseline, constant or a schedule
@@ -392,7 +395,10 @@ class OffPolicyPG(OffPolicyAlgorithm):
         if self.discount_option == 2:
             coefficients = coefficients * discount_weights(batch.episode_lengths, self.gamma)
         if self.normalize_advantage and len(coefficients) > 1:
-            coefficients = (coefficients - coefficients.mean()) / (coefficients.std() + 1e-8)
+            # Centre with a constant baseline that carries the weight of its term, w_t * m (a plain constant would have a
+            # non-zero expectation under the behaviour policy), m making the coefficients sum to 0; then unit scale.
+            coefficients = coefficients - weights * (coefficients.sum() / weights.sum())
+            coefficients = coefficients / (coefficients.std() + 1e-8)
         return coefficients, truncate_log_weights(log_weights, self.c_bar), weights
 
     def gradient_step(self, batch: EpisodeBatch) -> dict[str, float]:
