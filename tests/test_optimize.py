@@ -225,6 +225,10 @@ def test_embedded_study_resumes(tmp_path: Path, capsys: pytest.CaptureFixture[st
         assert f"Loading trial {trial.number} of study '{study_name}'" in capsys.readouterr().out
         config = dict(yaml.unsafe_load((latest_run(logs) / "CartPole-v1" / "config.yml").read_text()))
         assert config["learning_rate"] == trial.params["learning_rate"]
+    with pytest.raises(SystemExit, match="--trial-id 99: study 'reinforce_CartPole-v1' has no trial number 99"):
+        main(["train", "--algo", "reinforce", "--env", "CartPole-v1", "-f", str(logs), "--trial-id", "99"])
+    with pytest.raises(SystemExit, match="--trial-id best: no study file"):
+        main(["train", "--algo", "reinforce", "--env", "CartPole-v1", "-f", str(tmp_path / "empty"), "--trial-id", "best"])
 
 
 # Importances over three trials come with optuna's warnings about too few trials per value.

@@ -24,6 +24,7 @@ import hashlib
 import os
 import re
 import socket
+import sys
 import time
 import uuid
 import warnings
@@ -388,7 +389,11 @@ class StudyExperimentManager(ExperimentManager):
         hyperparams, saved_hyperparams = super().read_hyperparameters()
         options = self.study_options
         if options is not None and options.trial is not None:
-            trial = select_trial(load_study(options), options.trial)
+            try:
+                trial = select_trial(load_study(options), options.trial)
+            except ValueError as e:
+                # No such study or trial, or no completed trial to be the best: a usage error, not a crash.
+                sys.exit(f"sb3-pgnotes train: error: --trial-id {options.trial}: {e}")
             print(f"Loading trial {trial.number} of study {options.study_name!r} (value {trial.value}) from {options.storage}")
             hyperparams.update(HYPERPARAMS_CONVERTER[self.algo](trial.params))
             # Command line hyperparameters (-params) still win.
