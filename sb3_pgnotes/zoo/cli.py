@@ -153,7 +153,9 @@ Run an rl-zoo3 script with the sb3-pgnotes algorithms ({", ".join(ZOO_ALGORITHMS
 scripts: {", ".join(SCRIPTS)}
 
 `{PROG} SCRIPT --help` shows the options of a script. With one of our algorithms, `train` reads the
-packaged hyperparams/<algo>.yml unless --conf-file is given.
+packaged hyperparams/<algo>.yml unless --conf-file is given. `train -optimize` keeps its Optuna study in
+<log-folder>/<algo>/<algo>_<env>.db unless --storage is given; `train` also takes --trial-id N|best (the
+hyperparameters of a trial of that study) and --heartbeat-interval SECONDS (of running trials, default 60).
 """
 
 
