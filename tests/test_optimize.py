@@ -348,3 +348,33 @@ def test_postgres_killed_worker(postgres: str, tmp_path: Path) -> None:
     ]
     assert retry.state == TrialState.COMPLETE
     assert retry.params == killed.params
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
+def test_postgres_workers_tpe_pruning_restart(postgres: str, tmp_path: Path) -> None:
+    # rl-zoo3's default sampler and pruner, three workers, one killed mid-trial and started again with the same command.
+    search = [*SEARCH, "-n", "3000", "--storage", postgres, "--study-name", "tpe", "--max-total-trials", "10"]
+    search += ["--sampler", "tpe", "--pruner", "median", "--n-startup-trials", "2", "--n-evaluations", "4"]
+    logs = [tmp_path / f"{name}.log" for name in ("a", "b", "c", "c_again")]
+    workers = [start_worker(*search, "-f", str(tmp_path / log.stem), log=log) for log in logs[:3]]
+
+    def running_in_last_worker() -> bool:
+        return any(
+            trial.state == TrialState.RUNNING and trial.user_attrs.get("worker", "").endswith(f":{workers[2].pid}")
+            for trial in trials(postgres, "tpe")
+        )
+
+    wait_for("a trial of the third worker", running_in_last_worker)
+    workers[2].send_signal(signal.SIGKILL)
+    workers[2].wait()
+    workers[2] = start_worker(*search, "-f", str(tmp_path / "c_again"), log=logs[3])
+    for worker, log in zip(workers, [logs[0], logs[1], logs[3]], strict=True):
+        finish(worker, log)
+
+    study_trials = trials(postgres, "tpe")
+    finished = [trial for trial in study_trials if trial.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+    assert len(finished) == 10
+    assert TrialState.FAIL in states(study_trials)
+    assert TrialState.RUNNING not in states(study_trials)
+    assert len({tuple(sorted(trial.params.items())) for trial in finished}) == 10
