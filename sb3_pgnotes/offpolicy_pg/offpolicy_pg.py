@@ -80,22 +80,25 @@ class OffPolicyPG(OffPolicyAlgorithm):
     keeps only the ratio of the current action: it ignores the change of the state distribution, so it is biased
     unless the two policies are close, and of much lower variance. With behaviour == target both are REINFORCE.
 
-    Which terms carry gradient: only the numerator ``pi_theta'`` of the ratio, the current policy's log-probability
-    of the action at step t, through ``grad log pi_theta'(a_t|s_t)``. The weights (ratios with the current
-    log-probabilities detached), returns and baselines are constants of the loss
-    ``-1/N sum d_t w_t log pi_theta'(a_t|s_t) A_t``, whose gradient at theta' is the estimator; equivalently it is the
-    gradient of the surrogate ``ratio * A`` since ``grad rho_t = rho_t grad log pi_theta'``. The behaviour
-    log-probabilities are data: they were recorded at collection and never depend on theta'. The weights are
-    computed as log-weights; ``c_bar`` truncates each (``min(c_bar, w)``, biased but bounded) and
-    ``self_normalize`` divides them by their batch mean (consistent, bounded by the number of weights).
+    Which terms carry gradient: only the numerator ``pi_theta'`` of the current ratio, the current policy's
+    log-probability of the action at step t, through ``grad log pi_theta'(a_t|s_t)``. Everything else is a constant
+    of the loss ``-1/N sum_t d_t c_t log pi_theta'(a_t|s_t)``, ``c_t`` being the factor after ``grad log pi`` above
+    (weights, returns and baselines, computed with the current log-probabilities detached): its gradient at theta' is
+    the estimator. Equivalently it is the gradient of the surrogate ``sum_t d_t (c_t / rho_t) rho_t`` with only
+    ``rho_t`` live, since ``grad rho_t = rho_t grad log pi_theta'``; differentiating the earlier ratios in ``w_t`` as
+    well would add terms that the notes' estimator does not have. The behaviour log-probabilities are data, recorded
+    at collection: they never depend on theta'. The weights are computed as log-weights; ``c_bar`` truncates each
+    (``min(c_bar, w)``, biased but bounded) and ``self_normalize`` divides them by their batch mean (consistent,
+    bounded by the number of weights).
     Logged per update: ``train/is_weight_max`` (largest weight used), ``train/is_weight_mean``, ``train/ess`` (Kish's
     effective sample size of a batch's weights, mean over the gradient steps) and ``train/ess_fraction`` (ESS over the
     number of weights, i.e. of steps in the batch).
 
     Collection uses the current policy from the very first step: the warm-up before ``learning_starts`` does not
     take uniform random actions (whose stored log-probability would not be that of any policy being weighted).
-    Every ``train_freq`` (steps or episodes) the finished episodes enter the replay and ``gradient_steps`` steps
-    follow, each on ``batch_size`` episodes sampled whole.
+    Episodes enter the replay as they end (each env's unfinished episode waits outside it); every ``train_freq``
+    (steps or episodes) ``gradient_steps`` steps follow, each on ``batch_size`` episodes sampled whole. Observations
+    are stored as the policy saw them (after any ``VecNormalize``, with the statistics of that time).
 
     :param policy: The policy model to use (MlpPolicy, CnnPolicy, MultiInputPolicy)
     :param env: The environment to learn from (if registered in Gym, can be str)
