@@ -6,6 +6,9 @@ from gymnasium import spaces
 from stable_baselines3.common.distributions import Distribution
 from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.type_aliases import PyTorchObs
+from torch.nn import functional as F
+
+from sb3_pgnotes.common.on_policy import check_finite
 
 # Parameter-name prefixes of the critic in SB3's ActorCriticPolicy; everything else belongs to the actor.
 _CRITIC_PREFIXES = ("value_net.", "mlp_extractor.value_net.", "vf_features_extractor.")
@@ -80,3 +83,48 @@ def distribution_and_values(policy: ActorCriticPolicy, obs: PyTorchObs) -> tuple
         latent_pi = policy.mlp_extractor.forward_actor(pi_features)
         latent_vf = policy.mlp_extractor.forward_critic(vf_features)
     return policy._get_action_dist_from_latent(latent_pi), policy.value_net(latent_vf)
+
+
+def clip_gradient(optimizer: th.optim.Optimizer, max_grad_norm: float | None) -> float:
+    """
+    Clip the gradient of an optimiser's parameters to ``max_grad_norm``.
+
+    :param optimizer: Optimiser whose parameters' gradients are clipped
+    :param max_grad_norm: Maximum norm (``None``: no clipping)
+    :return: The gradient norm before clipping
+    """
+    params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+    max_norm = float("inf") if max_grad_norm is None else max_grad_norm
+    return float(th.nn.utils.clip_grad_norm_(params, max_norm))
+
+
+def fit_values(
+    policy: ActorCriticPolicy,
+    optimizer: th.optim.Optimizer,
+    observations: PyTorchObs,
+    targets: np.ndarray,
+    n_steps: int,
+    max_grad_norm: float | None,
+) -> float:
+    """
+    Regress the policy's V(s) on fixed targets with ``n_steps`` full-batch gradient steps of mean squared error.
+
+    :param policy: The policy, whose value head is trained
+    :param optimizer: The critic's optimiser
+    :param observations: Per-step observations
+    :param targets: Per-step value targets
+    :param n_steps: Number of gradient steps
+    :param max_grad_norm: Maximum norm of each step's gradient (``None``: no clipping)
+    :return: The last value loss
+    :raises ValueError: If the loss is NaN or infinite
+    """
+    targets_tensor = th.as_tensor(targets, dtype=th.float32, device=policy.device)
+    value_loss = th.zeros(())
+    for _ in range(n_steps):
+        value_loss = F.mse_loss(policy.predict_values(observations).flatten(), targets_tensor)
+        check_finite("value loss", value_loss)
+        optimizer.zero_grad()
+        value_loss.backward()
+        clip_gradient(optimizer, max_grad_norm)
+        optimizer.step()
+    return value_loss.item()

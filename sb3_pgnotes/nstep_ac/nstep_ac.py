@@ -8,11 +8,10 @@ from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, PyTorchObs, Schedule
 from stable_baselines3.common.utils import FloatSchedule, explained_variance, obs_as_tensor, update_learning_rate
 from stable_baselines3.common.vec_env import VecEnv
-from torch.nn import functional as F
 
 from sb3_pgnotes.common.buffers import EpisodeBatch, EpisodeCollector, Observation
 from sb3_pgnotes.common.on_policy import EpisodicOnPolicyAlgorithm, check_choice, check_finite, check_positive_int
-from sb3_pgnotes.common.policies import actions_to_tensor, split_actor_critic_parameters
+from sb3_pgnotes.common.policies import actions_to_tensor, clip_gradient, fit_values, split_actor_critic_parameters
 from sb3_pgnotes.common.returns import nstep_returns, reward_to_go, td_targets, time_indices
 from sb3_pgnotes.nstep_ac.policies import CnnPolicy, MlpPolicy, MultiInputPolicy
 
@@ -350,25 +349,21 @@ class NStepAC(EpisodicOnPolicyAlgorithm):
         :param targets: Per-step critic targets
         :return: The last value loss
         """
-        targets_tensor = th.as_tensor(targets, dtype=th.float32, device=self.device)
-        value_loss = th.zeros(())
-        for _ in range(self.n_grad_steps_per_target_update):
-            value_loss = F.mse_loss(self.policy.predict_values(observations).flatten(), targets_tensor)
-            check_finite("value loss", value_loss)
-            self.critic_optimizer.zero_grad()
-            value_loss.backward()
-            self._clip_gradient(self.critic_optimizer)
-            self.critic_optimizer.step()
-        return value_loss.item()
+        return fit_values(
+            self.policy,
+            self.critic_optimizer,
+            observations,
+            targets,
+            self.n_grad_steps_per_target_update,
+            self.max_grad_norm,
+        )
 
     def _clip_gradient(self, optimizer: th.optim.Optimizer) -> float:
         """
         :param optimizer: Optimiser whose parameters' gradients are clipped to ``max_grad_norm`` (if set)
         :return: The gradient norm before clipping
         """
-        params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
-        max_norm = float("inf") if self.max_grad_norm is None else self.max_grad_norm
-        return float(th.nn.utils.clip_grad_norm_(params, max_norm))
+        return clip_gradient(optimizer, self.max_grad_norm)
 
     def train(self) -> None:
         """

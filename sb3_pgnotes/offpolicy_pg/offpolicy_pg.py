@@ -14,7 +14,6 @@ from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Rollout
 from stable_baselines3.common.utils import FloatSchedule, explained_variance, obs_as_tensor, should_collect_more_steps
 from stable_baselines3.common.utils import update_learning_rate
 from stable_baselines3.common.vec_env import VecEnv
-from torch.nn import functional as F
 
 from sb3_pgnotes.common.buffers import EpisodeBatch
 from sb3_pgnotes.common.importance import (
@@ -32,7 +31,13 @@ from sb3_pgnotes.common.on_policy import (
     check_positive_int,
     clamped_progress_remaining,
 )
-from sb3_pgnotes.common.policies import actions_to_tensor, distribution_and_values, split_actor_critic_parameters
+from sb3_pgnotes.common.policies import (
+    actions_to_tensor,
+    clip_gradient,
+    distribution_and_values,
+    fit_values,
+    split_actor_critic_parameters,
+)
 from sb3_pgnotes.common.returns import batch_mean_baseline, discount_weights, reward_to_go
 from sb3_pgnotes.offpolicy_pg.buffers import EpisodeReplayBuffer, PendingEpisodes
 from sb3_pgnotes.offpolicy_pg.policies import CnnPolicy, MlpPolicy, MultiInputPolicy
@@ -432,7 +437,7 @@ class OffPolicyPG(OffPolicyAlgorithm):
             "policy_gradient_loss": policy_loss.item(),
             "entropy_loss": entropy_loss.item(),
             "loss": loss.item(),
-            "grad_norm": self._clip_and_norm(self.policy.optimizer),
+            "grad_norm": clip_gradient(self.policy.optimizer, self.max_grad_norm),
             "is_weight_max": float(weights.max()),
             "is_weight_mean": float(weights.mean()),
             "ess": ess,
@@ -442,7 +447,9 @@ class OffPolicyPG(OffPolicyAlgorithm):
         if self.baseline == "value":
             targets = reward_to_go(batch.rewards, batch.episode_lengths, self.gamma)
             stats["explained_variance"] = float(explained_variance(values.detach().flatten().cpu().numpy(), targets))
-            stats["value_loss"] = self._fit_critic(observations, targets)
+            stats["value_loss"] = fit_values(
+                self.policy, self.critic_optimizer, observations, targets, self.n_critic_updates, self.max_grad_norm
+            )
         return stats
 
     def train(self, gradient_steps: int, batch_size: int) -> None:
@@ -469,36 +476,6 @@ class OffPolicyPG(OffPolicyAlgorithm):
         if self.baseline == "value":
             self.logger.record("train/critic_learning_rate", self.critic_lr_schedule(self._current_progress_remaining))
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
-
-    def _clip_and_norm(self, optimizer: th.optim.Optimizer) -> float:
-        """
-        Clip the gradient of the optimiser's parameters to ``max_grad_norm`` (if set).
-
-        :param optimizer: Optimiser whose parameters' gradients are clipped
-        :return: The gradient norm before clipping
-        """
-        params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
-        max_norm = float("inf") if self.max_grad_norm is None else self.max_grad_norm
-        return float(th.nn.utils.clip_grad_norm_(params, max_norm))
-
-    def _fit_critic(self, observations: th.Tensor | dict[str, th.Tensor], targets: np.ndarray) -> float:
-        """
-        Regress V(s) on the Monte Carlo reward-to-go with ``n_critic_updates`` full-batch steps.
-
-        :param observations: Per-step observations
-        :param targets: Per-step value targets
-        :return: The last value loss
-        """
-        targets_tensor = th.as_tensor(targets, dtype=th.float32, device=self.device)
-        value_loss = th.zeros(())
-        for _ in range(self.n_critic_updates):
-            value_loss = F.mse_loss(self.policy.predict_values(observations).flatten(), targets_tensor)
-            check_finite("value loss", value_loss)
-            self.critic_optimizer.zero_grad()
-            value_loss.backward()
-            self._clip_and_norm(self.critic_optimizer)
-            self.critic_optimizer.step()
-        return value_loss.item()
 
     def learn(
         self: SelfOffPolicyPG,

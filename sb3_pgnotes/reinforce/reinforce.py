@@ -6,12 +6,11 @@ import torch as th
 from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, PyTorchObs, Schedule
 from stable_baselines3.common.utils import FloatSchedule, explained_variance, obs_as_tensor, update_learning_rate
-from torch.nn import functional as F
 
 from sb3_pgnotes.common.buffers import EpisodeBatch
 from sb3_pgnotes.common.on_policy import EpisodicOnPolicyAlgorithm, check_choice, check_finite, check_positive_int
 from sb3_pgnotes.common.gradients import ScoreSums, optimal_baseline, per_episode_score_sums
-from sb3_pgnotes.common.policies import actions_to_tensor, split_actor_critic_parameters
+from sb3_pgnotes.common.policies import actions_to_tensor, clip_gradient, fit_values, split_actor_critic_parameters
 from sb3_pgnotes.common.returns import batch_mean_baseline, discount_weights, full_returns, reward_to_go
 from sb3_pgnotes.reinforce.policies import CnnPolicy, MlpPolicy, MultiInputPolicy
 
@@ -363,9 +362,7 @@ class Reinforce(EpisodicOnPolicyAlgorithm):
         :param optimizer: Optimiser whose parameters' gradients are clipped
         :return: The gradient norm before clipping
         """
-        params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
-        max_norm = float("inf") if self.max_grad_norm is None else self.max_grad_norm
-        return float(th.nn.utils.clip_grad_norm_(params, max_norm))
+        return clip_gradient(optimizer, self.max_grad_norm)
 
     def _fit_critic(self, observations: th.Tensor | dict[str, th.Tensor], targets: np.ndarray) -> float:
         """
@@ -376,16 +373,7 @@ class Reinforce(EpisodicOnPolicyAlgorithm):
         :return: The last value loss
         """
         update_learning_rate(self.critic_optimizer, self.critic_lr_schedule(self._current_progress_remaining))
-        targets_tensor = th.as_tensor(targets, dtype=th.float32, device=self.device)
-        value_loss = th.zeros(())
-        for _ in range(self.n_critic_updates):
-            value_loss = F.mse_loss(self.policy.predict_values(observations).flatten(), targets_tensor)
-            check_finite("value loss", value_loss)
-            self.critic_optimizer.zero_grad()
-            value_loss.backward()
-            self._clip_and_norm(self.critic_optimizer)
-            self.critic_optimizer.step()
-        return value_loss.item()
+        return fit_values(self.policy, self.critic_optimizer, observations, targets, self.n_critic_updates, self.max_grad_norm)
 
     def learn(
         self: SelfReinforce,
