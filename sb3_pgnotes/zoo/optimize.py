@@ -57,6 +57,7 @@ FINISHED_STATES = (TrialState.COMPLETE, TrialState.PRUNED)
 #: Attempts at opening a database storage: workers that start together race to create Optuna's tables.
 OPEN_ATTEMPTS = 5
 
+#: A ``--trial-id`` value: a trial number, or the best trial.
 TrialChoice = int | Literal["best"]
 
 
