@@ -106,6 +106,7 @@ def test_optimize(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_conf_file_default() -> None:
+    register_algorithms()  # as main() does before checking --algo
     with ExitStack() as stack:
         args = script_arguments("train", ["--algo", "reinforce", "--env", "CartPole-v1"], stack)
         assert args[:4] == ["--algo", "reinforce", "--env", "CartPole-v1"]
