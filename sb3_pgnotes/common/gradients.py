@@ -75,7 +75,7 @@ def per_episode_score_sums(
         per_episode.append(
             th.cat(
                 [
-                    (th.zeros(len(step_weights), p.numel()) if g is None else g.flatten(1))
+                    (step_weights.new_zeros(len(step_weights), p.numel()) if g is None else g.flatten(1))
                     for p, g in zip(params, grads, strict=True)
                 ],
                 1,
@@ -144,14 +144,14 @@ def linear_per_episode_score_sums(
 
     def layer_sums(module: th.nn.Module) -> th.Tensor:
         # (K, N, out, in + 1): weight and bias gradients of one layer at once, the bias as a weight on a constant 1.
-        total = th.zeros(())
+        per_call = []
         for layer_input, output in captured[module]:
             grad_output = output_grads[id(output)].detach()
-            augmented = th.cat([layer_input.detach(), th.ones(len(layer_input), 1)], dim=1)
+            augmented = th.cat([layer_input.detach(), layer_input.new_ones(len(layer_input), 1)], dim=1)
             weighted_input = step_weights[:, :, None] * augmented[None]  # (K, T, in + 1)
             # One product per episode serves all K weightings: (out, T_i) @ (K, T_i, in + 1) -> (K, out, in + 1).
-            total = total + th.stack([grad_output[a:b].T @ weighted_input[:, a:b] for a, b in bounds], dim=1)
-        return total
+            per_call.append(th.stack([grad_output[a:b].T @ weighted_input[:, a:b] for a, b in bounds], dim=1))
+        return th.stack(per_call).sum(0)
 
     per_layer = {module: layer_sums(module) for module in modules}
     columns = []
