@@ -11,7 +11,7 @@ from stable_baselines3.common.vec_env import VecEnv
 
 from sb3_pgnotes.common.buffers import EpisodeBatch, EpisodeCollector, Observation
 from sb3_pgnotes.common.on_policy import EpisodicOnPolicyAlgorithm, check_choice, check_finite, check_positive_int
-from sb3_pgnotes.common.policies import actions_to_tensor, clip_gradient, fit_values, split_actor_critic_parameters
+from sb3_pgnotes.common.policies import actions_to_tensor, clip_gradient, fit_values, build_actor_critic_optimizers
 from sb3_pgnotes.common.returns import nstep_returns, reward_to_go, td_targets, time_indices
 from sb3_pgnotes.nstep_ac.policies import CnnPolicy, MlpPolicy, MultiInputPolicy
 
@@ -35,14 +35,18 @@ def _select(observations: Observation, index: int) -> Observation:
     return np.array(observations[index])
 
 
-def _stack(observations: list[Observation]) -> Observation:
+def _append(batch: Observation, observations: list[Observation]) -> Observation:
     """
-    :param observations: Single observations (arrays, or dicts of arrays)
-    :return: One batch, (len(observations), ...) or a dict of such arrays
+    :param batch: A batch of observations, (n, ...) or a dict of such arrays
+    :param observations: Single observations of the same space
+    :return: One batch, the ``len(observations)`` observations after ``batch``'s
     """
-    if isinstance(observations[0], dict):
-        return {key: np.stack([obs[key] for obs in observations]) for key in observations[0]}  # type: ignore[index]
-    return np.stack(observations)  # type: ignore[arg-type]
+    if isinstance(batch, dict):
+        return {
+            key: np.concatenate([value, np.stack([obs[key] for obs in observations])])  # type: ignore[index]
+            for key, value in batch.items()
+        }
+    return np.concatenate([batch, np.stack(observations)])  # type: ignore[arg-type]
 
 
 class NStepAC(EpisodicOnPolicyAlgorithm):
@@ -198,14 +202,8 @@ class NStepAC(EpisodicOnPolicyAlgorithm):
     def _setup_model(self) -> None:
         super()._setup_model()
         self.critic_lr_schedule = FloatSchedule(self.critic_learning_rate)
-        actor_params, critic_params = split_actor_critic_parameters(self.policy)
-        optimizer_class = self.policy.optimizer_class
-        optimizer_kwargs = self.policy.optimizer_kwargs
-        self.policy.optimizer = optimizer_class(actor_params, lr=self.lr_schedule(1), **optimizer_kwargs)  # type: ignore[call-arg]
-        self.critic_optimizer = optimizer_class(
-            critic_params,
-            lr=self.critic_lr_schedule(1),
-            **optimizer_kwargs,  # type: ignore[call-arg]
+        self.policy.optimizer, self.critic_optimizer = build_actor_critic_optimizers(
+            self.policy, self.lr_schedule(1), self.critic_lr_schedule(1)
         )
 
     def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
@@ -330,15 +328,17 @@ class NStepAC(EpisodicOnPolicyAlgorithm):
         :param batch: The segments
         :return: Per-step ``V(s_t)`` and critic targets, from the current critic
         """
-        observations = obs_as_tensor(batch.observations, self.device)  # type: ignore[arg-type]
         terminal = [obs for obs in batch.terminal_observations if obs is not None]
         cut = np.array([obs is not None for obs in batch.terminal_observations], dtype=bool)
-        bootstrap_values = np.zeros(batch.n_episodes)
+        # One forward pass for the steps and the bootstrap observations: on small batches the call overhead, not
+        # the arithmetic, is the cost.
+        observations = _append(batch.observations, terminal) if terminal else batch.observations
         with th.no_grad():
-            values = self.policy.predict_values(observations).flatten().cpu().numpy().astype(np.float64)
-            if terminal:
-                terminal_tensor = obs_as_tensor(_stack(terminal), self.device)  # type: ignore[arg-type]
-                bootstrap_values[cut] = self.policy.predict_values(terminal_tensor).flatten().cpu().numpy()
+            all_values = self.policy.predict_values(obs_as_tensor(observations, self.device))  # type: ignore[arg-type]
+        all_values_np = all_values.flatten().cpu().numpy().astype(np.float64)
+        values = all_values_np[: batch.n_steps]
+        bootstrap_values = np.zeros(batch.n_episodes)
+        bootstrap_values[cut] = all_values_np[batch.n_steps :]
         return values, self.value_targets(batch, values, bootstrap_values)
 
     def _fit_critic(self, observations: PyTorchObs, targets: np.ndarray) -> float:

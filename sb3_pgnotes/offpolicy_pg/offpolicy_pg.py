@@ -36,7 +36,7 @@ from sb3_pgnotes.common.policies import (
     clip_gradient,
     distribution_and_values,
     fit_values,
-    split_actor_critic_parameters,
+    build_actor_critic_optimizers,
 )
 from sb3_pgnotes.common.returns import batch_mean_baseline, discount_weights, reward_to_go
 from sb3_pgnotes.offpolicy_pg.buffers import EpisodeReplayBuffer, PendingEpisodes
@@ -266,15 +266,9 @@ class OffPolicyPG(OffPolicyAlgorithm):
             self.observation_space, self.action_space, self.lr_schedule, **self.policy_kwargs
         )
         self.policy = self.policy.to(self.device)
-        actor_params, critic_params = split_actor_critic_parameters(self.policy)
-        optimizer_class = self.policy.optimizer_class
-        optimizer_kwargs = self.policy.optimizer_kwargs
         # Separate optimisers: the critic has its own learning rate and takes several steps per policy step.
-        self.policy.optimizer = optimizer_class(actor_params, lr=self.lr_schedule(1), **optimizer_kwargs)  # type: ignore[call-arg]
-        self.critic_optimizer = optimizer_class(
-            critic_params,
-            lr=self.critic_lr_schedule(1),
-            **optimizer_kwargs,  # type: ignore[call-arg]
+        self.policy.optimizer, self.critic_optimizer = build_actor_critic_optimizers(
+            self.policy, self.lr_schedule(1), self.critic_lr_schedule(1)
         )
         self._convert_train_freq()
 

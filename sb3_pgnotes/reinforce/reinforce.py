@@ -10,7 +10,7 @@ from stable_baselines3.common.utils import FloatSchedule, explained_variance, ob
 from sb3_pgnotes.common.buffers import EpisodeBatch
 from sb3_pgnotes.common.on_policy import EpisodicOnPolicyAlgorithm, check_choice, check_finite, check_positive_int
 from sb3_pgnotes.common.gradients import ScoreSums, optimal_baseline, per_episode_score_sums
-from sb3_pgnotes.common.policies import actions_to_tensor, clip_gradient, fit_values, split_actor_critic_parameters
+from sb3_pgnotes.common.policies import actions_to_tensor, clip_gradient, fit_values, build_actor_critic_optimizers
 from sb3_pgnotes.common.returns import batch_mean_baseline, discount_weights, full_returns, reward_to_go
 from sb3_pgnotes.reinforce.policies import CnnPolicy, MlpPolicy, MultiInputPolicy
 
@@ -164,15 +164,9 @@ class Reinforce(EpisodicOnPolicyAlgorithm):
     def _setup_model(self) -> None:
         super()._setup_model()
         self.critic_lr_schedule = FloatSchedule(self.critic_learning_rate)
-        actor_params, critic_params = split_actor_critic_parameters(self.policy)
-        optimizer_class = self.policy.optimizer_class
-        optimizer_kwargs = self.policy.optimizer_kwargs
         # Separate optimisers: the critic has its own learning rate and takes several steps per update.
-        self.policy.optimizer = optimizer_class(actor_params, lr=self.lr_schedule(1), **optimizer_kwargs)  # type: ignore[call-arg]
-        self.critic_optimizer = optimizer_class(
-            critic_params,
-            lr=self.critic_lr_schedule(1),
-            **optimizer_kwargs,  # type: ignore[call-arg]
+        self.policy.optimizer, self.critic_optimizer = build_actor_critic_optimizers(
+            self.policy, self.lr_schedule(1), self.critic_lr_schedule(1)
         )
 
     def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
