@@ -89,6 +89,8 @@ BAD_ARGUMENTS: list[Any] = [
     pytest.param(NStepAC, {"normalize_advantage": "yes"}, "normalize_advantage", id="nstep_ac-normalize_advantage"),
     pytest.param(NStepAC, {"gamma": -0.1}, "gamma", id="nstep_ac-gamma"),
     pytest.param(NStepAC, {"max_grad_norm": 0.0}, "max_grad_norm", id="nstep_ac-max_grad_norm"),
+    pytest.param(NStepAC, {"use_sde": "yes"}, "use_sde must be one of True, False", id="nstep_ac-use_sde"),
+    pytest.param(NStepAC, {"sde_sample_freq": 2.5}, "sde_sample_freq must be an integer", id="nstep_ac-sde_sample_freq"),
     pytest.param(
         OffPolicyPG,
         {"estimator": "trajectory"},

@@ -405,3 +405,43 @@ def test_exact_values_match_sampled_returns() -> None:
     starts = np.cumsum(batch.episode_lengths) - batch.episode_lengths
     mean_return = reward_to_go(batch.rewards, batch.episode_lengths, 0.9)[starts].mean()
     assert mean_return == pytest.approx(float(th.as_tensor(INITIAL) @ exact_values(probs, 0.9)), abs=0.03)
+
+
+# --- gSDE ---------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("sde_sample_freq", "expected_resets"), [(-1, 2), (2, 4), (1, 6)])
+def test_gsde_noise_is_resampled_per_collection_and_every_sde_sample_freq_steps(
+    monkeypatch: pytest.MonkeyPatch, sde_sample_freq: int, expected_resets: int
+) -> None:
+    model = NStepAC("MlpPolicy", "Pendulum-v1", n_steps=3, use_sde=True, sde_sample_freq=sde_sample_freq, seed=0)
+    resets: list[int] = []
+    original = model.policy.reset_noise
+    monkeypatch.setattr(model.policy, "reset_noise", lambda n_envs=1: resets.append(n_envs) or original(n_envs))
+    model.learn(6)  # two rollouts of 3 steps
+    assert resets == [1] * expected_resets
+
+
+def test_gsde_actions_follow_the_noise_matrix() -> None:
+    model = NStepAC("MlpPolicy", "Pendulum-v1", use_sde=True, seed=0)
+    obs = th.as_tensor(np.array([[1.0, 0.0, 0.5], [0.0, 1.0, -0.5]], dtype=np.float32))
+    with th.no_grad():
+        model.policy.reset_noise(2)
+        first, _ = model._sample_actions(obs)
+        again, _ = model._sample_actions(obs)
+        model.policy.reset_noise(2)
+        resampled, _ = model._sample_actions(obs)
+    # gSDE's exploration is a function of the state until the noise matrix is redrawn.
+    np.testing.assert_allclose(first, again)
+    assert not np.allclose(first, resampled)
+
+
+def test_gsde_needs_box_actions_and_survives_save_load(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="continuous actions"):
+        NStepAC("MlpPolicy", "CartPole-v1", use_sde=True)
+    model = NStepAC("MlpPolicy", "Pendulum-v1", n_steps=4, use_sde=True, sde_sample_freq=2, seed=0).learn(8)
+    model.save(tmp_path / "model.zip")
+    loaded = NStepAC.load(tmp_path / "model.zip")
+    assert loaded.use_sde and loaded.sde_sample_freq == 2 and loaded.policy.use_sde
+    obs = np.array([0.5, -0.5, 0.1], dtype=np.float32)
+    np.testing.assert_allclose(model.predict(obs, deterministic=True)[0], loaded.predict(obs, deterministic=True)[0])

@@ -124,6 +124,10 @@ class EpisodicOnPolicyAlgorithm(OnPolicyAlgorithm):
     :param max_grad_norm: Maximum norm of the gradient (``None``: no clipping)
     :param episode_step_limit: An episode that runs longer than this many steps raises an error, so that an env
         that never ends cannot hang training (wrap such an env in ``gymnasium.wrappers.TimeLimit``)
+    :param use_sde: Whether to use generalized State Dependent Exploration (gSDE) instead of action noise
+        (``Box`` actions only)
+    :param sde_sample_freq: Sample a new gSDE noise matrix every n env steps (-1: only at the start of each
+        collection)
     :param stats_window_size: Window size for the rollout logging
     :param tensorboard_log: The log location for tensorboard (if None, no logging)
     :param policy_kwargs: Additional arguments to be passed to the policy on creation
@@ -149,6 +153,8 @@ class EpisodicOnPolicyAlgorithm(OnPolicyAlgorithm):
         ent_coef: float,
         max_grad_norm: float | None,
         episode_step_limit: int = 100_000,
+        use_sde: bool = False,
+        sde_sample_freq: int = -1,
         stats_window_size: int = 100,
         tensorboard_log: str | None = None,
         policy_kwargs: dict[str, Any] | None = None,
@@ -158,6 +164,10 @@ class EpisodicOnPolicyAlgorithm(OnPolicyAlgorithm):
         monitor_wrapper: bool = True,
         _init_setup_model: bool = True,
     ):
+        # Checked before SB3's own gSDE checks, which would misread a truthy non-boolean.
+        check_choice("use_sde", use_sde, (True, False))
+        if isinstance(sde_sample_freq, bool) or not isinstance(sde_sample_freq, int | np.integer):
+            raise ValueError(f"sde_sample_freq must be an integer (-1: once per collection); got {sde_sample_freq!r}")
         super().__init__(
             policy,
             env,
@@ -169,8 +179,8 @@ class EpisodicOnPolicyAlgorithm(OnPolicyAlgorithm):
             ent_coef=ent_coef,
             vf_coef=0.0,
             max_grad_norm=max_grad_norm,  # type: ignore[arg-type]
-            use_sde=False,
-            sde_sample_freq=-1,
+            use_sde=use_sde,
+            sde_sample_freq=sde_sample_freq,
             stats_window_size=stats_window_size,
             tensorboard_log=tensorboard_log,
             policy_kwargs=policy_kwargs,
@@ -198,12 +208,23 @@ class EpisodicOnPolicyAlgorithm(OnPolicyAlgorithm):
         self._setup_lr_schedule()
         self.set_random_seed(self.seed)
         self.policy = self.policy_class(  # type: ignore[assignment]
-            self.observation_space, self.action_space, self.lr_schedule, use_sde=False, **self.policy_kwargs
+            self.observation_space, self.action_space, self.lr_schedule, use_sde=self.use_sde, **self.policy_kwargs
         )
         self.policy = self.policy.to(self.device)
 
     def _excluded_save_params(self) -> list[str]:
         return [*super()._excluded_save_params(), "episode_batch"]
+
+    def resample_exploration_noise(self, step: int, n_envs: int) -> None:
+        """
+        With gSDE, draw a new noise matrix at the first step of a collection and every ``sde_sample_freq`` steps,
+        as SB3's ``collect_rollouts`` does.
+
+        :param step: Index of the vec-env step within the current collection
+        :param n_envs: Number of environments
+        """
+        if self.use_sde and (step == 0 or (self.sde_sample_freq > 0 and step % self.sde_sample_freq == 0)):
+            self.policy.reset_noise(n_envs)
 
     def _update_current_progress_remaining(self, num_timesteps: int, total_timesteps: int) -> None:
         # Episodic collection overshoots total_timesteps by design.
@@ -249,6 +270,7 @@ class EpisodicOnPolicyAlgorithm(OnPolicyAlgorithm):
         callback.on_rollout_start()
 
         while np.any(episodes_done < quotas):
+            self.resample_exploration_noise(collector.n_vec_steps, env.num_envs)
             with th.no_grad():
                 obs_tensor = obs_as_tensor(self._last_obs, self.device)  # type: ignore[arg-type]
                 actions, log_probs = self._sample_actions(obs_tensor)

@@ -101,6 +101,10 @@ class NStepAC(EpisodicOnPolicyAlgorithm):
     :param max_grad_norm: Maximum norm of the actor and of the critic gradient (``None``: no clipping)
     :param episode_step_limit: With ``"mc"``, an episode running longer than this raises an error instead of
         hanging training
+    :param use_sde: Whether to use generalized State Dependent Exploration (gSDE) instead of action noise
+        (``Box`` actions only)
+    :param sde_sample_freq: Sample a new gSDE noise matrix every n env steps (-1: only at the start of each
+        collection)
     :param stats_window_size: Window size for the rollout logging
     :param tensorboard_log: The log location for tensorboard (if None, no logging)
     :param policy_kwargs: Additional arguments to be passed to the policy on creation
@@ -136,6 +140,8 @@ class NStepAC(EpisodicOnPolicyAlgorithm):
         ent_coef: float = 0.0,
         max_grad_norm: float | None = 0.5,
         episode_step_limit: int = 100_000,
+        use_sde: bool = False,
+        sde_sample_freq: int = -1,
         stats_window_size: int = 100,
         tensorboard_log: str | None = None,
         policy_kwargs: dict[str, Any] | None = None,
@@ -154,6 +160,8 @@ class NStepAC(EpisodicOnPolicyAlgorithm):
             ent_coef=ent_coef,
             max_grad_norm=max_grad_norm,
             episode_step_limit=episode_step_limit,
+            use_sde=use_sde,
+            sde_sample_freq=sde_sample_freq,
             stats_window_size=stats_window_size,
             tensorboard_log=tensorboard_log,
             policy_kwargs=policy_kwargs,
@@ -252,7 +260,8 @@ class NStepAC(EpisodicOnPolicyAlgorithm):
         every_env = np.ones(env.num_envs, dtype=bool)
         callback.on_rollout_start()
 
-        for _ in range(self.n_steps):
+        for step in range(self.n_steps):
+            self.resample_exploration_noise(step, env.num_envs)
             # An env (re)started its episode: by an auto-reset after done, or by learn()'s reset.
             self._episode_steps[np.asarray(self._last_episode_starts, dtype=bool)] = 0
             with th.no_grad():
