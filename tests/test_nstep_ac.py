@@ -422,6 +422,15 @@ def test_gsde_noise_is_resampled_per_collection_and_every_sde_sample_freq_steps(
     assert resets == [1] * expected_resets
 
 
+def test_gsde_noise_is_resampled_during_whole_episode_collection(monkeypatch: pytest.MonkeyPatch) -> None:
+    model = NStepAC("MlpPolicy", "Pendulum-v1", critic_target="mc", n_episodes=1, use_sde=True, sde_sample_freq=50)
+    resets: list[int] = []
+    original = model.policy.reset_noise
+    monkeypatch.setattr(model.policy, "reset_noise", lambda n_envs=1: resets.append(n_envs) or original(n_envs))
+    model.learn(1)  # one 200-step episode: steps 0, 50, 100 and 150 draw a new matrix
+    assert resets == [1] * 4
+
+
 def test_gsde_actions_follow_the_noise_matrix() -> None:
     model = NStepAC("MlpPolicy", "Pendulum-v1", use_sde=True, seed=0)
     obs = th.as_tensor(np.array([[1.0, 0.0, 0.5], [0.0, 1.0, -0.5]], dtype=np.float32))
