@@ -30,3 +30,24 @@ def test_run_resume_report(tmp_path: Path) -> None:
     harness("benchmarks.report", "--results", str(results), "--out", str(tmp_path), "--threshold", "CartPole-v1=50")
     assert "| CartPole-v1 | a2c | 2,000 | 1 |" in (tmp_path / "report.md").read_text()
     assert (tmp_path / "curves_CartPole-v1.png").stat().st_size > 0
+
+
+def test_steps_to_threshold_stops_at_threshold_and_resumes(tmp_path: Path) -> None:
+    out = tmp_path / "screen.jsonl"
+    argv = ["benchmarks.steps_to_threshold", "--algo", "a2c", "--label", "lr", "--set", "learning_rate=1e-3"]
+    argv += ["--seeds", "0", "--timesteps", "3000", "--eval-freq", "500", "--eval-episodes", "2", "--jobs", "1"]
+    reached = [*argv, "--threshold", "1", "--out", str(out)]
+    harness(*reached)
+    never = [*argv, "--threshold", "1000", "--out", str(out)]
+    harness(*never)
+    first, unreached = [json.loads(line) for line in out.read_text().splitlines()]
+    # Every CartPole episode returns at least 1: the first evaluation reaches it and stops the run.
+    assert first["first"] == first["curve"][0][0] >= 500 and len(first["curve"]) == 1
+    assert first["overrides"] == {"learning_rate": "0.001"}
+    assert unreached["first"] is None and unreached["curve"][-1][0] >= 2500
+
+    harness(*reached)
+    assert len(out.read_text().splitlines()) == 2
+    summary = harness("benchmarks.steps_to_threshold", "--algo", "a2c", "--summary", "--out", str(out))
+    assert f"| CartPole-v1 | 1 | a2c | lr | 0-0 | 1/1 | {first['first']:,} | {first['first'] / 1000:g}k |" in summary
+    assert "| CartPole-v1 | 1000 | a2c | lr | 0-0 | 0/1 | 3,000 | - |" in summary

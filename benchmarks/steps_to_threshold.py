@@ -1,0 +1,167 @@
+"""
+Env steps until a policy first reaches a return threshold, over many seeds: a cheap screen of hyperparameter
+variants where only the time to learn matters (e.g. OffPolicyPG against Reinforce on CartPole-v1).
+
+Each run evaluates every ``--eval-freq`` env steps (``--eval-episodes`` deterministic episodes on a separate env)
+and stops at the first evaluation whose mean reaches ``--threshold``, or at ``--timesteps``. One JSON line per run
+is appended to ``--out`` (``first``: env steps at that evaluation, ``null`` if never), and finished runs are
+skipped on a rerun. ``--set key=value`` overrides the algorithm's hyperparameters (values are Python literals) and
+``--label`` names the variant:
+
+    python -m benchmarks.steps_to_threshold --algo offpolicy_pg --label gradient_steps_8 --set gradient_steps=8 \
+        --seeds 0 1 2 3 4 5 6 7 8 9 --out docs/benchmarks/offpolicy_pg/screen.jsonl
+    python -m benchmarks.steps_to_threshold --algo offpolicy_pg --summary --out docs/benchmarks/offpolicy_pg/screen.jsonl
+"""
+
+import argparse
+import ast
+import dataclasses
+import json
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch as th
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.evaluation import evaluate_policy
+from stable_baselines3.common.vec_env import VecEnv
+
+from benchmarks.registry import ALGOS, resolve
+from benchmarks.run import EVAL_SEED_OFFSET, build_model, make_env
+
+
+class StopAtThreshold(BaseCallback):
+    """
+    Evaluate every ``eval_freq`` env steps; stop training at the first evaluation that reaches ``threshold``.
+
+    :param eval_env: Evaluation env
+    :param eval_freq: Env steps between evaluations
+    :param eval_episodes: Episodes per evaluation
+    :param threshold: Mean return to reach
+    """
+
+    def __init__(self, eval_env: VecEnv, eval_freq: int, eval_episodes: int, threshold: float) -> None:
+        super().__init__()
+        self.eval_env = eval_env
+        self.eval_freq = eval_freq
+        self.eval_episodes = eval_episodes
+        self.threshold = threshold
+        self.next_eval = eval_freq
+        self.curve: list[tuple[int, float]] = []
+
+    def _on_step(self) -> bool:
+        if self.num_timesteps < self.next_eval:
+            return True
+        self.next_eval += self.eval_freq
+        mean, _ = evaluate_policy(self.model, self.eval_env, self.eval_episodes)  # type: ignore[arg-type]
+        self.curve.append((self.num_timesteps, float(mean)))
+        return float(mean) < self.threshold
+
+
+def run_one(task: dict[str, Any]) -> dict[str, Any]:
+    """
+    :param task: ``algo``, ``env``, ``label``, ``overrides``, ``seed``, ``timesteps``, ``eval_freq``,
+        ``eval_episodes``, ``threshold``
+    :return: The run record, with ``first`` (env steps at the first evaluation reaching the threshold, or None)
+    """
+    th.set_num_threads(1)
+    config = resolve(ALGOS[task["algo"]], task["env"])
+    config = dataclasses.replace(config, model_kwargs={**config.model_kwargs, **task["overrides"]})
+    env = make_env(task["env"], config.n_envs, task["seed"], config.normalize_kwargs)
+    eval_env = make_env(task["env"], 1, task["seed"] + EVAL_SEED_OFFSET, config.normalize_kwargs, training=False)
+    model = build_model(config, env, task["seed"], "cpu")
+    callback = StopAtThreshold(eval_env, task["eval_freq"], task["eval_episodes"], task["threshold"])
+    start = time.perf_counter()
+    model.learn(total_timesteps=task["timesteps"], callback=callback)
+    first = next((steps for steps, mean in callback.curve if mean >= task["threshold"]), None)
+    return {
+        **task,
+        "overrides": {key: repr(value) for key, value in task["overrides"].items()},
+        "first": first,
+        "curve": callback.curve,
+        "wall_time_s": time.perf_counter() - start,
+    }
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """:return: ``(key, value)`` of a ``key=python-literal`` argument"""
+    key, sep, value = text.partition("=")
+    if not sep:
+        raise argparse.ArgumentTypeError(f"expected key=value, got {text!r}")
+    return key, ast.literal_eval(value)
+
+
+def summarise(records: list[dict[str, Any]]) -> str:
+    """
+    :return: A markdown table: per env, threshold, algo and variant, the seeds, how many reached the threshold,
+        the median env steps (a run that never reached it counts as its budget) and each seed's steps
+    """
+    groups: dict[tuple[str, float, str, str], list[dict[str, Any]]] = {}
+    for record in records:
+        groups.setdefault((record["env"], record["threshold"], record["algo"], record["label"]), []).append(record)
+    lines = [
+        "| Env | Threshold | Algo | Variant | Seeds | Reached | Median steps | Per seed |",
+        "|---|---:|---|---|---|---:|---:|---|",
+    ]
+    for (env, threshold, algo, label), runs in sorted(groups.items()):
+        runs = sorted(runs, key=lambda record: record["seed"])
+        steps = [record["first"] if record["first"] is not None else record["timesteps"] for record in runs]
+        per_seed = ", ".join("-" if record["first"] is None else f"{record['first'] / 1000:g}k" for record in runs)
+        seeds = f"{runs[0]['seed']}-{runs[-1]['seed']}"
+        reached = sum(record["first"] is not None for record in runs)
+        lines.append(
+            f"| {env} | {threshold:g} | {algo} | {label} | {seeds} | {reached}/{len(runs)} | {np.median(steps):,.0f} "
+            f"| {per_seed} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """:param argv: Command-line arguments (default: ``sys.argv[1:]``)."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--algo", required=True, choices=sorted(ALGOS))
+    parser.add_argument("--env", default="CartPole-v1")
+    parser.add_argument("--label", default="yaml", help="Name of the variant in the results")
+    parser.add_argument("--set", type=parse_override, action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--seeds", nargs="+", type=int, default=list(range(10)))
+    parser.add_argument("--timesteps", type=int, default=30_000, help="Budget of a run that never reaches the threshold")
+    parser.add_argument("--threshold", type=float, default=475.0)
+    parser.add_argument("--eval-freq", type=int, default=2500)
+    parser.add_argument("--eval-episodes", type=int, default=10)
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--out", type=Path, required=True, help="JSON-lines results file (appended)")
+    parser.add_argument("--summary", action="store_true", help="Print the summary table of --out and exit")
+    args = parser.parse_args(argv)
+
+    records = [json.loads(line) for line in args.out.read_text().splitlines()] if args.out.exists() else []
+    if args.summary:
+        print(summarise(records))
+        return
+    done = {(r["algo"], r["env"], r["label"], r["seed"], r["timesteps"], r["threshold"]) for r in records}
+    tasks = [
+        {
+            "algo": args.algo,
+            "env": args.env,
+            "label": args.label,
+            "overrides": dict(args.set),
+            "seed": seed,
+            "timesteps": args.timesteps,
+            "eval_freq": args.eval_freq,
+            "eval_episodes": args.eval_episodes,
+            "threshold": args.threshold,
+        }
+        for seed in args.seeds
+        if (args.algo, args.env, args.label, seed, args.timesteps, args.threshold) not in done
+    ]
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    with ProcessPoolExecutor(args.jobs) as pool:
+        for record in pool.map(run_one, tasks):
+            with open(args.out, "a") as file:
+                file.write(json.dumps(record) + "\n")
+            print(f"{record['label']} seed {record['seed']}: first {record['first']}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
