@@ -11,7 +11,7 @@ from stable_baselines3.common.vec_env import VecEnv
 
 from sb3_pgnotes.common.buffers import EpisodeBatch, EpisodeCollector, Observation
 from sb3_pgnotes.common.on_policy import EpisodicOnPolicyAlgorithm, check_choice, check_finite, check_positive_int
-from sb3_pgnotes.common.policies import actions_to_tensor, clip_gradient, fit_values, build_actor_critic_optimizers
+from sb3_pgnotes.common.policies import actions_to_tensor, build_actor_critic_optimizers, clip_gradient, fit_values
 from sb3_pgnotes.common.returns import nstep_returns, reward_to_go, td_targets, time_indices
 from sb3_pgnotes.nstep_ac.policies import CnnPolicy, MlpPolicy, MultiInputPolicy
 

@@ -33,10 +33,10 @@ from sb3_pgnotes.common.on_policy import (
 )
 from sb3_pgnotes.common.policies import (
     actions_to_tensor,
+    build_actor_critic_optimizers,
     clip_gradient,
     distribution_and_values,
     fit_values,
-    build_actor_critic_optimizers,
 )
 from sb3_pgnotes.common.returns import batch_mean_baseline, discount_weights, reward_to_go
 from sb3_pgnotes.offpolicy_pg.buffers import EpisodeReplayBuffer, PendingEpisodes

@@ -10,7 +10,7 @@ from stable_baselines3.common.utils import FloatSchedule, explained_variance, ob
 from sb3_pgnotes.common.buffers import EpisodeBatch
 from sb3_pgnotes.common.on_policy import EpisodicOnPolicyAlgorithm, check_choice, check_finite, check_positive_int
 from sb3_pgnotes.common.gradients import ScoreSums, optimal_baseline, per_episode_score_sums
-from sb3_pgnotes.common.policies import actions_to_tensor, clip_gradient, fit_values, build_actor_critic_optimizers
+from sb3_pgnotes.common.policies import actions_to_tensor, build_actor_critic_optimizers, clip_gradient, fit_values
 from sb3_pgnotes.common.returns import batch_mean_baseline, discount_weights, full_returns, reward_to_go
 from sb3_pgnotes.reinforce.policies import CnnPolicy, MlpPolicy, MultiInputPolicy
 
