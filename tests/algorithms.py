@@ -48,6 +48,7 @@ BAD_ARGUMENTS: list[Any] = [
     pytest.param(PPOKL, {"gamma": 1.5}, "gamma", id="ppo_kl-gamma"),
     pytest.param(PPOKL, {"gae_lambda": -0.1}, "gae_lambda", id="ppo_kl-gae_lambda"),
     pytest.param(PPOKL, {"beta_mode": "auto"}, "beta_mode must be one of 'fixed', 'adaptive'", id="ppo_kl-beta_mode"),
+    pytest.param(PPOKL, {"target_kl": 0.0}, "target_kl must be a number in (0, inf]", id="ppo_kl-target_kl"),
     pytest.param(PPOKL, {"kl_estimator": "k2"}, "kl_estimator must be one of 'analytic', 'sample'", id="ppo_kl-kl_estimator"),
     pytest.param(PPOKL, {"beta": -1.0, "beta_mode": "fixed"}, "beta must be a number in [0, inf]", id="ppo_kl-beta"),
     pytest.param(PPOKL, {"beta": 0.0}, "beta must be a number in [0.0001, 10000]", id="ppo_kl-beta-adaptive-zero"),

@@ -143,6 +143,27 @@ def test_rules_move_beta_after_all_epochs(env_id: str, monkeypatch: pytest.Monke
     assert fixed.beta == 0.3
 
 
+@pytest.mark.parametrize(("target_kl", "expected_steps"), [(None, 12), (1.0, 12), (1e-9, 1)])
+def test_target_kl_stops_the_epochs(target_kl: float | None, expected_steps: int) -> None:
+    model = PPOKL(
+        "MlpPolicy", "Pendulum-v1", n_steps=64, batch_size=16, n_epochs=3, learning_rate=3e-3, target_kl=target_kl, seed=0
+    )
+    collect(model)
+    model.train()
+    # 3 epochs of 4 minibatches, unless a minibatch's KL passes 1.5 * target_kl: the first minibatch is taken at the
+    # rollout policy (KL 0), so a tiny target stops training right after the first step.
+    for state in model.policy.optimizer.state.values():
+        assert int(state["step"]) == expected_steps
+
+
+def test_beta_adapts_after_an_early_stop(monkeypatch: pytest.MonkeyPatch) -> None:
+    model = PPOKL("MlpPolicy", "Pendulum-v1", n_steps=64, batch_size=16, n_epochs=3, target_kl=1e-9, seed=0)
+    collect(model)
+    monkeypatch.setattr(model, "mean_kl", lambda: 0.5)
+    model.train()
+    assert model.beta == 2.0
+
+
 def test_mean_kl_is_measured_against_the_rollout_policy() -> None:
     model = PPOKL("MlpPolicy", "Pendulum-v1", n_steps=64, batch_size=16, n_epochs=4, learning_rate=3e-3, seed=0)
     collect(model)

@@ -43,3 +43,30 @@ def test_normalisation() -> None:
     by_setting = {("A-v0", "x"): [10.0, 20.0], ("A-v0", "y"): [5.0], ("B-v0", "x"): [-1.0]}
     normalised = normalised_scores({"A-v0": 0.0, "B-v0": -3.0}, by_setting)
     assert normalised == {("A-v0", "x"): 1.0, ("A-v0", "y"): pytest.approx(1 / 3), ("B-v0", "x"): 1.0}
+
+
+def test_normalisation_against_reference_settings() -> None:
+    by_setting = {("A-v0", "x"): [10.0], ("A-v0", "variant"): [15.0]}
+    normalised = normalised_scores({"A-v0": 0.0}, by_setting, reference=["x"])
+    assert normalised == {("A-v0", "x"): 1.0, ("A-v0", "variant"): 1.5}
+
+
+def test_report_lists_variants_apart(tmp_path: Path) -> None:
+    def record(setting: str, score: float, seed: int = 0) -> dict[str, object]:
+        return {"algo": setting, "env": "Pendulum-v1", "seed": seed, "timesteps": 1000, "score": score}
+
+    records = [
+        {**record("random policy", -1000.0), "timesteps": 0},
+        record("clipping, eps=0.2", -200.0),
+        record("adaptive KL, d_targ=0.01", -400.0),
+        record("adaptive KL, d_targ=0.01, early stop", -150.0),
+        record("adaptive KL, d_targ=0.01, early stop", -250.0, seed=1),
+    ]
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "runs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    table1("report", "--out", str(tmp_path))
+    main, variants = (tmp_path / "table1.md").read_text().split("Variants beyond the paper's table")
+    assert "| clipping, eps=0.2 | -200.0 ± 0.0 (1) | 1.00 |" in main
+    assert "| adaptive KL, d_targ=0.01 | -400.0 ± 0.0 (1) | 0.75 |" in main
+    assert "early stop" not in main
+    assert "| adaptive KL, d_targ=0.01, early stop | -200.0 ± 50.0 (2) | 1.00 |" in variants

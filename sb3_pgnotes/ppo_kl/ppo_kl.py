@@ -71,6 +71,9 @@ class PPOKL(OnPolicyAlgorithm):
     :param beta_factor: The adaptive rule multiplies or divides beta by this (the paper's 2)
     :param beta_min: Lower bound of the adaptive beta
     :param beta_max: Upper bound of the adaptive beta
+    :param target_kl: Stop an update's epochs early once a minibatch's approximate KL to the rollout policy exceeds
+        ``1.5 * target_kl``, as SB3's PPO does (``None``: never; the paper's rule only adapts beta between updates,
+        so a single update can overshoot d_targ several times over before beta reacts)
     :param kl_estimator: ``"analytic"`` (closed form against the rollout policy's distribution) or ``"sample"``
         (k3 estimator from the log-ratio of the rollout's actions)
     :param normalize_advantage: Standardise the advantages over each minibatch
@@ -113,6 +116,7 @@ class PPOKL(OnPolicyAlgorithm):
         beta_factor: float = 2.0,
         beta_min: float = 1e-4,
         beta_max: float = 1e4,
+        target_kl: float | None = None,
         kl_estimator: str = "analytic",
         normalize_advantage: bool = True,
         ent_coef: float = 0.0,
@@ -167,6 +171,8 @@ class PPOKL(OnPolicyAlgorithm):
         check_number("beta_factor", beta_factor, 1.0, low_open=True)
         check_number("beta_min", beta_min, 0.0)
         check_number("beta_max", beta_max, beta_min)
+        if target_kl is not None:
+            check_number("target_kl", target_kl, 0.0, low_open=True)
         check_number("ent_coef", ent_coef)
         check_number("vf_coef", vf_coef, 0.0)
         check_number("max_grad_norm", max_grad_norm, 0.0, low_open=True)
@@ -188,6 +194,7 @@ class PPOKL(OnPolicyAlgorithm):
         self.beta_factor = beta_factor
         self.beta_min = beta_min
         self.beta_max = beta_max
+        self.target_kl = target_kl
         self.kl_estimator = kl_estimator
         self.normalize_advantage = normalize_advantage
         self.old_policy: ActorCriticPolicy | None = None
@@ -263,7 +270,8 @@ class PPOKL(OnPolicyAlgorithm):
         beta = self.beta
 
         pg_losses, kl_losses, value_losses, entropy_losses = [], [], [], []
-        for _ in range(self.n_epochs):
+        continue_training = True
+        for epoch in range(self.n_epochs):
             approx_kl_divs = []
             for rollout_data in self.rollout_buffer.get(self.batch_size):
                 actions = self._actions(rollout_data.actions)
@@ -291,12 +299,19 @@ class PPOKL(OnPolicyAlgorithm):
                 entropy_losses.append(entropy_loss.item())
                 with th.no_grad():
                     approx_kl_divs.append(sample_kl(log_ratio).mean().item())
+                if self.target_kl is not None and approx_kl_divs[-1] > 1.5 * self.target_kl:
+                    continue_training = False
+                    if self.verbose >= 1:
+                        print(f"Early stopping at step {epoch} due to reaching max kl: {approx_kl_divs[-1]:.2f}")
+                    break
 
                 self.policy.optimizer.zero_grad()
                 loss.backward()
                 th.nn.utils.clip_grad_norm_(self.policy.parameters(), self.max_grad_norm)
                 self.policy.optimizer.step()
             self._n_updates += 1
+            if not continue_training:
+                break
 
         kl = self.mean_kl()
         if self.beta_mode == "adaptive":
