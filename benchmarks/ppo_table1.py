@@ -74,6 +74,14 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
         "ppo_kl",
         {"beta_mode": "adaptive", "beta": 1.0, "kl_target": 0.01, "target_kl": 0.01},
     ),
+    "adaptive KL, d_targ=0.01, factor 1.5": (
+        "ppo_kl",
+        {"beta_mode": "adaptive", "beta": 1.0, "kl_target": 0.01, "beta_factor": 1.5},
+    ),
+    "adaptive KL, d_targ=0.01, tolerance 2": (
+        "ppo_kl",
+        {"beta_mode": "adaptive", "beta": 1.0, "kl_target": 0.01, "kl_tolerance": 2.0},
+    ),
 }
 RANDOM = "random policy"
 RANDOM_EPISODES = 100
