@@ -5,8 +5,8 @@ variants where only the time to learn matters (e.g. OffPolicyPG against Reinforc
 Each run evaluates every ``--eval-freq`` env steps (``--eval-episodes`` deterministic episodes on a separate env)
 and stops at the first evaluation whose mean reaches ``--threshold``, or at ``--timesteps``. One JSON line per run
 is appended to ``--out`` (``first``: env steps at that evaluation, ``null`` if never), and finished runs are
-skipped on a rerun. ``--set key=value`` overrides the algorithm's hyperparameters (values are Python literals) and
-``--label`` names the variant:
+skipped on a rerun. ``--set key=value`` overrides the algorithm's hyperparameters (values are Python literals,
+applied to the YAML entry, so ``policy_kwargs`` may be rl-zoo3's string form) and ``--label`` names the variant:
 
     python -m benchmarks.steps_to_threshold --algo offpolicy_pg --label gradient_steps_8 --set gradient_steps=8 \
         --seeds 0 1 2 3 4 5 6 7 8 9 --out docs/benchmarks/offpolicy_pg/screen.jsonl
@@ -67,8 +67,9 @@ def run_one(task: dict[str, Any]) -> dict[str, Any]:
     :return: The run record, with ``first`` (env steps at the first evaluation reaching the threshold, or None)
     """
     th.set_num_threads(1)
-    config = resolve(ALGOS[task["algo"]], task["env"])
-    config = dataclasses.replace(config, model_kwargs={**config.model_kwargs, **task["overrides"]})
+    spec = ALGOS[task["algo"]]
+    # On the YAML entry, before rl-zoo3's conventions (policy_kwargs strings, lin_ schedules) are applied.
+    config = resolve(dataclasses.replace(spec, overrides={**spec.overrides, **task["overrides"]}), task["env"])
     env = make_env(task["env"], config.n_envs, task["seed"], config.normalize_kwargs)
     eval_env = make_env(task["env"], 1, task["seed"] + EVAL_SEED_OFFSET, config.normalize_kwargs, training=False)
     model = build_model(config, env, task["seed"], "cpu")
