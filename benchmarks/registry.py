@@ -75,6 +75,15 @@ ALGOS: dict[str, AlgoSpec] = {
             default_kwargs={"n_envs": 8, "mode": "batch", "critic_target": "nstep", "n_steps": 5, "target_n": 5},
             analogue="a2c",
         ),
+        # The cost of the critic's several steps per update: the same with one critic step, as A2C takes.
+        AlgoSpec(
+            "nstep_ac_1_critic_step",
+            "sb3_pgnotes:NStepAC",
+            REPO_HYPERPARAMS / "nstep_ac.yml",
+            default_kwargs={"n_envs": 8, "mode": "batch", "critic_target": "nstep", "n_steps": 5, "target_n": 5},
+            analogue="a2c",
+            overrides={"n_target_updates": 1, "n_grad_steps_per_target_update": 1},
+        ),
         # The notes' online actor-critic: an update after every env step, the 8 workers forming the batch.
         AlgoSpec(
             "nstep_ac_online",
