@@ -342,8 +342,9 @@ def report(args: argparse.Namespace) -> int:
     (args.out / "table1.md").write_text("\n".join(lines))
 
     fig, ax = plt.subplots(figsize=(8, 4.5))
-    names = list(averages)
-    colours = ["grey" if {**SETTINGS, **VARIANTS}[name][0] == "ppo" else "tab:blue" for name in names]
+    # The paper's settings only: a variant may lack runs on some envs, so its average is not comparable.
+    names = [name for name in averages if name in SETTINGS]
+    colours = ["grey" if SETTINGS[name][0] == "ppo" else "tab:blue" for name in names]
     ax.barh(names[::-1], [averages[name] for name in names][::-1], color=colours[::-1])
     ax.set(xlabel=f"average normalised score ({', '.join(envs)})", title="PPO surrogates: grey = SB3 PPO-clip, blue = PPOKL")
     ax.grid(axis="x", alpha=0.3)
