@@ -48,6 +48,9 @@ class AlgoSpec:
         return getattr(importlib.import_module(module), attr)
 
 
+#: NStepAC's fallback hyperparameters for envs its YAML lacks (A2C's 8 envs x 5 steps).
+NSTEP_AC_DEFAULTS = {"n_envs": 8, "mode": "batch", "critic_target": "nstep", "n_steps": 5, "target_n": 5}
+
 ALGOS: dict[str, AlgoSpec] = {
     spec.name: spec
     for spec in (
@@ -72,7 +75,7 @@ ALGOS: dict[str, AlgoSpec] = {
             "nstep_ac",
             "sb3_pgnotes:NStepAC",
             REPO_HYPERPARAMS / "nstep_ac.yml",
-            default_kwargs={"n_envs": 8, "mode": "batch", "critic_target": "nstep", "n_steps": 5, "target_n": 5},
+            default_kwargs=NSTEP_AC_DEFAULTS,
             analogue="a2c",
         ),
         # The cost of the critic's several steps per update: the same with one critic step, as A2C takes.
@@ -80,7 +83,7 @@ ALGOS: dict[str, AlgoSpec] = {
             "nstep_ac_1_critic_step",
             "sb3_pgnotes:NStepAC",
             REPO_HYPERPARAMS / "nstep_ac.yml",
-            default_kwargs={"n_envs": 8, "mode": "batch", "critic_target": "nstep", "n_steps": 5, "target_n": 5},
+            default_kwargs=NSTEP_AC_DEFAULTS,
             analogue="a2c",
             overrides={"n_target_updates": 1, "n_grad_steps_per_target_update": 1},
         ),
