@@ -51,3 +51,23 @@ def test_steps_to_threshold_stops_at_threshold_and_resumes(tmp_path: Path) -> No
     summary = harness("benchmarks.steps_to_threshold", "--algo", "a2c", "--summary", "--out", str(out))
     assert f"| CartPole-v1 | 1 | a2c | lr | 0-0 | 1/1 | {first['first']:,} | {first['first'] / 1000:g}k |" in summary
     assert "| CartPole-v1 | 1000 | a2c | lr | 0-0 | 0/1 | 3,000 | - |" in summary
+
+
+def test_throughput_reports_ratio_and_phases(tmp_path: Path) -> None:
+    out = tmp_path / "throughput.md"
+    argv = ["benchmarks.throughput", "--algo", "nstep_ac", "--env", "CartPole-v1", "--timesteps", "400", "--rounds", "2"]
+    harness(*argv, "--out", str(out))
+    lines = out.read_text().splitlines()
+    rounds = [line.split("|")[1:-1] for line in lines if line.startswith(("| 0 |", "| 1 |"))]
+    assert len(rounds) == 2
+    for cells in rounds:
+        ours_rate, ours_batch, theirs_rate, theirs_batch, ratio = (float(cell.replace(",", "")) for cell in cells[1:])
+        # NStepAC's YAML rollout (8 envs x 5 steps) and the analogue's matched to it
+        assert ours_batch == theirs_batch == 40
+        # the table rounds rates to whole steps/s and the ratio to 2 decimals
+        assert abs(ratio - ours_rate / theirs_rate) <= 0.01
+    phases = {
+        line.split("|")[1].strip(): line.split("|")[2:4] for line in lines if line.startswith(("| collection", "| update"))
+    }
+    assert phases.keys() == {"collection", "update"}
+    assert all(float(ms) > 0 for row in phases.values() for ms in row)
