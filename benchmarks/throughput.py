@@ -84,9 +84,9 @@ def timed_run(config: RunConfig, env_id: str, timesteps: int, seed: int) -> Timi
     )
 
 
-def median_ratio(ours_timings: list[Timing], theirs_timings: list[Timing]) -> float:
-    """:return: The median over rounds of the per-round ratio of env steps/s, ours over theirs."""
-    return float(np.median([a.steps_per_s / b.steps_per_s for a, b in zip(ours_timings, theirs_timings, strict=True)]))
+def round_ratios(ours_timings: list[Timing], theirs_timings: list[Timing]) -> list[float]:
+    """:return: Per round, the ratio of env steps/s, ours over theirs."""
+    return [a.steps_per_s / b.steps_per_s for a, b in zip(ours_timings, theirs_timings, strict=True)]
 
 
 def report_lines(
@@ -110,7 +110,7 @@ def report_lines(
     :param theirs_timings: The analogue's runs, one per round
     :return: The markdown report: per-round throughput and ratio, then the medians of the time per update by phase
     """
-    ratios = [a.steps_per_s / b.steps_per_s for a, b in zip(ours_timings, theirs_timings, strict=True)]
+    ratios = round_ratios(ours_timings, theirs_timings)
 
     def median(timings: list[Timing], field: str) -> float:
         return float(np.median([getattr(timing, field) for timing in timings]))
@@ -133,7 +133,7 @@ def report_lines(
             for round_, (a, b, ratio) in enumerate(zip(ours_timings, theirs_timings, ratios, strict=True))
         ],
         f"| median | {median(ours_timings, 'steps_per_s'):,.0f} | | {median(theirs_timings, 'steps_per_s'):,.0f} | "
-        f"| **{median_ratio(ours_timings, theirs_timings):.2f}** |",
+        f"| **{np.median(ratios):.2f}** |",
         "",
         "Where the time goes, milliseconds per update (median over rounds). Collection runs from the rollout-start to "
         "the rollout-end callback (env steps, action sampling, storage; SB3's algorithms also compute their returns "
@@ -174,19 +174,19 @@ def main(argv: list[str] | None = None) -> None:
 
     ours_timings: list[Timing] = []
     theirs_timings: list[Timing] = []
+    # Alphabetical order in even rounds, reversed in odd ones.
+    order = sorted([(spec.name, ours, ours_timings), (analogue.name, theirs, theirs_timings)], key=lambda item: item[0])
     for round_ in range(args.rounds):
-        for name, config, timings in sorted(
-            [(spec.name, ours, ours_timings), (analogue.name, theirs, theirs_timings)],
-            key=lambda item: item[0],
-            reverse=round_ % 2 == 1,
-        ):
+        for name, config, timings in order if round_ % 2 == 0 else order[::-1]:
             timings.append(timed_run(config, args.env, args.timesteps, seed=round_))
             print(f"round {round_} {name}: {timings[-1]}")
     lines = report_lines(args, spec.name, analogue.name, n_envs, n_steps, pilot_batch, ours_timings, theirs_timings)
     out = args.out or Path("docs/benchmarks") / f"throughput_{spec.name}_{args.env}.md"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(lines))
-    print(f"median ratio {spec.name}/{analogue.name}: {median_ratio(ours_timings, theirs_timings):.2f}; wrote {out}")
+    print(
+        f"median ratio {spec.name}/{analogue.name}: {np.median(round_ratios(ours_timings, theirs_timings)):.2f}; wrote {out}"
+    )
 
 
 if __name__ == "__main__":
