@@ -26,7 +26,7 @@ import numpy as np
 import torch as th
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.evaluation import evaluate_policy
-from stable_baselines3.common.vec_env import VecEnv
+from stable_baselines3.common.vec_env import VecEnv, sync_envs_normalization
 
 from benchmarks.registry import ALGOS, resolve
 from benchmarks.run import EVAL_SEED_OFFSET, build_model, make_env
@@ -36,7 +36,7 @@ class StopAtThreshold(BaseCallback):
     """
     Evaluate every ``eval_freq`` env steps; stop training at the first evaluation that reaches ``threshold``.
 
-    :param eval_env: Evaluation env
+    :param eval_env: Evaluation env, wrapped like the training env (normalisation stats are synced before each eval)
     :param eval_freq: Env steps between evaluations
     :param eval_episodes: Episodes per evaluation
     :param threshold: Mean return to reach
@@ -55,6 +55,7 @@ class StopAtThreshold(BaseCallback):
         if self.num_timesteps < self.next_eval:
             return True
         self.next_eval += self.eval_freq
+        sync_envs_normalization(self.training_env, self.eval_env)
         mean, _ = evaluate_policy(self.model, self.eval_env, self.eval_episodes)  # type: ignore[arg-type]
         self.curve.append((self.num_timesteps, float(mean)))
         return float(mean) < self.threshold

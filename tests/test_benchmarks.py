@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -71,3 +73,20 @@ def test_throughput_reports_ratio_and_phases(tmp_path: Path) -> None:
     }
     assert phases.keys() == {"collection", "update"}
     assert all(float(ms) > 0 for row in phases.values() for ms in row)
+
+
+def test_stop_at_threshold_evaluates_with_the_training_normalisation() -> None:
+    from stable_baselines3 import A2C
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    from benchmarks.run import make_env
+    from benchmarks.steps_to_threshold import StopAtThreshold
+
+    env = make_env("CartPole-v1", 2, 0, {"norm_obs": True, "norm_reward": False})
+    eval_env = make_env("CartPole-v1", 1, 1, {"norm_obs": True, "norm_reward": False}, training=False)
+    assert isinstance(env, VecNormalize) and isinstance(eval_env, VecNormalize)
+    model = A2C("MlpPolicy", env, n_steps=5, seed=0)
+    # Unreachable threshold: every evaluation happens, the last one after 200 steps of training statistics.
+    model.learn(total_timesteps=200, callback=StopAtThreshold(eval_env, 100, 1, threshold=1e9))
+    assert eval_env.obs_rms.count > 100
+    np.testing.assert_allclose(eval_env.obs_rms.mean, env.obs_rms.mean)
