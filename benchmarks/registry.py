@@ -78,14 +78,15 @@ ALGOS: dict[str, AlgoSpec] = {
             default_kwargs=NSTEP_AC_DEFAULTS,
             analogue="a2c",
         ),
-        # The cost of the critic's several steps per update: the same with one critic step, as A2C takes.
+        # The cost of the critic's several steps per update: A2C's work per update, its 5-step rollout (rl-zoo3's
+        # CartPole-v1 entry) and one critic step.
         AlgoSpec(
             "nstep_ac_1_critic_step",
             "sb3_pgnotes:NStepAC",
             REPO_HYPERPARAMS / "nstep_ac.yml",
             default_kwargs=NSTEP_AC_DEFAULTS,
             analogue="a2c",
-            overrides={"n_target_updates": 1, "n_grad_steps_per_target_update": 1},
+            overrides={"n_steps": 5, "target_n": 5, "n_target_updates": 1, "n_grad_steps_per_target_update": 1},
         ),
         # The notes' online actor-critic: an update after every env step, the 8 workers forming the batch. An actor
         # learning rate of 7e-4 (A2C's) was unstable on CartPole-v1, and without standardised advantages one seed in

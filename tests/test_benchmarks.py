@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -55,17 +56,19 @@ def test_steps_to_threshold_stops_at_threshold_and_resumes(tmp_path: Path) -> No
     assert "| CartPole-v1 | 1000 | a2c | lr | 0-0 | 0/1 | 3,000 | - |" in summary
 
 
-def test_throughput_reports_ratio_and_phases(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("analogue_rollout", "theirs_steps_per_update"), [("matched", 128), ("zoo", 40)])
+def test_throughput_reports_ratio_and_phases(tmp_path: Path, analogue_rollout: str, theirs_steps_per_update: int) -> None:
     out = tmp_path / "throughput.md"
     argv = ["benchmarks.throughput", "--algo", "nstep_ac", "--env", "CartPole-v1", "--timesteps", "400", "--rounds", "2"]
-    harness(*argv, "--out", str(out))
+    harness(*argv, "--analogue-rollout", analogue_rollout, "--out", str(out))
     lines = out.read_text().splitlines()
+    assert f"--analogue-rollout {analogue_rollout}`." in lines[2]
     rounds = [line.split("|")[1:-1] for line in lines if line.startswith(("| 0 |", "| 1 |"))]
     assert len(rounds) == 2
     for cells in rounds:
         ours_rate, ours_batch, theirs_rate, theirs_batch, ratio = (float(cell.replace(",", "")) for cell in cells[1:])
-        # NStepAC's YAML rollout (8 envs x 5 steps) and the analogue's matched to it
-        assert ours_batch == theirs_batch == 40
+        # NStepAC's YAML rollout (8 envs x 16 steps); A2C's matched to it, or rl-zoo3's (8 envs x A2C's default 5)
+        assert ours_batch == 128 and theirs_batch == theirs_steps_per_update
         # the table rounds rates to whole steps/s and the ratio to 2 decimals
         assert abs(ratio - ours_rate / theirs_rate) <= 0.01
     phases = {
