@@ -1,4 +1,4 @@
-"""Smoke test of the benchmark harness through its command line: one short run, resume, report."""
+"""Smoke tests of the benchmark harness through its command line (one short run, resume, report) and of its callbacks."""
 
 import json
 import subprocess
@@ -7,6 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from stable_baselines3 import A2C
+from stable_baselines3.common.vec_env import VecNormalize
+
+from benchmarks.run import make_env
+from benchmarks.steps_to_threshold import StopAtThreshold
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -79,12 +84,6 @@ def test_throughput_reports_ratio_and_phases(tmp_path: Path, analogue_rollout: s
 
 
 def test_stop_at_threshold_evaluates_with_the_training_normalisation() -> None:
-    from stable_baselines3 import A2C
-    from stable_baselines3.common.vec_env import VecNormalize
-
-    from benchmarks.run import make_env
-    from benchmarks.steps_to_threshold import StopAtThreshold
-
     env = make_env("CartPole-v1", 2, 0, {"norm_obs": True, "norm_reward": False})
     eval_env = make_env("CartPole-v1", 1, 1, {"norm_obs": True, "norm_reward": False}, training=False)
     assert isinstance(env, VecNormalize) and isinstance(eval_env, VecNormalize)
