@@ -6,6 +6,7 @@ The hand-computed cases use ``CountingEnv`` (observation and reward are the step
 ``V(s) = 10 s``, so every target can be worked out on paper.
 """
 
+import csv
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ import pytest
 import torch as th
 from envs import CountingEnv
 from gymnasium import spaces
-from stable_baselines3.common.logger import Logger
+from stable_baselines3.common.logger import Logger, configure
 from stable_baselines3.common.vec_env import DummyVecEnv
 
 from sb3_pgnotes import NStepAC
@@ -171,6 +172,15 @@ def test_online_mode_updates_after_every_env_step() -> None:
     assert model.n_steps == 1
     model.learn(40)
     assert model._n_updates == 20  # 2 envs: one update per vec-env step
+
+
+def test_logs_every_100_updates_by_default(tmp_path: Path) -> None:
+    # A2C's default: with updates as short as A2C's, logging every update would print a table every few env steps.
+    model = counting_model(mode="online", critic_target="td")
+    model.set_logger(configure(str(tmp_path), ["csv"]))
+    model.learn(500)  # 250 updates of the 2 envs
+    with open(tmp_path / "progress.csv") as file:
+        assert [row["time/iterations"] for row in csv.DictReader(file)] == ["100", "200"]
 
 
 def test_critic_steps_and_target_recomputation(monkeypatch: pytest.MonkeyPatch) -> None:

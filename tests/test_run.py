@@ -95,7 +95,7 @@ def test_logs_sb3_keys_and_tensorboard(algo: type[BaseAlgorithm], kwargs: dict[s
     assert list((tmp_path / "tb").rglob("events.out.tfevents.*"))
 
     model.set_logger(configure(str(tmp_path / "csv"), ["csv"]))
-    model.learn(300)
+    model.learn(300, log_interval=1)
     header = (tmp_path / "csv" / "progress.csv").read_text().splitlines()[0].split(",")
     for key in ("train/policy_gradient_loss", "train/entropy_loss", "train/learning_rate", "train/n_updates", "time/fps"):
         assert key in header

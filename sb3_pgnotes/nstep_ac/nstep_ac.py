@@ -425,7 +425,7 @@ class NStepAC(EpisodicOnPolicyAlgorithm):
         self: SelfNStepAC,
         total_timesteps: int,
         callback: MaybeCallback = None,
-        log_interval: int = 1,
+        log_interval: int = 100,
         tb_log_name: str = "NStepAC",
         reset_num_timesteps: bool = True,
         progress_bar: bool = False,
