@@ -14,7 +14,7 @@ from rl_zoo3.hyperparams_opt import HYPERPARAMS_CONVERTER, HYPERPARAMS_SAMPLER
 from rl_zoo3.utils import ALGOS
 from stable_baselines3.common.monitor import Monitor
 
-from sb3_pgnotes import Reinforce
+from sb3_pgnotes import NStepAC, Reinforce
 from sb3_pgnotes.zoo import ZOO_ALGORITHMS, hyperparams_path, register_algorithms
 from sb3_pgnotes.zoo.cli import main, rewrite_command, script_arguments
 from sb3_pgnotes.zoo.plotting import plot_learning_curve
@@ -192,6 +192,37 @@ def test_sampler_with_optuna(algo: str) -> None:
         assert entry.converter(trial.params) == kwargs
         entry.algo_class("MlpPolicy", "CartPole-v1", **kwargs)
         study.tell(trial, 0.0)
+
+
+@pytest.mark.parametrize("critic_target", ["mc", "td", "nstep"])
+def test_nstep_ac_sampler_on_the_packaged_entry(critic_target: str) -> None:
+    # rl-zoo3 updates the YAML entry with the sampled arguments: each target must build on top of it.
+    trial = optuna.trial.FixedTrial(
+        {
+            "learning_rate": 1e-3,
+            "critic_learning_rate": 1e-3,
+            "critic_target": critic_target,
+            "one_minus_gamma": 0.01,
+            "n_target_updates": 1,
+            "n_grad_steps_per_target_update": 2,
+            "discount_option": 1,
+            "normalize_advantage": False,
+            "ent_coef": 1e-3,
+            "max_grad_norm": 0.5,
+            "net_arch": "small",
+            "activation_fn": "tanh",
+            "n_episodes": 4,
+            "n_steps": 8,
+            "target_n": 3,
+        }
+    )
+    with hyperparams_path("nstep_ac") as path:
+        entry = yaml.safe_load(path.read_text())["CartPole-v1"]
+    kwargs = {key: value for key, value in entry.items() if key not in ("n_envs", "n_timesteps", "policy", "normalize")}
+    kwargs.update(ZOO_ALGORITHMS["nstep_ac"].sampler(trial, 2, 1, {}))
+    model = NStepAC("MlpPolicy", "CartPole-v1", **kwargs)
+    assert model.critic_target == critic_target
+    assert model.n_steps == (0 if critic_target == "mc" else 8)
 
 
 def test_rewrite_command() -> None:

@@ -133,14 +133,18 @@ def convert_nstep_ac_params(sampled_params: dict[str, Any]) -> dict[str, Any]:
     """
     Turn the raw values of :func:`sample_nstep_ac_params` into ``NStepAC`` keyword arguments.
 
-    ``one_minus_gamma`` becomes ``gamma``; ``net_arch`` and ``activation_fn`` names become ``policy_kwargs``;
-    ``normalize_advantage``, absent with the optimal baseline, is False. Every other value is passed through
-    unchanged.
+    ``one_minus_gamma`` becomes ``gamma``; ``net_arch`` and ``activation_fn`` names become ``policy_kwargs``.
+    With the ``"mc"`` target ``n_steps`` is None: rl-zoo3 updates the YAML entry with these arguments, and the
+    entry's rollout length would otherwise be passed to a target that collects whole episodes (and refuses it).
+    Every other value is passed through unchanged.
 
     :param sampled_params: the trial's parameters, as suggested by the sampler
     :return: keyword arguments for the ``NStepAC`` constructor
     """
-    return convert_reinforce_params(sampled_params)
+    hyperparams = convert_reinforce_params(sampled_params)
+    if hyperparams["critic_target"] == "mc":
+        hyperparams["n_steps"] = None
+    return hyperparams
 
 
 def sample_nstep_ac_params(trial: BaseTrial, n_actions: int, n_envs: int, additional_args: dict[str, Any]) -> dict[str, Any]:
