@@ -347,7 +347,10 @@ def test_postgres_killed_worker(postgres: str, tmp_path: Path) -> None:
         trial for trial in study_trials if RetryHeartbeatStaleTrialCallback.retried_trial_number(trial) == killed.number
     ]
     assert retry.state in (TrialState.COMPLETE, TrialState.PRUNED)
-    assert retry.params == killed.params
+    # The retry reuses every parameter the killed trial had drawn. Compared with the stored trial, not the snapshot
+    # taken before the kill: a trial is seen RUNNING while its sampler is still drawing parameters.
+    failed = study_trials[killed.number]
+    assert failed.params and failed.params.items() <= retry.params.items()
 
 
 @pytest.mark.slow
