@@ -70,7 +70,7 @@ BAD_ARGUMENTS: list[Any] = [
     pytest.param(
         NStepAC,
         {"critic_target": "mc", "n_steps": 5},
-        "n_steps must be None with critic_target='mc'",
+        "n_steps must be None with collection='episodes'",
         id="nstep_ac-mc-n_steps",
     ),
     pytest.param(

@@ -40,3 +40,31 @@ class CountingEnv(gym.Env):
         self.t += 1
         terminated = self.length is not None and self.t >= self.length
         return np.array([float(self.t)], dtype=np.float32), reward, terminated, False, {}
+
+
+class MatrixActionEnv(gym.Env):
+    """
+    A ``Box`` action space of shape (2, 2) with bounds [-2, 2]; each episode lasts ``length`` steps, or never ends
+    (``length=None``). Every action received is recorded.
+
+    :param length: Episode length, or None for an endless episode
+    """
+
+    def __init__(self, length: int | None = 5) -> None:
+        super().__init__()
+        self.length = length
+        self.observation_space = spaces.Box(-1.0, 1.0, shape=(3,), dtype=np.float32)
+        self.action_space = spaces.Box(-2.0, 2.0, shape=(2, 2), dtype=np.float32)
+        self.received_actions: list[np.ndarray] = []
+        self.t = 0
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict]:
+        super().reset(seed=seed)
+        self.t = 0
+        return np.zeros(3, dtype=np.float32), {}
+
+    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict]:
+        self.received_actions.append(np.array(action))
+        self.t += 1
+        terminated = self.length is not None and self.t >= self.length
+        return np.full(3, 0.1 * self.t, dtype=np.float32), float(np.sum(action)), terminated, False, {}

@@ -202,6 +202,7 @@ def estimated_gradient(model: EpisodicOnPolicyAlgorithm, batch: EpisodeBatch) ->
     """
     before = actor_parameters(model)
     model.episode_batch = batch
+    model.process_batch(batch, model.rollout_buffer)
     model.train()
     return (actor_parameters(model) - before) / LEARNING_RATE
 
@@ -278,7 +279,7 @@ def test_collected_episodes_have_the_sampler_structure() -> None:
     model = make_model(reinforce(1.0, reward_to_go=True, baseline="value", n_episodes=n_episodes), env=env, seed=3)
     _, callback = model._setup_learn(10_000)
     assert model.env is not None
-    assert model.collect_episodes(model.env, callback)
+    assert model.collect_rollouts(model.env, callback, model.rollout_buffer)
     batch = model.episode_batch
     assert batch is not None
 

@@ -21,7 +21,8 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 
 from sb3_pgnotes import NStepAC
 from sb3_pgnotes.common.buffers import EpisodeBatch
-from sb3_pgnotes.common.returns import nstep_returns, reward_to_go, td_targets, time_indices
+from sb3_pgnotes.common.collection import sample_actions
+from sb3_pgnotes.common.returns import nstep_returns, reward_to_go, td_targets
 
 GAMMA = 0.5
 
@@ -95,7 +96,7 @@ def counting_model(**kwargs: Any) -> NStepAC:
 
 def collect(model: NStepAC) -> EpisodeBatch:
     _, callback = model._setup_learn(10_000)
-    assert model.collect_batch(model.env, callback)  # type: ignore[arg-type]
+    assert model.collect_rollouts(model.env, callback, model.rollout_buffer)  # type: ignore[arg-type]
     assert model.episode_batch is not None
     return model.episode_batch
 
@@ -115,8 +116,8 @@ def test_rollout_segments_by_hand() -> None:
     assert terminal_values(batch) == [None, 2.0, 4.0, 1.0]
     assert np.asarray(batch.observations).flatten().tolist() == [0, 1, 2, 0, 1, 0, 1, 2, 3, 0]
     assert batch.rewards.tolist() == [0, 1, 2, 0, 1, 0, 1, 2, 3, 0]
-    assert model.batch_step_times is not None
-    assert model.batch_step_times.tolist() == [0, 1, 2, 0, 1, 0, 1, 2, 3, 0]
+    assert model.episode_batch.step_times is not None
+    assert model.episode_batch.step_times.tolist() == [0, 1, 2, 0, 1, 0, 1, 2, 3, 0]
 
     values, targets = model.values_and_targets(batch)
     np.testing.assert_allclose(values, 10 * np.asarray(batch.observations).flatten(), rtol=1e-6)
@@ -131,13 +132,13 @@ def test_rollout_segments_by_hand() -> None:
     # The next rollout continues the episodes: step times carry on from where the last one stopped.
     batch = collect_more(model)
     assert batch.episode_lengths.tolist() == [1, 3, 1, 3, 2]
-    assert model.batch_step_times.tolist() == [2, 0, 1, 2, 0, 1, 2, 3, 0, 1]
+    assert model.episode_batch.step_times.tolist() == [2, 0, 1, 2, 0, 1, 2, 3, 0, 1]
     assert terminal_values(batch) == [None, None, 1.0, 4.0, 2.0]
 
 
 def collect_more(model: NStepAC) -> EpisodeBatch:
     callback = model._init_callback(None)
-    assert model.collect_batch(model.env, callback)  # type: ignore[arg-type]
+    assert model.collect_rollouts(model.env, callback, model.rollout_buffer)  # type: ignore[arg-type]
     assert model.episode_batch is not None
     return model.episode_batch
 
@@ -157,7 +158,7 @@ def test_monte_carlo_targets_on_whole_episodes() -> None:
     batch = collect(model)
     assert batch.episode_lengths.tolist() == [3, 4]
     assert terminal_values(batch) == [None, 4.0]
-    np.testing.assert_array_equal(model.batch_step_times, [0, 1, 2, 0, 1, 2, 3])
+    np.testing.assert_array_equal(model.episode_batch.step_times, [0, 1, 2, 0, 1, 2, 3])
     _, targets = model.values_and_targets(batch)
     # Terminated: reward-to-go. Truncated: completed with gamma^(T-t) V(terminal observation) = gamma^(T-t) 40.
     expected = [0 + 0.5 * 1 + 0.25 * 2, 1 + 0.5 * 2, 2, 3.875, 7.75, 13.5, 3 + 0.5 * 40]
@@ -357,7 +358,7 @@ def estimated_gradient(model: NStepAC, batch: EpisodeBatch) -> th.Tensor:
     """:return: One train() step's actor move over the learning rate, rescaled from a per-step to a per-episode mean"""
     before = th.cat([tensor.flatten() for tensor in actor_tensors(model)])
     model.episode_batch = batch
-    model.batch_step_times = time_indices(batch.episode_lengths)
+    model.process_batch(batch, model.rollout_buffer)
     model.train()
     after = th.cat([tensor.flatten() for tensor in actor_tensors(model)])
     return (after - before) / LEARNING_RATE * batch.n_steps / batch.n_episodes
@@ -443,13 +444,12 @@ def test_gsde_noise_is_resampled_during_whole_episode_collection(monkeypatch: py
 
 def test_gsde_actions_follow_the_noise_matrix() -> None:
     model = NStepAC("MlpPolicy", "Pendulum-v1", use_sde=True, seed=0)
-    obs = th.as_tensor(np.array([[1.0, 0.0, 0.5], [0.0, 1.0, -0.5]], dtype=np.float32))
-    with th.no_grad():
-        model.policy.reset_noise(2)
-        first, _ = model._sample_actions(obs)
-        again, _ = model._sample_actions(obs)
-        model.policy.reset_noise(2)
-        resampled, _ = model._sample_actions(obs)
+    obs = np.array([[1.0, 0.0, 0.5], [0.0, 1.0, -0.5]], dtype=np.float32)
+    model.policy.reset_noise(2)
+    first, _ = sample_actions(model.policy, obs)
+    again, _ = sample_actions(model.policy, obs)
+    model.policy.reset_noise(2)
+    resampled, _ = sample_actions(model.policy, obs)
     # gSDE's exploration is a function of the state until the noise matrix is redrawn.
     np.testing.assert_allclose(first, again)
     assert not np.allclose(first, resampled)

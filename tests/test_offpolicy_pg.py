@@ -286,14 +286,16 @@ def fill(buffer: EpisodeReplayBuffer, lengths: list[int]) -> None:
     :param lengths: Length of each episode
     """
     for idx, length in enumerate(lengths):
-        buffer.add_episode(
-            np.full((length, 1), idx, dtype=np.float32),
-            np.full(length, idx),
-            np.arange(length, dtype=np.float32),
-            np.full(length, idx, dtype=np.float32),
-            truncated=idx % 2 == 1,
-            terminal_observation=np.array([idx], dtype=np.float32),
+        episode = EpisodeBatch(
+            observations=np.full((length, 1), idx, dtype=np.float32),
+            actions=np.full(length, idx),
+            rewards=np.arange(length, dtype=np.float32),
+            log_probs=np.full(length, idx, dtype=np.float32),
+            episode_lengths=np.array([length]),
+            truncated=np.array([idx % 2 == 1]),
+            terminal_observations=[np.array([idx], dtype=np.float32)],
         )
+        buffer.add_episode(episode, np.array([idx], dtype=np.float32))
 
 
 def make_buffer(buffer_size: int, max_episodes: int | None = None) -> EpisodeReplayBuffer:
@@ -360,14 +362,6 @@ def test_replay_buffer_save_load_and_lazy_allocation(tmp_path: Path) -> None:
     loaded.set_env(model.get_env())  # type: ignore[arg-type]
     loaded.learn(200, reset_num_timesteps=False)
     assert loaded.replay_buffer.n_episodes > buffer.n_episodes
-
-
-def test_transition_interface_is_refused() -> None:
-    buffer = make_buffer(10)
-    with pytest.raises(NotImplementedError, match="add_episode"):
-        buffer.add()
-    with pytest.raises(NotImplementedError, match="sample_episodes"):
-        buffer.sample(4)
 
 
 def test_ess_benchmark_table() -> None:

@@ -142,7 +142,7 @@ def test_leave_one_out_excludes_own_episode() -> None:
 def test_one_backward_pass_matches_per_episode_gradients(env_id: str) -> None:
     model = Reinforce("MlpPolicy", env_id, n_episodes=3, baseline="optimal", normalize_advantage=False, seed=0)
     _, callback = model._setup_learn(1_000)
-    assert model.collect_episodes(model.env, callback)  # type: ignore[arg-type]
+    assert model.collect_rollouts(model.env, callback, model.rollout_buffer)  # type: ignore[arg-type]
     batch = model.episode_batch
     assert batch is not None
     observations = obs_as_tensor(batch.observations, model.device)
@@ -169,7 +169,7 @@ def test_cnn_policy_uses_per_episode_path() -> None:
     env = gym.wrappers.TimeLimit(FakeImageEnv(screen_height=36, screen_width=36, n_channels=1), 5)
     model = Reinforce("CnnPolicy", env, n_episodes=2, baseline="optimal", normalize_advantage=False, seed=0)
     _, callback = model._setup_learn(1_000)
-    assert model.collect_episodes(model.env, callback)  # type: ignore[arg-type]
+    assert model.collect_rollouts(model.env, callback, model.rollout_buffer)  # type: ignore[arg-type]
     batch = model.episode_batch
     assert batch is not None
     observations = obs_as_tensor(batch.observations, model.device)

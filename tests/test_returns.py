@@ -50,7 +50,7 @@ def test_full_and_episode_returns() -> None:
 
 
 def test_discount_weights_option_2() -> None:
-    np.testing.assert_allclose(discount_weights(LENGTHS, 0.5), [1.0, 0.5, 0.25, 1.0, 0.5])
+    np.testing.assert_allclose(discount_weights(time_indices(LENGTHS), 0.5), [1.0, 0.5, 0.25, 1.0, 0.5])
 
 
 def test_batch_mean_baseline_counts_each_episode_once_for_full_returns() -> None:
@@ -68,7 +68,7 @@ def test_inconsistent_episode_lengths_raise(lengths: list[int]) -> None:
 def _collect(model: Reinforce) -> BaseCallback:
     _, callback = model._setup_learn(total_timesteps=1_000, callback=None)
     assert model.env is not None
-    assert model.collect_episodes(model.env, callback)
+    assert model.collect_rollouts(model.env, callback, model.rollout_buffer)
     return callback
 
 
@@ -93,7 +93,7 @@ def test_envs_are_reset_before_the_next_collection() -> None:
     env = DummyVecEnv([lambda: CountingEnv(length=3), lambda: CountingEnv(length=5)])
     model = Reinforce("MlpPolicy", env, n_episodes=2, baseline="none", seed=0)
     callback = _collect(model)
-    assert model.collect_episodes(env, callback)
+    assert model.collect_rollouts(env, callback, model.rollout_buffer)
     assert model.episode_batch is not None
     np.testing.assert_array_equal(model.episode_batch.rewards, [0, 1, 2, 0, 1, 2, 3, 4])
 
@@ -118,7 +118,8 @@ def test_bootstrap_truncated_adds_discounted_terminal_value() -> None:
     _collect(model)
     batch = model.episode_batch
     assert batch is not None
-    bootstrap = model._truncation_bootstrap(batch)
+    bootstrap = batch.bootstrap_values
+    assert bootstrap is not None
     terminal_value = model.policy.predict_values(model.policy.obs_to_tensor(np.array([3.0], dtype=np.float32))[0]).item()
     assert bootstrap[0] == pytest.approx(terminal_value, rel=1e-6)
     values = np.zeros(3)

@@ -78,7 +78,7 @@ def test_gaussian_actions_clipped_for_env_raw_for_log_prob() -> None:
     base_env = CountingEnv(length=20, action_low=-0.05, action_high=0.05)
     model = Reinforce("MlpPolicy", DummyVecEnv([lambda: base_env]), n_episodes=1, seed=0)
     _, callback = model._setup_learn(100)
-    assert model.collect_episodes(model.env, callback)  # type: ignore[arg-type]
+    assert model.collect_rollouts(model.env, callback, model.rollout_buffer)  # type: ignore[arg-type]
     batch = model.episode_batch
     assert batch is not None
     assert np.abs(batch.actions).max() > 0.05

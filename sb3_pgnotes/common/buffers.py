@@ -1,24 +1,71 @@
-"""Storage of whole episodes collected from a vectorised environment."""
+"""Episodes from a vectorised environment: the flat episode batch, the assembler that builds it, and SB3 rollout buffers."""
 
+import dataclasses
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+from gymnasium import spaces
+from stable_baselines3.common.buffers import DictRolloutBuffer, RolloutBuffer
+
+from sb3_pgnotes.common.returns import time_indices
 
 Observation = np.ndarray | dict[str, np.ndarray]
+
+
+def select_env(observations: Observation, index: int) -> Observation:
+    """
+    :param observations: A vec env's observations, (n_envs, ...) or a dict of such arrays
+    :param index: An env index
+    :return: A copy of that env's observation
+    """
+    if isinstance(observations, dict):
+        return {key: np.array(value[index]) for key, value in observations.items()}
+    return np.array(observations[index])
+
+
+def as_batch(observation: Observation | None) -> Observation:
+    """
+    :param observation: One observation (or a dict of arrays)
+    :return: A batch of it alone, (1, ...)
+    """
+    assert observation is not None
+    if isinstance(observation, dict):
+        return {key: np.asarray(value)[None] for key, value in observation.items()}
+    return np.asarray(observation)[None]
+
+
+def concatenate_observations(parts: list[Observation]) -> Observation:
+    """
+    :param parts: Batches of observations of one space, (n_i, ...) or dicts of such arrays
+    :return: One batch, the parts one after another
+    """
+    first = parts[0]
+    if isinstance(first, dict):
+        return {key: np.concatenate([part[key] for part in parts]) for key in first}  # type: ignore[index]
+    return np.concatenate(parts)  # type: ignore[arg-type]
 
 
 @dataclass
 class EpisodeBatch:
     """
-    Whole episodes stored flat: the steps of episode 0, then episode 1, ...
+    Whole episodes (or segments of them, see :class:`EpisodeAssembler`) stored flat: the steps of episode 0, then
+    episode 1, ...
 
     :param observations: Per-step observations (a dict of arrays for Dict observation spaces)
-    :param actions: Per-step raw actions, as sampled from the policy (before clipping to the action bounds)
+    :param actions: Per-step raw actions, as sampled from the policy (before clipping or rescaling to the env's bounds)
     :param rewards: Per-step rewards
     :param log_probs: Per-step log-probability of the action under the policy that collected it
     :param episode_lengths: Number of steps of each episode
-    :param truncated: Per episode, whether it was cut by a time limit rather than terminated
-    :param terminal_observations: Per episode, the observation after its last step (``None`` when terminated)
+    :param truncated: Per episode, whether it was cut (by a time limit, or by the edge of a rollout) rather than
+        terminated
+    :param terminal_observations: Per episode, the observation after its last step, to bootstrap from (``None``
+        when terminated)
+    :param step_times: Per-step time index within its episode (0 for an episode's first step); ``None`` computes it
+        for whole episodes
+    :param values: Per-step ``V(s_t)`` of the critic at collection (``None`` until an algorithm with a critic sets it)
+    :param bootstrap_values: Per-episode ``V`` of the terminal observation where the episode was cut, else 0 (set with
+        ``values``)
     """
 
     observations: Observation
@@ -28,6 +75,13 @@ class EpisodeBatch:
     episode_lengths: np.ndarray
     truncated: np.ndarray
     terminal_observations: list[Observation | None]
+    step_times: np.ndarray = dataclasses.field(default=None)  # type: ignore[arg-type]
+    values: np.ndarray | None = None
+    bootstrap_values: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.step_times is None:
+            self.step_times = time_indices(self.episode_lengths)
 
     @property
     def n_episodes(self) -> int:
@@ -37,43 +91,67 @@ class EpisodeBatch:
     def n_steps(self) -> int:
         return len(self.rewards)
 
+    @property
+    def episode_starts(self) -> np.ndarray:
+        """Per step, whether it is the first step of its episode (or segment)."""
+        starts = np.zeros(self.n_steps, dtype=bool)
+        starts[np.cumsum(self.episode_lengths) - self.episode_lengths] = True
+        return starts
 
-def _stack_env_major(steps: list[np.ndarray], keep: np.ndarray) -> np.ndarray:
+    @staticmethod
+    def concatenate(batches: list["EpisodeBatch"]) -> "EpisodeBatch":
+        """
+        :param batches: At least one batch
+        :return: Their episodes, in order, as one batch
+        """
+        return EpisodeBatch(
+            observations=concatenate_observations([batch.observations for batch in batches]),
+            actions=np.concatenate([batch.actions for batch in batches]),
+            rewards=np.concatenate([batch.rewards for batch in batches]),
+            log_probs=np.concatenate([batch.log_probs for batch in batches]),
+            episode_lengths=np.concatenate([batch.episode_lengths for batch in batches]),
+            truncated=np.concatenate([batch.truncated for batch in batches]),
+            terminal_observations=[obs for batch in batches for obs in batch.terminal_observations],
+            step_times=np.concatenate([batch.step_times for batch in batches]),
+        )
+
+
+@dataclass
+class _VecStep:
+    observations: Observation
+    actions: np.ndarray
+    rewards: np.ndarray
+    log_probs: np.ndarray
+    step_times: np.ndarray
+
+
+def _gather(rows: list[np.ndarray], env_idx: int) -> np.ndarray:
+    return np.stack([row[env_idx] for row in rows])
+
+
+class EpisodeAssembler:
     """
-    Turn a list of (n_envs, ...) arrays, one per vec-env step, into the kept rows in env-major order.
+    Holds the vec-env steps of every env's open segment and hands out a segment whole when it ends.
 
-    :param steps: One array per vec-env step
-    :param keep: Boolean mask of shape (n_vec_steps, n_envs)
-    :return: Array of shape (keep.sum(), ...)
-    """
-    stacked = np.stack(steps, axis=1)  # (n_envs, n_vec_steps, ...)
-    return stacked[keep.T]
-
-
-class EpisodeCollector:
-    """
-    Accumulates vec-env steps and assembles the whole episodes of each env, in env order.
-
-    Each env contributes only steps that belong to episodes within its quota; the caller marks them as kept.
-    Because each env's episodes are stored one after the other, a batch in env-major order is a batch of
-    contiguous whole episodes.
+    A segment is a run of consecutive steps of one env: a whole episode, or the part of one that a collection kept.
+    Steps are stored once per vec-env step; ending env ``i``'s segment gathers its rows. Steps that no open segment
+    needs any more are dropped.
 
     :param n_envs: Number of environments in the vectorised env
     """
 
     def __init__(self, n_envs: int) -> None:
         self.n_envs = n_envs
-        self._observations: list[Observation] = []
-        self._actions: list[np.ndarray] = []
-        self._rewards: list[np.ndarray] = []
-        self._log_probs: list[np.ndarray] = []
-        self._keep: list[np.ndarray] = []
-        self._episodes: list[list[tuple[int, bool, Observation | None]]] = [[] for _ in range(n_envs)]
+        self._steps: list[_VecStep] = []
+        # Index (counted from the first step ever added) of the first stored step and of each env's open segment.
+        self._first_stored = 0
+        self._n_added = 0
+        self._segment_starts = np.zeros(n_envs, dtype=np.int64)
 
     @property
-    def n_vec_steps(self) -> int:
-        """Number of vec-env steps stored so far."""
-        return len(self._keep)
+    def open_lengths(self) -> np.ndarray:
+        """Number of steps in each env's open segment."""
+        return self._n_added - self._segment_starts
 
     def add_step(
         self,
@@ -81,61 +159,140 @@ class EpisodeCollector:
         actions: np.ndarray,
         rewards: np.ndarray,
         log_probs: np.ndarray,
-        keep: np.ndarray,
+        step_times: np.ndarray,
     ) -> None:
         """
-        Store one vec-env step.
+        Store one vec-env step (copies: the env may reuse its arrays).
 
         :param observations: Observations the actions were taken in, (n_envs, ...)
         :param actions: Raw actions, (n_envs, ...)
         :param rewards: Rewards, (n_envs,)
         :param log_probs: Log-probabilities of the actions, (n_envs,)
-        :param keep: Which envs' steps belong to a counted episode, (n_envs,)
+        :param step_times: Time index of the step within each env's episode, (n_envs,)
         """
         if isinstance(observations, dict):
             observations = {key: np.array(value) for key, value in observations.items()}
         else:
             observations = np.array(observations)
-        self._observations.append(observations)
-        self._actions.append(np.array(actions))
-        self._rewards.append(np.asarray(rewards, dtype=np.float32))
-        self._log_probs.append(np.asarray(log_probs, dtype=np.float32))
-        self._keep.append(np.asarray(keep, dtype=bool))
+        self._steps.append(
+            _VecStep(
+                observations,
+                np.array(actions),
+                np.asarray(rewards, dtype=np.float32),
+                np.asarray(log_probs, dtype=np.float32),
+                np.array(step_times, dtype=np.int64),
+            )
+        )
+        self._n_added += 1
 
-    def end_episode(self, env_idx: int, length: int, truncated: bool, terminal_observation: Observation | None) -> None:
+    def end_segment(self, env_idx: int, truncated: bool, next_observation: Observation | None) -> EpisodeBatch:
         """
-        Record that a counted episode of env ``env_idx`` ended at the last stored step.
+        Close env ``env_idx``'s open segment at the last stored step and return it.
 
         :param env_idx: Index of the env
-        :param length: Number of steps of the episode
-        :param truncated: Whether a time limit cut it
-        :param terminal_observation: Observation after its last step, kept for truncated episodes
+        :param truncated: Whether the episode goes on after the segment (cut by a time limit or a rollout's edge)
+        :param next_observation: The observation after the segment's last step, kept when ``truncated``
+        :return: The segment, as a batch of one episode
         """
-        self._episodes[env_idx].append((length, truncated, terminal_observation if truncated else None))
-
-    def build(self) -> EpisodeBatch:
-        """
-        :return: The counted episodes, env 0's first, as one flat batch
-        """
-        keep = np.stack(self._keep)
-        if isinstance(self._observations[0], dict):
-            keys = self._observations[0].keys()
-            observations: Observation = {
-                key: _stack_env_major([obs[key] for obs in self._observations], keep)
-                for key in keys  # type: ignore[index]
-            }
+        rows = self._steps[self._segment_starts[env_idx] - self._first_stored :]
+        if not rows:
+            raise ValueError(f"env {env_idx} has no open segment to end")
+        first = rows[0].observations
+        if isinstance(first, dict):
+            observations: Observation = {key: _gather([row.observations[key] for row in rows], env_idx) for key in first}  # type: ignore[index]
         else:
-            observations = _stack_env_major(self._observations, keep)  # type: ignore[arg-type]
-        episodes = [episode for env_episodes in self._episodes for episode in env_episodes]
-        batch = EpisodeBatch(
+            observations = _gather([row.observations for row in rows], env_idx)  # type: ignore[misc]
+        segment = EpisodeBatch(
             observations=observations,
-            actions=_stack_env_major(self._actions, keep),
-            rewards=_stack_env_major(self._rewards, keep),
-            log_probs=_stack_env_major(self._log_probs, keep),
-            episode_lengths=np.array([length for length, _, _ in episodes], dtype=np.int64),
-            truncated=np.array([truncated for _, truncated, _ in episodes], dtype=bool),
-            terminal_observations=[terminal for _, _, terminal in episodes],
+            actions=_gather([row.actions for row in rows], env_idx),
+            rewards=_gather([row.rewards for row in rows], env_idx),
+            log_probs=_gather([row.log_probs for row in rows], env_idx),
+            episode_lengths=np.array([len(rows)], dtype=np.int64),
+            truncated=np.array([truncated]),
+            terminal_observations=[next_observation if truncated else None],
+            step_times=_gather([row.step_times for row in rows], env_idx),
         )
-        if int(batch.episode_lengths.sum()) != batch.n_steps:
-            raise RuntimeError("Episode bookkeeping is inconsistent: stored steps do not add up to the episode lengths")
-        return batch
+        self.drop_segment(env_idx)
+        return segment
+
+    def drop_segment(self, env_idx: int) -> None:
+        """
+        Discard env ``env_idx``'s open segment: its next step starts a new one.
+
+        :param env_idx: Index of the env
+        """
+        self._segment_starts[env_idx] = self._n_added
+        unused = int(self._segment_starts.min()) - self._first_stored
+        if unused > 0:
+            del self._steps[:unused]
+            self._first_stored += unused
+
+    def clear(self) -> None:
+        """Discard every open segment."""
+        for env_idx in range(self.n_envs):
+            self.drop_segment(env_idx)
+
+
+class _EpisodicBufferMixin:
+    """
+    Loads a collected :class:`EpisodeBatch` into SB3's rollout-buffer layout: one row per step, the episodes one
+    after another (``n_envs`` is 1 in this layout, whatever the number of envs that collected them), with the values,
+    returns and advantages the algorithm computed. The buffer is as large as the batch collected.
+    """
+
+    buffer_size: int
+    n_envs: int
+    observations: Any
+    actions: np.ndarray
+    rewards: np.ndarray
+    returns: np.ndarray
+    episode_starts: np.ndarray
+    values: np.ndarray
+    log_probs: np.ndarray
+    advantages: np.ndarray
+    pos: int
+    full: bool
+    generator_ready: bool
+    action_dim: int
+
+    def load_batch(self, batch: EpisodeBatch, values: np.ndarray, returns: np.ndarray, advantages: np.ndarray) -> None:
+        """
+        :param batch: The episodes collected
+        :param values: Per-step V(s_t) at collection (zeros for an algorithm without a critic)
+        :param returns: Per-step returns (the value targets)
+        :param advantages: Per-step advantages (the weights of ``grad log pi``, before any standardisation)
+        """
+        n_steps = batch.n_steps
+
+        def column(array: np.ndarray, dtype: Any = np.float32) -> np.ndarray:
+            return np.asarray(array, dtype=dtype).reshape(n_steps, 1)
+
+        if isinstance(batch.observations, dict):
+            self.observations = {key: value.reshape(n_steps, 1, *value.shape[1:]) for key, value in batch.observations.items()}
+        else:
+            self.observations = batch.observations.reshape(n_steps, 1, *batch.observations.shape[1:])
+        self.actions = batch.actions.reshape(n_steps, 1, self.action_dim)
+        self.rewards = column(batch.rewards)
+        self.episode_starts = column(batch.episode_starts)
+        self.log_probs = column(batch.log_probs)
+        self.values = column(values)
+        self.returns = column(returns)
+        self.advantages = column(advantages)
+        self.buffer_size, self.n_envs = n_steps, 1
+        self.pos, self.full, self.generator_ready = n_steps, True, False
+
+
+class EpisodicRolloutBuffer(_EpisodicBufferMixin, RolloutBuffer):
+    """A :class:`~stable_baselines3.common.buffers.RolloutBuffer` holding the last collected batch of episodes."""
+
+
+class EpisodicDictRolloutBuffer(_EpisodicBufferMixin, DictRolloutBuffer):
+    """A :class:`~stable_baselines3.common.buffers.DictRolloutBuffer` holding the last collected batch of episodes."""
+
+
+def episodic_rollout_buffer_class(observation_space: spaces.Space) -> type[RolloutBuffer]:
+    """
+    :param observation_space: The env's observation space
+    :return: The episodic rollout buffer for it
+    """
+    return EpisodicDictRolloutBuffer if isinstance(observation_space, spaces.Dict) else EpisodicRolloutBuffer

@@ -8,7 +8,7 @@ from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.type_aliases import PyTorchObs
 from torch.nn import functional as F
 
-from sb3_pgnotes.common.on_policy import check_finite
+from sb3_pgnotes.common.validation import check_finite
 
 # Parameter-name prefixes of the critic in SB3's ActorCriticPolicy; everything else belongs to the actor.
 _CRITIC_PREFIXES = ("value_net.", "mlp_extractor.value_net.", "vf_features_extractor.")
@@ -61,6 +61,17 @@ def actions_to_tensor(actions: np.ndarray, action_space: spaces.Space, device: t
     if isinstance(action_space, spaces.MultiDiscrete):
         return tensor.long().reshape(len(actions), -1)
     return tensor.float().reshape(len(actions), -1)
+
+
+def entropy_loss(entropy: th.Tensor | None, log_prob: th.Tensor) -> th.Tensor:
+    """
+    The entropy term of the loss, as SB3's A2C and PPO compute it.
+
+    :param entropy: Per-step entropy of the policy (``None`` where the distribution has no closed form)
+    :param log_prob: Per-step log-probabilities of the actions taken
+    :return: ``-mean(entropy)``, or ``mean(log_prob)`` (a sample estimate of it) without a closed form
+    """
+    return th.mean(log_prob) if entropy is None else -th.mean(entropy)
 
 
 def distribution_and_values(policy: ActorCriticPolicy, obs: PyTorchObs) -> tuple[Distribution, th.Tensor]:

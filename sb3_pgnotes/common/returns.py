@@ -112,16 +112,30 @@ def full_returns(
     return np.repeat(episode_returns(rewards, episode_lengths, gamma, bootstrap_values), episode_lengths)
 
 
-def discount_weights(episode_lengths: np.ndarray, gamma: float) -> np.ndarray:
+def discount_weights(step_times: np.ndarray, gamma: float) -> np.ndarray:
     """
-    Per-step factor ``gamma^t`` of discount option 2 (notes 3.4), which makes the estimator the exact
-    gradient of the discounted objective by down-weighting late decisions.
+    Per-step factor ``gamma^t`` of discount option 2 (``docs/theory.md``, "Discounting"), which makes the estimator
+    the exact gradient of the discounted objective by down-weighting late decisions.
 
-    :param episode_lengths: Number of steps of each episode
+    :param step_times: Per-step time index t within the episode (:func:`time_indices` for whole episodes; a segment
+        of a longer episode starts at its episode's time)
     :param gamma: Discount factor
     :return: Flat per-step array
     """
-    return np.power(gamma, time_indices(episode_lengths), dtype=np.float64)
+    return np.power(gamma, np.asarray(step_times), dtype=np.float64)
+
+
+def standardize(weights: np.ndarray) -> np.ndarray:
+    """
+    Advantage standardisation: zero mean and unit standard deviation over the batch. A batch of one step is returned
+    unchanged (its standard deviation is 0).
+
+    :param weights: Per-step weights
+    :return: ``(w - mean(w)) / (std(w) + 1e-8)``
+    """
+    if len(weights) < 2:
+        return weights
+    return (weights - weights.mean()) / (weights.std() + 1e-8)
 
 
 def batch_mean_baseline(returns: np.ndarray, episode_lengths: np.ndarray, per_episode: bool) -> float:

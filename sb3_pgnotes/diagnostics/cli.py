@@ -37,9 +37,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     th.set_num_threads(1)
     env = make_vec_env(args.env, n_envs=1, seed=args.seed)
     if args.model:
-        from sb3_pgnotes.zoo.registry import register_algorithms
-
-        register_algorithms()
+        # rl-zoo3's registry: ``python -m sb3_pgnotes variance`` has added our algorithms to it.
         if args.algo not in ALGOS:
             raise SystemExit(f"--algo must be one of {', '.join(sorted(ALGOS))}; got {args.algo!r}")
         model = ALGOS[args.algo].load(args.model, device="cpu")

@@ -10,15 +10,18 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch as th
+from typing import Any
+
 from stable_baselines3.common.policies import ActorCriticPolicy
-from stable_baselines3.common.utils import obs_as_tensor
+from stable_baselines3.common.utils import obs_as_tensor, set_random_seed
 from stable_baselines3.common.vec_env import VecEnv
 
 from sb3_pgnotes.common.buffers import EpisodeBatch
+from sb3_pgnotes.common.collection import Collector, EpisodeQuota
+from sb3_pgnotes.common.critic import evaluate_values
 from sb3_pgnotes.common.gradients import optimal_baseline, per_episode_score_sums
 from sb3_pgnotes.common.policies import actions_to_tensor, split_actor_critic_parameters
 from sb3_pgnotes.common.returns import batch_mean_baseline, full_returns, gae_advantages, reward_to_go
-from sb3_pgnotes.reinforce import Reinforce
 
 #: Estimator variants, from the plain estimator to the lowest-variance ones. Those after ``rtg_optimal``
 #: need a learned value function.
@@ -80,12 +83,7 @@ def estimator_gradients(
         "score": np.ones_like(rtg),
     }
     if set(variants) & set(VALUE_VARIANTS):
-        with th.no_grad():
-            values = policy.predict_values(observations).flatten().cpu().numpy().astype(np.float64)
-            bootstrap = np.zeros(batch.n_episodes)
-            for idx in np.flatnonzero(batch.truncated):
-                terminal = policy.obs_to_tensor(batch.terminal_observations[idx])[0]  # type: ignore[arg-type]
-                bootstrap[idx] = policy.predict_values(terminal).item()
+        values, bootstrap = evaluate_values(policy, batch)
         weightings["rtg_value"] = reward_to_go(batch.rewards, lengths, gamma, bootstrap) - values
         weightings["gae"] = gae_advantages(batch.rewards, values, lengths, gamma, gae_lambda, bootstrap)
     names = list(weightings)
@@ -111,28 +109,46 @@ def estimator_gradients(
 
 class EpisodeSampler:
     """
-    Draws batches of whole episodes from a fixed policy, with the foundation's episodic collection.
+    Draws batches of whole episodes from a fixed policy with the training algorithms' collection loop (and its
+    per-env episode quota, so that short episodes are not over-sampled).
 
     :param policy: The policy snapshot (an SB3 ``ActorCriticPolicy``; it is not changed)
     :param env: The environment to sample in
     :param seed: Seed of the action sampling and the env
+    :param episode_step_limit: An episode running longer than this raises an error
     """
 
-    def __init__(self, policy: ActorCriticPolicy, env: VecEnv, seed: int | None = None) -> None:
-        self._collector = Reinforce(type(policy), env, n_episodes=1, baseline="none", seed=seed, device=policy.device)
-        self._collector.policy = policy
-        _, self._callback = self._collector._setup_learn(total_timesteps=1)
+    def __init__(
+        self, policy: ActorCriticPolicy, env: VecEnv, seed: int | None = None, episode_step_limit: int = 100_000
+    ) -> None:
+        if seed is not None:
+            set_random_seed(seed)
+            env.seed(seed)
+        self.policy = policy
+        self.env = env
+        self.use_sde = bool(getattr(policy, "use_sde", False))
+        self.sde_sample_freq = -1
+        self.episode_step_limit = episode_step_limit
+        self.num_timesteps = 0
+        self._last_obs = env.reset()
+        self._last_episode_starts = np.ones(env.num_envs, dtype=bool)
+        self._collector = Collector(self)
+
+    def _update_info_buffer(self, infos: list[dict[str, Any]], dones: np.ndarray | None = None) -> None:
+        """Episode statistics are not kept."""
 
     def sample(self, n_episodes: int) -> EpisodeBatch:
         """
         :param n_episodes: Number of whole episodes
         :return: The episodes
         """
-        self._collector.n_episodes = n_episodes
-        assert self._collector.env is not None
-        self._collector.collect_episodes(self._collector.env, self._callback)
-        assert self._collector.episode_batch is not None
-        return self._collector.episode_batch
+        rule = EpisodeQuota(n_episodes)
+        self._collector.collect(self.env, None, rule)
+        if rule.partial_episodes:
+            # The next batch starts with fresh episodes, as in training.
+            self._last_obs = self.env.reset()
+            self._last_episode_starts = np.ones(self.env.num_envs, dtype=bool)
+        return rule.batch()
 
 
 def gradient_variance(

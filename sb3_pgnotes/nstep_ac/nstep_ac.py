@@ -1,55 +1,34 @@
+"""NStepAC: batch and online actor-critic with Monte Carlo, TD(0) or n-step critic targets."""
+
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 import torch as th
-from gymnasium import spaces
-from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.buffers import RolloutBuffer
 from stable_baselines3.common.policies import BasePolicy
-from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, PyTorchObs, Schedule
-from stable_baselines3.common.utils import FloatSchedule, explained_variance, obs_as_tensor, update_learning_rate
-from stable_baselines3.common.vec_env import VecEnv
+from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
+from stable_baselines3.common.utils import explained_variance, obs_as_tensor
 
-from sb3_pgnotes.common.buffers import EpisodeBatch, EpisodeCollector, Observation
-from sb3_pgnotes.common.on_policy import EpisodicOnPolicyAlgorithm, check_choice, check_finite, check_positive_int
-from sb3_pgnotes.common.policies import actions_to_tensor, build_actor_critic_optimizers, clip_gradient, fit_values
-from sb3_pgnotes.common.returns import nstep_returns, reward_to_go, td_targets, time_indices
+from sb3_pgnotes.common.buffers import EpisodeBatch
+from sb3_pgnotes.common.collection import EpisodeQuota, EpisodeSegments, StepsPerEnv
+from sb3_pgnotes.common.critic import SeparateCriticMixin, evaluate_values
+from sb3_pgnotes.common.on_policy import EpisodicOnPolicyAlgorithm
+from sb3_pgnotes.common.policies import actions_to_tensor, entropy_loss
+from sb3_pgnotes.common.returns import discount_weights, nstep_returns, reward_to_go, standardize, td_targets
+from sb3_pgnotes.common.validation import check_choice, check_finite, check_positive_int
 from sb3_pgnotes.nstep_ac.policies import CnnPolicy, MlpPolicy, MultiInputPolicy
 
 SelfNStepAC = TypeVar("SelfNStepAC", bound="NStepAC")
 
 MODES = ("batch", "online")
 CRITIC_TARGETS = ("mc", "td", "nstep")
+COLLECTIONS = ("episodes", "rollout")
 DISCOUNT_OPTIONS = (1, 2)
 #: Rollout length (env steps per env per update) of batch mode with a bootstrapped target, as in SB3's A2C.
 DEFAULT_N_STEPS = 5
 
 
-def _select(observations: Observation, index: int) -> Observation:
-    """
-    :param observations: A vec env's observations, (n_envs, ...) or a dict of such arrays
-    :param index: An env index
-    :return: A copy of that env's observation
-    """
-    if isinstance(observations, dict):
-        return {key: np.array(value[index]) for key, value in observations.items()}
-    return np.array(observations[index])
-
-
-def _append(batch: Observation, observations: list[Observation]) -> Observation:
-    """
-    :param batch: A batch of observations, (n, ...) or a dict of such arrays
-    :param observations: Single observations of the same space
-    :return: One batch, the ``len(observations)`` observations after ``batch``'s
-    """
-    if isinstance(batch, dict):
-        return {
-            key: np.concatenate([value, np.stack([obs[key] for obs in observations])])  # type: ignore[index]
-            for key, value in batch.items()
-        }
-    return np.concatenate([batch, np.stack(observations)])  # type: ignore[arg-type]
-
-
-class NStepAC(EpisodicOnPolicyAlgorithm):
+class NStepAC(SeparateCriticMixin, EpisodicOnPolicyAlgorithm):
     """
     Batch and online actor-critic with Monte Carlo, TD(0) or n-step critic targets (notes section
     "3. actor-critic method"; ``shared/spec/algorithms.md`` section 3).
@@ -59,16 +38,19 @@ class NStepAC(EpisodicOnPolicyAlgorithm):
     ``g = mean_t w_t grad log pi(a_t|s_t) A_t``, with ``w_t`` 1 (discount option 1) or ``gamma^t`` (option 2,
     t the step's time in its episode). The critic targets:
 
-    - ``"mc"``: the discounted reward-to-go ``sum_{t'>=t} gamma^(t'-t) r_t'`` over ``n_episodes`` whole episodes
-      (the foundation's episodic collection);
-    - ``"td"``: ``r_t + gamma V(s_{t+1})``, whose advantage is the notes' ``r + gamma V(s') - V(s)``;
+    - ``"mc"``: the discounted reward-to-go ``sum_{t'>=t} gamma^(t'-t) r_t'``;
+    - ``"td"``: ``r_t + gamma V(s_{t+1})``, whose advantage is the TD error ``r + gamma V(s') - V(s)``;
     - ``"nstep"``: ``sum_{k<n} gamma^k r_{t+k} + gamma^n V(s_{t+n})``, its n-step analogue.
 
-    The bootstrapped targets come from fixed-length rollouts of ``n_steps`` steps per env, like A2C's: the
-    lookahead is cut at episode ends (no bootstrap after a termination), at time-limit truncation (bootstrapped
-    from ``infos[i]["terminal_observation"]``, never from the auto-reset observation) and at the rollout's edge
-    (bootstrapped from the next observation). The ``"mc"`` target also completes time-limit-truncated episodes with
-    ``gamma^(T-t) V(terminal_observation)``: the time limit is not part of the task the critic evaluates.
+    The data of an update come from one of two collections, chosen with ``collection``: ``"episodes"`` gathers
+    ``n_episodes`` whole episodes (with the per-env quota of the episodic base), ``"rollout"`` a fixed-length rollout
+    of ``n_steps`` steps per env, as A2C's. Any target works with either: the targets are computed over segments,
+    and the lookahead is cut at episode ends (no bootstrap after a termination), at time-limit truncation
+    (bootstrapped from ``infos[i]["terminal_observation"]``, never from the auto-reset observation) and at a
+    rollout's edge (bootstrapped from the next observation). So ``"mc"`` over a rollout is the return to the
+    rollout's edge completed by the critic, and ``"mc"`` over whole episodes also completes time-limit-truncated
+    episodes with ``gamma^(T-t) V(terminal_observation)``: the time limit is not part of the task the critic
+    evaluates.
 
     In ``"batch"`` mode the critic is fitted with ``n_target_updates`` rounds of ``n_grad_steps_per_target_update``
     full-batch gradient steps, the bootstrapped targets being recomputed from the current critic at the start of
@@ -87,10 +69,13 @@ class NStepAC(EpisodicOnPolicyAlgorithm):
         every env step)
     :param critic_target: ``"mc"``, ``"td"`` or ``"nstep"``; ``"online"`` mode needs ``"td"``
     :param target_n: n of the ``"nstep"`` target (number of rewards before the bootstrap); only with ``"nstep"``
-    :param n_steps: Rollout length (env steps per env per update) of the bootstrapped targets; ``None`` gives
+    :param n_steps: Rollout length (env steps per env per update) with ``collection="rollout"``; ``None`` gives
         ``DEFAULT_N_STEPS`` in batch mode and 1 in online mode (the only value it allows). Must be ``None`` with
-        ``"mc"``, which collects ``n_episodes`` whole episodes instead
-    :param n_episodes: Number of whole episodes per update with the ``"mc"`` target, spread over the envs
+        ``collection="episodes"``
+    :param n_episodes: Number of whole episodes per update with ``collection="episodes"``, spread over the envs
+    :param collection: ``"episodes"`` (``n_episodes`` whole episodes per update) or ``"rollout"`` (``n_steps`` steps
+        per env per update); ``None`` chooses ``"episodes"`` for the ``"mc"`` target and ``"rollout"`` for the
+        others. ``"online"`` mode needs ``"rollout"``
     :param gamma: Discount factor
     :param critic_learning_rate: Learning rate of the critic, constant or a schedule
     :param n_target_updates: Number of times the critic's targets are computed per update
@@ -131,6 +116,7 @@ class NStepAC(EpisodicOnPolicyAlgorithm):
         target_n: int = 5,
         n_steps: int | None = None,
         n_episodes: int = 10,
+        collection: str | None = None,
         gamma: float = 0.99,
         critic_learning_rate: float | Schedule = 1e-3,
         n_target_updates: int = 1,
@@ -182,9 +168,14 @@ class NStepAC(EpisodicOnPolicyAlgorithm):
             raise ValueError(
                 f"mode='online' updates after every env step, so critic_target must be 'td'; got {critic_target!r}"
             )
-        if critic_target == "mc":
+        if collection is None:
+            collection = "episodes" if critic_target == "mc" else "rollout"
+        check_choice("collection", collection, COLLECTIONS)
+        if mode == "online" and collection != "rollout":
+            raise ValueError(f"mode='online' takes one step per update, so collection must be 'rollout'; got {collection!r}")
+        if collection == "episodes":
             if n_steps is not None:
-                raise ValueError(f"n_steps must be None with critic_target='mc' (it collects n_episodes); got {n_steps!r}")
+                raise ValueError(f"n_steps must be None with collection='episodes' (it collects n_episodes); got {n_steps!r}")
         elif mode == "online":
             if n_steps not in (None, 1):
                 raise ValueError(f"n_steps must be None or 1 in mode='online' (one step per update); got {n_steps!r}")
@@ -193,115 +184,38 @@ class NStepAC(EpisodicOnPolicyAlgorithm):
         self.mode = mode
         self.critic_target = critic_target
         self.target_n = target_n
-        # SB3's rollout length attribute; 0 for the episodic "mc" collection, as in the episodic base.
-        self.n_steps = 0 if critic_target == "mc" else 1 if mode == "online" else n_steps or DEFAULT_N_STEPS
+        self.collection = collection
+        # SB3's rollout length attribute; 0 for the episodic collection, as in the episodic base.
+        self.n_steps = 0 if collection == "episodes" else 1 if mode == "online" else n_steps or DEFAULT_N_STEPS
         self.critic_learning_rate = critic_learning_rate
         self.n_target_updates = n_target_updates
         self.n_grad_steps_per_target_update = n_grad_steps_per_target_update
         self.discount_option = discount_option
         self.normalize_advantage = normalize_advantage
-        # Time index within its episode of every step of the current batch (for discount option 2).
-        self.batch_step_times: np.ndarray | None = None
-        # Per env, the time index of its next step (rollouts continue episodes across updates).
-        self._episode_steps = np.zeros(0, dtype=np.int64)
         if _init_setup_model:
             self._setup_model()
 
     def _setup_model(self) -> None:
         super()._setup_model()
-        self.critic_lr_schedule = FloatSchedule(self.critic_learning_rate)
-        self.policy.optimizer, self.critic_optimizer = build_actor_critic_optimizers(
-            self.policy, self.lr_schedule(1), self.critic_lr_schedule(1)
-        )
+        self._setup_critic()
 
-    def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
-        return ["policy", "policy.optimizer", "critic_optimizer"], []
+    def collection_rule(self) -> EpisodeSegments:
+        """:return: ``n_episodes`` whole episodes, or a rollout of ``n_steps`` steps per env (see ``collection``)"""
+        if self.collection == "episodes":
+            return EpisodeQuota(self.n_episodes)
+        return StepsPerEnv(self.n_steps)
 
-    def _excluded_save_params(self) -> list[str]:
-        return [*super()._excluded_save_params(), "batch_step_times", "_episode_steps"]
-
-    def collect_batch(self, env: VecEnv, callback: BaseCallback) -> bool:
+    def process_batch(self, batch: EpisodeBatch, rollout_buffer: RolloutBuffer) -> None:
         """
-        Collect the data of one update: ``n_episodes`` whole episodes for ``"mc"``, else a rollout of ``n_steps``
-        steps per env. Either way ``self.episode_batch`` holds segments (see :meth:`collect_rollout`) and
-        ``self.batch_step_times`` the time index of each step within its episode.
+        Evaluate the critic on the batch (and on the observations the segments' targets bootstrap from), and load
+        the buffer with the critic targets as returns and ``y_t - V(s_t)`` as advantages, before any critic step.
 
-        :param env: The training environment
-        :param callback: Callback called once per env step (and at the start and end of the rollout)
-        :return: False if the callback stopped training
+        :param batch: The segments collected
+        :param rollout_buffer: The episodic rollout buffer
         """
-        if self.critic_target != "mc":
-            return self.collect_rollout(env, callback)
-        if not self.collect_episodes(env, callback):
-            return False
-        assert self.episode_batch is not None
-        self.batch_step_times = time_indices(self.episode_batch.episode_lengths)
-        return True
-
-    def collect_rollout(self, env: VecEnv, callback: BaseCallback) -> bool:
-        """
-        Collect ``n_steps`` steps from every env with the current policy into ``self.episode_batch``.
-
-        The batch's "episodes" are segments: the runs of consecutive steps of one env between episode ends and the
-        rollout's edges, env 0's first. A segment is marked truncated (with the observation after its last step as
-        its terminal observation, to bootstrap from) when a time limit cut it or the rollout ended mid-episode.
-
-        :param env: The training environment
-        :param callback: Callback called once per env step (and at the start and end of the rollout)
-        :return: False if the callback stopped training (the partial rollout is dropped)
-        """
-        assert self._last_obs is not None, "No previous observation was provided"
-        self.policy.set_training_mode(False)
-        if self._episode_steps.shape != (env.num_envs,):
-            self._episode_steps = np.zeros(env.num_envs, dtype=np.int64)
-        collector = EpisodeCollector(env.num_envs)
-        segment_steps = np.zeros(env.num_envs, dtype=np.int64)
-        step_times = []
-        every_env = np.ones(env.num_envs, dtype=bool)
-        callback.on_rollout_start()
-
-        for step in range(self.n_steps):
-            self.resample_exploration_noise(step, env.num_envs)
-            # An env (re)started its episode: by an auto-reset after done, or by learn()'s reset.
-            self._episode_steps[np.asarray(self._last_episode_starts, dtype=bool)] = 0
-            with th.no_grad():
-                obs_tensor = obs_as_tensor(self._last_obs, self.device)  # type: ignore[arg-type]
-                actions, log_probs = self._sample_actions(obs_tensor)
-            clipped_actions = actions
-            if isinstance(self.action_space, spaces.Box):
-                clipped_actions = np.clip(actions, self.action_space.low, self.action_space.high)
-
-            new_obs, rewards, dones, infos = env.step(clipped_actions)
-            self.num_timesteps += env.num_envs
-
-            callback.update_locals(locals())
-            if not callback.on_step():
-                return False
-            self._update_info_buffer(infos, dones)
-
-            collector.add_step(self._last_obs, actions, rewards, log_probs, every_env)  # type: ignore[arg-type]
-            step_times.append(self._episode_steps.copy())
-            self._episode_steps += 1
-            segment_steps += 1
-            for idx in np.flatnonzero(dones):
-                collector.end_episode(
-                    int(idx),
-                    int(segment_steps[idx]),
-                    bool(infos[idx].get("TimeLimit.truncated", False)),
-                    infos[idx].get("terminal_observation"),
-                )
-            segment_steps[dones] = 0
-            self._last_obs = new_obs  # type: ignore[assignment]
-            self._last_episode_starts = dones
-
-        # The rollout's edge cuts the episodes still running: bootstrap them from the next observation.
-        for idx in np.flatnonzero(segment_steps):
-            collector.end_episode(int(idx), int(segment_steps[idx]), True, _select(self._last_obs, int(idx)))  # type: ignore[arg-type]
-        self.episode_batch = collector.build()
-        self.batch_step_times = np.stack(step_times, axis=1).reshape(-1)  # env-major, as the batch
-        callback.update_locals(locals())
-        callback.on_rollout_end()
-        return True
+        batch.values, batch.bootstrap_values = evaluate_values(self.policy, batch)
+        targets = self.value_targets(batch, batch.values, batch.bootstrap_values)
+        rollout_buffer.load_batch(batch, batch.values, targets, targets - batch.values)  # type: ignore[attr-defined]
 
     def value_targets(self, batch: EpisodeBatch, values: np.ndarray, bootstrap_values: np.ndarray) -> np.ndarray:
         """
@@ -327,94 +241,56 @@ class NStepAC(EpisodicOnPolicyAlgorithm):
         """
         weights = targets - values
         if self.discount_option == 2:
-            weights = weights * np.power(self.gamma, step_times, dtype=np.float64)
-        if self.normalize_advantage and len(weights) > 1:
-            weights = (weights - weights.mean()) / (weights.std() + 1e-8)
-        return weights
+            weights = weights * discount_weights(step_times, self.gamma)
+        return standardize(weights) if self.normalize_advantage else weights
 
     def values_and_targets(self, batch: EpisodeBatch) -> tuple[np.ndarray, np.ndarray]:
         """
         :param batch: The segments
         :return: Per-step ``V(s_t)`` and critic targets, from the current critic
         """
-        terminal = [obs for obs in batch.terminal_observations if obs is not None]
-        cut = np.array([obs is not None for obs in batch.terminal_observations], dtype=bool)
-        # One forward pass for the steps and the bootstrap observations: on small batches the call overhead, not
-        # the arithmetic, is the cost.
-        observations = _append(batch.observations, terminal) if terminal else batch.observations
-        with th.no_grad():
-            all_values = self.policy.predict_values(obs_as_tensor(observations, self.device))  # type: ignore[arg-type]
-        all_values_np = all_values.flatten().cpu().numpy().astype(np.float64)
-        values = all_values_np[: batch.n_steps]
-        bootstrap_values = np.zeros(batch.n_episodes)
-        bootstrap_values[cut] = all_values_np[batch.n_steps :]
+        values, bootstrap_values = evaluate_values(self.policy, batch)
         return values, self.value_targets(batch, values, bootstrap_values)
-
-    def _fit_critic(self, observations: PyTorchObs, targets: np.ndarray) -> float:
-        """
-        ``n_grad_steps_per_target_update`` full-batch gradient steps of the critic towards fixed targets.
-
-        :param observations: Per-step observations
-        :param targets: Per-step critic targets
-        :return: The last value loss
-        """
-        return fit_values(
-            self.policy,
-            self.critic_optimizer,
-            observations,
-            targets,
-            self.n_grad_steps_per_target_update,
-            self.max_grad_norm,
-        )
-
-    def _clip_gradient(self, optimizer: th.optim.Optimizer) -> float:
-        """
-        :param optimizer: Optimiser whose parameters' gradients are clipped to ``max_grad_norm`` (if set)
-        :return: The gradient norm before clipping
-        """
-        return clip_gradient(optimizer, self.max_grad_norm)
 
     def train(self) -> None:
         """
         Fit the critic to the targets of the collected batch, then take one actor step with the fitted critic's
         advantages.
         """
-        assert self.episode_batch is not None and self.batch_step_times is not None
         batch = self.episode_batch
+        assert batch is not None and batch.values is not None and batch.bootstrap_values is not None
         self.policy.set_training_mode(True)
         self._update_learning_rate(self.policy.optimizer)
-        critic_learning_rate = self.critic_lr_schedule(self._current_progress_remaining)
-        update_learning_rate(self.critic_optimizer, critic_learning_rate)
+        critic_learning_rate = self._update_critic_learning_rate()
 
         observations = obs_as_tensor(batch.observations, self.device)  # type: ignore[arg-type]
-        # Targets recomputed from the current critic before each round of critic steps, then once more for the
-        # advantages of the fitted critic.
-        values_before, targets_before = self.values_and_targets(batch)
-        value_loss = self._fit_critic(observations, targets_before)
+        # Targets recomputed from the current critic before each round of critic steps (the first round's from the
+        # critic at collection), then once more for the advantages of the fitted critic.
+        targets_before = self.value_targets(batch, batch.values, batch.bootstrap_values)
+        value_loss = self._fit_critic(observations, targets_before, self.n_grad_steps_per_target_update)
         for _ in range(self.n_target_updates - 1):
-            value_loss = self._fit_critic(observations, self.values_and_targets(batch)[1])
+            value_loss = self._fit_critic(observations, self.values_and_targets(batch)[1], self.n_grad_steps_per_target_update)
         values, targets = self.values_and_targets(batch)
-        weights = self.policy_gradient_weights(targets, values, self.batch_step_times)
+        weights = self.policy_gradient_weights(targets, values, batch.step_times)
 
         actions = actions_to_tensor(batch.actions, self.action_space, self.device)
         distribution = self.policy.get_distribution(observations)
         log_prob = distribution.log_prob(actions)
         policy_loss = -(log_prob * th.as_tensor(weights, dtype=th.float32, device=self.device)).mean()
-        entropy = distribution.entropy()
-        entropy_loss = -th.mean(-log_prob) if entropy is None else -th.mean(entropy)
-        loss = policy_loss + self.ent_coef * entropy_loss
+        entropy_term = entropy_loss(distribution.entropy(), log_prob)
+        loss = policy_loss + self.ent_coef * entropy_term
         check_finite("policy loss", loss)
         self.policy.optimizer.zero_grad()
         loss.backward()
-        grad_norm = self._clip_gradient(self.policy.optimizer)
+        grad_norm = self._clip_actor_gradient()
         self.policy.optimizer.step()
         self._n_updates += 1
 
         self.logger.record("train/policy_gradient_loss", policy_loss.item())
         self.logger.record("train/value_loss", value_loss)
-        self.logger.record("train/entropy_loss", entropy_loss.item())
+        self.logger.record("train/entropy_loss", entropy_term.item())
         self.logger.record("train/loss", loss.item())
-        self.logger.record("train/explained_variance", float(explained_variance(values_before, targets_before)))
+        self.logger.record("train/explained_variance", float(explained_variance(batch.values, targets_before)))
         self.logger.record("train/critic_learning_rate", critic_learning_rate)
         self.logger.record("train/value_target_mean", float(targets.mean()))
         self.logger.record("train/advantage_mean", float((targets - values).mean()))

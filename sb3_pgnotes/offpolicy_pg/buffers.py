@@ -1,15 +1,15 @@
 """A replay of recent whole episodes with the behaviour policy's log-probabilities, for importance sampling."""
 
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.buffers import BaseBuffer, ReplayBuffer
-from stable_baselines3.common.type_aliases import ReplayBufferSamples
+from stable_baselines3.common.type_aliases import DictReplayBufferSamples, ReplayBufferSamples
 from stable_baselines3.common.vec_env import VecNormalize
 
-from sb3_pgnotes.common.buffers import EpisodeBatch, Observation
+from sb3_pgnotes.common.buffers import EpisodeAssembler, EpisodeBatch, Observation, select_env
 
 
 class EpisodeReplayBuffer(ReplayBuffer):
@@ -17,15 +17,19 @@ class EpisodeReplayBuffer(ReplayBuffer):
     A replay of whole episodes, stored flat in a ring of ``buffer_size`` steps, with each step's behaviour
     log-probability ``log pi_theta(a_t|s_t)`` of the raw action sampled (before clipping to the action bounds).
 
-    Episodes enter whole (:meth:`add_episode`) and are sampled whole (:meth:`sample_episodes`). An episode is
-    written in one contiguous stretch: when it does not fit before the end of the ring, writing restarts at the
-    front. Every stored episode that the new one overlaps is dropped first, so no partly overwritten episode is
-    ever sampled. Capacity is ``buffer_size`` steps and, optionally, ``max_episodes`` episodes (the oldest go first).
+    It keeps SB3's ``ReplayBuffer`` contract: :meth:`add` takes one vec-env step (with the behaviour
+    log-probabilities as the extra ``log_prob``), and :meth:`sample` returns uniformly drawn transitions
+    (``ReplayBufferSamples``). Steps wait, per env, until their episode ends; the episode then enters the ring whole.
+    :meth:`sample_episodes` draws whole episodes, as the importance-sampled estimator needs.
 
-    The arrays grow by doubling as episodes arrive, up to ``buffer_size`` steps: a buffer built to load a model
-    for prediction holds nothing. It is a :class:`~stable_baselines3.common.buffers.ReplayBuffer` so that SB3's
-    ``save_replay_buffer`` / ``load_replay_buffer`` accept it, but it stores episodes rather than transitions:
-    SB3's transition-level ``add`` and ``sample`` do not apply.
+    An episode is written in one contiguous stretch: when it does not fit before the end of the ring, writing
+    restarts at the front. Every stored episode that the new one overlaps is dropped first, so no partly
+    overwritten episode is ever sampled. Capacity is ``buffer_size`` steps and, optionally, ``max_episodes``
+    episodes (the oldest go first). An episode longer than ``buffer_size`` cannot be stored: :meth:`add` raises as
+    soon as one runs past it.
+
+    The arrays grow by doubling as episodes arrive, up to ``buffer_size`` steps: a buffer built to load a model for
+    prediction holds nothing.
 
     :param buffer_size: Capacity in steps
     :param observation_space: Observation space
@@ -33,6 +37,8 @@ class EpisodeReplayBuffer(ReplayBuffer):
     :param device: PyTorch device
     :param n_envs: Number of parallel environments (episodes of all envs share the ring)
     :param optimize_memory_usage: Must be False (SB3's next-observation trick does not apply to whole episodes)
+    :param handle_timeout_termination: Must be True: time-limit truncation is kept per episode, and a truncated
+        episode's last transition is never marked done
     :param max_episodes: Capacity in episodes (``None``: only the step capacity)
     """
 
@@ -47,16 +53,17 @@ class EpisodeReplayBuffer(ReplayBuffer):
         device: th.device | str = "auto",
         n_envs: int = 1,
         optimize_memory_usage: bool = False,
+        handle_timeout_termination: bool = True,
         max_episodes: int | None = None,
     ):
         if optimize_memory_usage:
             raise ValueError("optimize_memory_usage must be False: whole episodes are stored with their observations")
+        if not handle_timeout_termination:
+            raise ValueError("handle_timeout_termination must be True: truncated episodes are kept apart from terminated ones")
         # ReplayBuffer.__init__ would allocate (buffer_size, n_envs) transition arrays up front: skip to the base.
         BaseBuffer.__init__(self, buffer_size, observation_space, action_space, device, n_envs=n_envs)
         self.optimize_memory_usage = False
-        # Read by SB3's load_replay_buffer (its check for buffers pickled before SB3 2.1); time limits are kept per
-        # episode here, in ``episode_truncated``.
-        self.handle_timeout_termination = False
+        self.handle_timeout_termination = True
         self.max_episodes = max_episodes
         self.capacity = 0
         self.observations = None
@@ -67,7 +74,9 @@ class EpisodeReplayBuffer(ReplayBuffer):
         self.episode_starts = np.zeros(0, dtype=np.int64)
         self.episode_lengths = np.zeros(0, dtype=np.int64)
         self.episode_truncated = np.zeros(0, dtype=bool)
-        self.terminal_observations: list[Observation | None] = []
+        self.terminal_observations: list[Observation] = []
+        # Each env's episode until it ends.
+        self.pending = EpisodeAssembler(n_envs)
 
     @property
     def n_episodes(self) -> int:
@@ -75,13 +84,14 @@ class EpisodeReplayBuffer(ReplayBuffer):
         return len(self.episode_lengths)
 
     def size(self) -> int:
-        """:return: Number of steps stored (in whole episodes)"""
+        """:return: Number of steps stored (in whole episodes; steps of unfinished episodes are not counted)"""
         return int(self.episode_lengths.sum())
 
     def reset(self) -> None:
-        """Drop every stored episode (the arrays are kept)."""
+        """Drop every stored episode and every unfinished one (the arrays are kept)."""
         super().reset()
         self._keep_episodes(np.zeros(self.n_episodes, dtype=bool))
+        self.pending.clear()
 
     def _keep_episodes(self, keep: np.ndarray) -> None:
         self.episode_starts = self.episode_starts[keep]
@@ -115,51 +125,101 @@ class EpisodeReplayBuffer(ReplayBuffer):
         self.log_probs = resized(self.log_probs, self.log_probs)
         self.capacity = capacity
 
-    def add_episode(
+    def add(  # type: ignore[override]
         self,
-        observations: Observation,
-        actions: np.ndarray,
-        rewards: np.ndarray,
-        log_probs: np.ndarray,
-        truncated: bool,
-        terminal_observation: Observation | None,
+        obs: Observation,
+        next_obs: Observation | None,
+        action: np.ndarray,
+        reward: np.ndarray,
+        done: np.ndarray,
+        infos: list[dict[str, Any]],
+        log_prob: np.ndarray | None = None,
     ) -> None:
+        """
+        Add one vec-env step; each env whose episode ends with it stores that episode whole.
+
+        :param obs: Observations the actions were taken in, (n_envs, ...)
+        :param next_obs: Observations after the step, (n_envs, ...), with the terminal observation for envs that are
+            done (as SB3 passes them); ``None`` to read it from ``infos[i]["terminal_observation"]``
+        :param action: Raw actions, (n_envs, ...)
+        :param reward: Rewards, (n_envs,)
+        :param done: Whether each env's episode ended, (n_envs,)
+        :param infos: The env's infos (``TimeLimit.truncated`` marks a truncation)
+        :param log_prob: Behaviour log-probabilities of the actions, (n_envs,): required, the importance weights are
+            ratios against them
+        """
+        if log_prob is None:
+            raise ValueError(
+                "EpisodeReplayBuffer.add needs log_prob, the behaviour policy's log-probability of each action: "
+                "importance weights are ratios against it"
+            )
+        action = np.asarray(action).reshape((self.n_envs, *cast(tuple[int, ...], self.action_space.shape)))
+        self.pending.add_step(obs, action, reward, log_prob, self.pending.open_lengths)
+        for idx in np.flatnonzero(done).tolist():
+            terminal = infos[idx].get("terminal_observation")
+            if terminal is None and next_obs is not None:
+                terminal = select_env(next_obs, idx)
+            episode = self.pending.end_segment(idx, bool(infos[idx].get("TimeLimit.truncated", False)), None)
+            self.add_episode(episode, terminal)
+        too_long = np.flatnonzero(self.pending.open_lengths > self.buffer_size)
+        if len(too_long):
+            raise ValueError(
+                f"The episode of env {int(too_long[0])} has run {self.buffer_size + 1} steps without ending: more than "
+                f"buffer_size={self.buffer_size} steps, so it cannot be stored whole. Raise buffer_size or wrap the env "
+                "in gymnasium.wrappers.TimeLimit."
+            )
+
+    def add_episode(self, episode: EpisodeBatch, terminal_observation: Observation | None) -> None:
         """
         Store one whole episode, dropping the stored episodes it overwrites (and the oldest beyond ``max_episodes``).
 
-        :param observations: Per-step observations, (T, ...) (a dict of such arrays for Dict spaces)
-        :param actions: Per-step raw actions, (T, ...)
-        :param rewards: Per-step rewards, (T,)
-        :param log_probs: Per-step behaviour log-probabilities of the actions, (T,)
-        :param truncated: Whether a time limit cut the episode
-        :param terminal_observation: Observation after the last step (kept for truncated episodes only)
+        :param episode: The episode (one episode, with the behaviour log-probabilities)
+        :param terminal_observation: Observation after its last step
         """
-        length = len(rewards)
+        length = episode.n_steps
         if not 1 <= length <= self.buffer_size:
             raise ValueError(f"An episode of {length} steps does not fit a replay buffer of buffer_size={self.buffer_size}")
         start = self.pos if self.pos + length <= self.buffer_size else 0
         if start + length > self.capacity:
-            self._grow(start + length, observations, actions)
+            self._grow(start + length, episode.observations, episode.actions)
         stored_ends = self.episode_starts + self.episode_lengths
         self._keep_episodes((stored_ends <= start) | (self.episode_starts >= start + length))
         if self.max_episodes is not None and self.n_episodes >= self.max_episodes:
             self._keep_episodes(np.arange(self.n_episodes) > self.n_episodes - self.max_episodes)
 
         stop = start + length
-        if isinstance(observations, dict):
-            for key, value in observations.items():
+        if isinstance(episode.observations, dict):
+            for key, value in episode.observations.items():
                 self.observations[key][start:stop] = value
         else:
-            self.observations[start:stop] = observations
-        self.actions[start:stop] = actions
-        self.rewards[start:stop] = rewards
-        self.log_probs[start:stop] = log_probs
+            self.observations[start:stop] = episode.observations
+        self.actions[start:stop] = episode.actions
+        self.rewards[start:stop] = episode.rewards
+        self.log_probs[start:stop] = episode.log_probs
         self.episode_starts = np.append(self.episode_starts, start)
         self.episode_lengths = np.append(self.episode_lengths, length)
-        self.episode_truncated = np.append(self.episode_truncated, truncated)
-        self.terminal_observations.append(terminal_observation if truncated else None)
+        self.episode_truncated = np.append(self.episode_truncated, bool(episode.truncated[0]))
+        # Without one (an env that gives no terminal observation), the last observation stands in: it is only read as
+        # the next observation of a transition marked done.
+        self.terminal_observations.append(
+            select_env(episode.observations, length - 1) if terminal_observation is None else terminal_observation
+        )
         self.pos = stop
         self.full = self.full or stop == self.buffer_size
+
+    def _observations_at(self, steps: np.ndarray) -> Observation:
+        if isinstance(self.observations, dict):
+            return {key: value[steps] for key, value in self.observations.items()}
+        return self.observations[steps]
+
+    def _stored_steps(self, episodes: np.ndarray) -> np.ndarray:
+        """:return: The ring indices of the given stored episodes' steps, episode after episode"""
+        return np.concatenate(
+            [
+                np.arange(start, start + length)
+                for start, length in zip(self.episode_starts[episodes], self.episode_lengths[episodes], strict=True)
+            ]
+        )
 
     def sample_episodes(self, n_episodes: int) -> EpisodeBatch:
         """
@@ -171,73 +231,61 @@ class EpisodeReplayBuffer(ReplayBuffer):
         if self.n_episodes == 0:
             raise ValueError("The replay buffer holds no complete episode yet")
         chosen = np.sort(np.random.choice(self.n_episodes, size=min(n_episodes, self.n_episodes), replace=False))
-        stretches = [
-            np.arange(start, start + length)
-            for start, length in zip(self.episode_starts[chosen], self.episode_lengths[chosen], strict=True)
-        ]
-        steps = np.concatenate(stretches)
-        if isinstance(self.observations, dict):
-            observations: Observation = {key: value[steps] for key, value in self.observations.items()}
-        else:
-            observations = self.observations[steps]
+        steps = self._stored_steps(chosen)
         return EpisodeBatch(
-            observations=observations,
+            observations=self._observations_at(steps),
             actions=self.actions[steps],
             rewards=self.rewards[steps],
             log_probs=self.log_probs[steps],
             episode_lengths=self.episode_lengths[chosen].copy(),
             truncated=self.episode_truncated[chosen].copy(),
-            terminal_observations=[self.terminal_observations[idx] for idx in chosen],
+            terminal_observations=[self.terminal_observations[idx] if self.episode_truncated[idx] else None for idx in chosen],
         )
 
-    def add(self, *args: Any, **kwargs: Any) -> None:
-        raise NotImplementedError("EpisodeReplayBuffer stores whole episodes: use add_episode")
-
-    def sample(self, batch_size: int, env: VecNormalize | None = None) -> ReplayBufferSamples:
-        raise NotImplementedError("EpisodeReplayBuffer samples whole episodes: use sample_episodes")
-
-
-class PendingEpisodes:
-    """
-    The unfinished episode of each env, step by step, until it ends and goes whole into the replay buffer.
-
-    :param n_envs: Number of environments
-    """
-
-    def __init__(self, n_envs: int) -> None:
-        self.n_envs = n_envs
-        self._steps: list[list[tuple[Observation, np.ndarray, float, float]]] = [[] for _ in range(n_envs)]
-
-    def add_step(self, observations: Observation, actions: np.ndarray, rewards: np.ndarray, log_probs: np.ndarray) -> None:
+    def sample(self, batch_size: int, env: VecNormalize | None = None) -> ReplayBufferSamples:  # type: ignore[override]
         """
-        Append one vec-env step to every env's episode.
+        Sample transitions uniformly (with replacement) from the stored episodes, as SB3's ``ReplayBuffer`` does.
 
-        :param observations: Observations the actions were taken in, (n_envs, ...)
-        :param actions: Raw actions, (n_envs, ...)
-        :param rewards: Rewards, (n_envs,)
-        :param log_probs: Behaviour log-probabilities of the actions, (n_envs,)
+        :param batch_size: Number of transitions
+        :param env: Normalise the observations and rewards with this env's ``VecNormalize`` statistics
+        :return: Observations, actions, next observations, dones (termination only, not truncation) and rewards
         """
-        for idx in range(self.n_envs):
-            if isinstance(observations, dict):
-                obs: Observation = {key: np.array(value[idx]) for key, value in observations.items()}
-            else:
-                obs = np.array(observations[idx])
-            self._steps[idx].append((obs, np.array(actions[idx]), float(rewards[idx]), float(log_probs[idx])))
+        if self.n_episodes == 0:
+            raise ValueError("The replay buffer holds no complete episode yet")
+        episodes = np.arange(self.n_episodes)
+        steps = self._stored_steps(episodes)
+        chosen = np.random.randint(0, len(steps), size=batch_size)
+        step_idx = steps[chosen]
+        episode_of = np.repeat(episodes, self.episode_lengths)[chosen]
+        last = step_idx == self.episode_starts[episode_of] + self.episode_lengths[episode_of] - 1
+        dones = (last & ~self.episode_truncated[episode_of]).astype(np.float32).reshape(-1, 1)
+        rewards = self._normalize_reward(self.rewards[step_idx].reshape(-1, 1), env)
+        actions = self.to_torch(self.actions[step_idx].reshape(batch_size, -1))
 
-    def pop(self, env_idx: int) -> tuple[Observation, np.ndarray, np.ndarray, np.ndarray]:
-        """
-        Take out env ``env_idx``'s finished episode.
+        def terminal(key: str | None) -> np.ndarray:
+            stack = [obs if key is None else obs[key] for obs in self.terminal_observations]  # type: ignore[index]
+            return np.stack(stack)[episode_of]  # type: ignore[arg-type]
 
-        :param env_idx: Index of the env
-        :return: Its per-step observations, actions, rewards and log-probabilities, stacked
-        """
-        steps, self._steps[env_idx] = self._steps[env_idx], []
-        first = steps[0][0]
-        if isinstance(first, dict):
-            observations: Observation = {key: np.stack([obs[key] for obs, _, _, _ in steps]) for key in first}  # type: ignore[index]
-        else:
-            observations = np.stack([obs for obs, _, _, _ in steps])  # type: ignore[misc]
-        actions = np.stack([action for _, action, _, _ in steps])
-        rewards = np.array([reward for _, _, reward, _ in steps], dtype=np.float32)
-        log_probs = np.array([log_prob for _, _, _, log_prob in steps], dtype=np.float32)
-        return observations, actions, rewards, log_probs
+        def next_of(stored: np.ndarray, terminal_rows: np.ndarray) -> np.ndarray:
+            following = stored[np.minimum(step_idx + 1, self.capacity - 1)]
+            return np.where(last.reshape(-1, *[1] * (following.ndim - 1)), terminal_rows, following)
+
+        if isinstance(self.observations, dict):
+            obs = self._normalize_obs({key: value[step_idx] for key, value in self.observations.items()}, env)
+            next_obs = self._normalize_obs(
+                {key: next_of(value, terminal(key)) for key, value in self.observations.items()}, env
+            )
+            return DictReplayBufferSamples(  # type: ignore[return-value]
+                observations={key: self.to_torch(value) for key, value in obs.items()},  # type: ignore[union-attr]
+                actions=actions,
+                next_observations={key: self.to_torch(value) for key, value in next_obs.items()},  # type: ignore[union-attr]
+                dones=self.to_torch(dones),
+                rewards=self.to_torch(rewards),
+            )
+        return ReplayBufferSamples(
+            observations=self.to_torch(self._normalize_obs(self.observations[step_idx], env)),  # type: ignore[arg-type]
+            actions=actions,
+            next_observations=self.to_torch(self._normalize_obs(next_of(self.observations, terminal(None)), env)),  # type: ignore[arg-type]
+            dones=self.to_torch(dones),
+            rewards=self.to_torch(rewards),
+        )

@@ -1,21 +1,22 @@
 """OffPolicyPG: importance-sampled policy gradient over a replay of recent whole episodes."""
 
 import numbers
+import warnings
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 import torch as th
-from gymnasium import spaces
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.noise import ActionNoise
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.policies import ActorCriticPolicy, BasePolicy
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, RolloutReturn, Schedule, TrainFreq
-from stable_baselines3.common.utils import FloatSchedule, explained_variance, obs_as_tensor, should_collect_more_steps
-from stable_baselines3.common.utils import update_learning_rate
+from stable_baselines3.common.utils import explained_variance, obs_as_tensor
 from stable_baselines3.common.vec_env import VecEnv
 
 from sb3_pgnotes.common.buffers import EpisodeBatch
+from sb3_pgnotes.common.collection import Collector, EpisodesToReplay
+from sb3_pgnotes.common.critic import SeparateCriticMixin
 from sb3_pgnotes.common.importance import (
     effective_sample_size,
     importance_weights,
@@ -23,23 +24,11 @@ from sb3_pgnotes.common.importance import (
     per_decision_returns,
     truncate_log_weights,
 )
-from sb3_pgnotes.common.on_policy import (
-    SUPPORTED_ACTION_SPACES,
-    check_choice,
-    check_finite,
-    check_number,
-    check_positive_int,
-    clamped_progress_remaining,
-)
-from sb3_pgnotes.common.policies import (
-    actions_to_tensor,
-    build_actor_critic_optimizers,
-    clip_gradient,
-    distribution_and_values,
-    fit_values,
-)
+from sb3_pgnotes.common.on_policy import SUPPORTED_ACTION_SPACES, clamped_progress_remaining
+from sb3_pgnotes.common.policies import actions_to_tensor, distribution_and_values, entropy_loss
 from sb3_pgnotes.common.returns import batch_mean_baseline, discount_weights, reward_to_go
-from sb3_pgnotes.offpolicy_pg.buffers import EpisodeReplayBuffer, PendingEpisodes
+from sb3_pgnotes.common.validation import check_choice, check_finite, check_number, check_positive_int
+from sb3_pgnotes.offpolicy_pg.buffers import EpisodeReplayBuffer
 from sb3_pgnotes.offpolicy_pg.policies import CnnPolicy, MlpPolicy, MultiInputPolicy
 
 SelfOffPolicyPG = TypeVar("SelfOffPolicyPG", bound="OffPolicyPG")
@@ -65,7 +54,7 @@ def _check_train_freq(train_freq: Any) -> None:
     check_choice("train_freq unit", train_freq[1], TRAIN_FREQ_UNITS)
 
 
-class OffPolicyPG(OffPolicyAlgorithm):
+class OffPolicyPG(SeparateCriticMixin, OffPolicyAlgorithm):
     """
     Off-policy policy gradient with importance sampling over a replay of recent whole episodes (notes section 3,
     ``shared/spec/algorithms.md`` section 2).
@@ -131,6 +120,8 @@ class OffPolicyPG(OffPolicyAlgorithm):
     :param max_grad_norm: Maximum norm of the policy and of the critic gradient (``None``: no clipping)
     :param critic_learning_rate: Learning rate of the value baseline, constant or a schedule
     :param n_critic_updates: Gradient steps on the value baseline per policy gradient step
+    :param episode_step_limit: An episode running longer than this many steps raises an error instead of stalling
+        training (no update can use an episode that never ends); the replay's ``buffer_size`` is a limit too
     :param stats_window_size: Window size for the rollout logging
     :param tensorboard_log: The log location for tensorboard (if None, no logging)
     :param policy_kwargs: Additional arguments to be passed to the policy on creation
@@ -159,6 +150,7 @@ class OffPolicyPG(OffPolicyAlgorithm):
     max_grad_norm: float | None
     critic_learning_rate: float | Schedule
     n_critic_updates: int
+    collector: Collector
 
     def __init__(
         self,
@@ -182,6 +174,7 @@ class OffPolicyPG(OffPolicyAlgorithm):
         max_grad_norm: float | None = None,
         critic_learning_rate: float | Schedule = 3e-3,
         n_critic_updates: int = 5,
+        episode_step_limit: int = 100_000,
         stats_window_size: int = 100,
         tensorboard_log: str | None = None,
         policy_kwargs: dict[str, Any] | None = None,
@@ -232,6 +225,7 @@ class OffPolicyPG(OffPolicyAlgorithm):
         if max_grad_norm is not None:
             check_number("max_grad_norm", max_grad_norm, 0.0, low_open=True)
         check_positive_int("n_critic_updates", n_critic_updates)
+        check_positive_int("episode_step_limit", episode_step_limit)
         self.max_buffer_episodes = max_buffer_episodes
         self.estimator = estimator
         self.baseline = baseline
@@ -243,14 +237,13 @@ class OffPolicyPG(OffPolicyAlgorithm):
         self.max_grad_norm = max_grad_norm
         self.critic_learning_rate = critic_learning_rate
         self.n_critic_updates = n_critic_updates
-        # Each env's unfinished episode; transient, rebuilt whenever the envs are reset.
-        self._pending: PendingEpisodes | None = None
+        self.episode_step_limit = episode_step_limit
+        self.collector = Collector(self)
         if _init_setup_model:
             self._setup_model()
 
     def _setup_model(self) -> None:
         self._setup_lr_schedule()
-        self.critic_lr_schedule = FloatSchedule(self.critic_learning_rate)
         self.set_random_seed(self.seed)
         self.replay_buffer_class = EpisodeReplayBuffer
         # Empty until episodes arrive: loading a model for prediction allocates no replay.
@@ -267,16 +260,11 @@ class OffPolicyPG(OffPolicyAlgorithm):
         )
         self.policy = self.policy.to(self.device)
         # Separate optimisers: the critic has its own learning rate and takes several steps per policy step.
-        self.policy.optimizer, self.critic_optimizer = build_actor_critic_optimizers(
-            self.policy, self.lr_schedule(1), self.critic_lr_schedule(1)
-        )
+        self._setup_critic()
         self._convert_train_freq()
 
-    def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
-        return ["policy", "policy.optimizer", "critic_optimizer"], []
-
     def _excluded_save_params(self) -> list[str]:
-        return [*super()._excluded_save_params(), "_pending"]
+        return [*super()._excluded_save_params(), "collector"]
 
     def _update_current_progress_remaining(self, num_timesteps: int, total_timesteps: int) -> None:
         # An episode-counted collection overshoots total_timesteps.
@@ -295,9 +283,8 @@ class OffPolicyPG(OffPolicyAlgorithm):
         total_timesteps, callback = super()._setup_learn(
             total_timesteps, callback, reset_num_timesteps, tb_log_name, progress_bar
         )
-        assert self.env is not None
-        if envs_reset or self._pending is None:
-            self._pending = PendingEpisodes(self.env.num_envs)
+        if envs_reset and self.replay_buffer is not None:
+            self.replay_buffer.pending.clear()
         return total_timesteps, callback
 
     def collect_rollouts(
@@ -311,8 +298,9 @@ class OffPolicyPG(OffPolicyAlgorithm):
         log_interval: int | None = None,
     ) -> RolloutReturn:
         """
-        Step the envs with the current policy for ``train_freq`` steps or episodes; each episode that ends goes
-        whole into the replay, with the behaviour log-probability of every raw action.
+        Step the envs with the current policy for ``train_freq`` steps or episodes; each step goes to the replay's
+        ``add`` with the behaviour log-probability of every raw action, and each episode enters the replay whole
+        when it ends.
 
         :param env: The training environment
         :param callback: Callback called once per env step (and at the start and end of the rollout)
@@ -323,46 +311,18 @@ class OffPolicyPG(OffPolicyAlgorithm):
         :param log_interval: Dump the logs every ``log_interval`` episodes
         :return: Steps and episodes collected, and whether to continue training
         """
-        assert self._last_obs is not None and self._pending is not None
-        self.policy.set_training_mode(False)
-        num_collected_steps, num_collected_episodes = 0, 0
-        callback.on_rollout_start()
-        while should_collect_more_steps(train_freq, num_collected_steps, num_collected_episodes):
-            with th.no_grad():
-                distribution = self.policy.get_distribution(obs_as_tensor(self._last_obs, self.device))  # type: ignore[arg-type]
-                raw_actions = distribution.get_actions()
-                log_probs = distribution.log_prob(raw_actions).cpu().numpy()
-            actions = raw_actions.cpu().numpy()
-            clipped_actions = actions
-            if isinstance(self.action_space, spaces.Box):
-                # The env gets actions within its bounds; the log-prob and the stored action stay the raw sample.
-                clipped_actions = np.clip(actions, self.action_space.low, self.action_space.high)
+        n_steps_before = self.num_timesteps
 
-            new_obs, rewards, dones, infos = env.step(clipped_actions)
-            self.num_timesteps += env.num_envs
-            num_collected_steps += 1
-            # Bookkeeping before the callback, so that a stop leaves the unfinished episodes consistent.
-            self._update_info_buffer(infos, dones)
-            self._pending.add_step(self._last_obs, actions, rewards, log_probs)  # type: ignore[arg-type]
-            for idx in np.flatnonzero(dones):
-                replay_buffer.add_episode(
-                    *self._pending.pop(int(idx)),
-                    truncated=bool(infos[idx].get("TimeLimit.truncated", False)),
-                    terminal_observation=infos[idx].get("terminal_observation"),
-                )
-                num_collected_episodes += 1
+        def after_step(n_ended: int) -> None:
+            self._update_current_progress_remaining(self.num_timesteps, self._total_timesteps)
+            for _ in range(n_ended):
                 self._episode_num += 1
                 if log_interval is not None and self._episode_num % log_interval == 0:
                     self.dump_logs()
-            self._last_obs = new_obs  # type: ignore[assignment]
-            self._last_episode_starts = dones
-            self._update_current_progress_remaining(self.num_timesteps, self._total_timesteps)
 
-            callback.update_locals(locals())
-            if not callback.on_step():
-                return RolloutReturn(num_collected_steps * env.num_envs, num_collected_episodes, continue_training=False)
-        callback.on_rollout_end()
-        return RolloutReturn(num_collected_steps * env.num_envs, num_collected_episodes, continue_training=True)
+        rule = EpisodesToReplay(replay_buffer.add, train_freq, after_step)
+        continue_training = self.collector.collect(env, callback, rule)
+        return RolloutReturn(self.num_timesteps - n_steps_before, rule.n_episodes, continue_training)
 
     def policy_gradient_weights(
         self, batch: EpisodeBatch, target_log_probs: np.ndarray, values: np.ndarray | None
@@ -395,7 +355,7 @@ class OffPolicyPG(OffPolicyAlgorithm):
             baseline = values
         coefficients = returns - weights * baseline
         if self.discount_option == 2:
-            coefficients = coefficients * discount_weights(batch.episode_lengths, self.gamma)
+            coefficients = coefficients * discount_weights(batch.step_times, self.gamma)
         if self.normalize_advantage and len(coefficients) > 1:
             # Centre with a constant baseline that carries the weight of its term, w_t * m (a plain constant would have a
             # non-zero expectation under the behaviour policy), m making the coefficients sum to 0; then unit scale.
@@ -414,24 +374,23 @@ class OffPolicyPG(OffPolicyAlgorithm):
         actions = actions_to_tensor(batch.actions, self.action_space, self.device)
         distribution, values = distribution_and_values(self.policy, observations)
         log_prob = distribution.log_prob(actions)
-        entropy = distribution.entropy()
         coefficients, log_weights, weights = self.policy_gradient_weights(
             batch,
             log_prob.detach().cpu().numpy(),
             values.detach().flatten().cpu().numpy() if self.baseline == "value" else None,
         )
         policy_loss = -(log_prob * th.as_tensor(coefficients, dtype=th.float32, device=self.device)).sum() / batch.n_episodes
-        entropy_loss = th.mean(log_prob) if entropy is None else -th.mean(entropy)
-        loss = policy_loss + self.ent_coef * entropy_loss
+        entropy_term = entropy_loss(distribution.entropy(), log_prob)
+        loss = policy_loss + self.ent_coef * entropy_term
         check_finite("policy loss", loss)
         self.policy.optimizer.zero_grad()
         loss.backward()
         ess = effective_sample_size(log_weights)
         stats = {
             "policy_gradient_loss": policy_loss.item(),
-            "entropy_loss": entropy_loss.item(),
+            "entropy_loss": entropy_term.item(),
             "loss": loss.item(),
-            "grad_norm": clip_gradient(self.policy.optimizer, self.max_grad_norm),
+            "grad_norm": self._clip_actor_gradient(),
             "is_weight_max": float(weights.max()),
             "is_weight_mean": float(weights.mean()),
             "ess": ess,
@@ -441,9 +400,7 @@ class OffPolicyPG(OffPolicyAlgorithm):
         if self.baseline == "value":
             targets = reward_to_go(batch.rewards, batch.episode_lengths, self.gamma)
             stats["explained_variance"] = float(explained_variance(values.detach().flatten().cpu().numpy(), targets))
-            stats["value_loss"] = fit_values(
-                self.policy, self.critic_optimizer, observations, targets, self.n_critic_updates, self.max_grad_norm
-            )
+            stats["value_loss"] = self._fit_critic(observations, targets, self.n_critic_updates)
         return stats
 
     def train(self, gradient_steps: int, batch_size: int) -> None:
@@ -456,7 +413,7 @@ class OffPolicyPG(OffPolicyAlgorithm):
         """
         assert self.replay_buffer is not None
         self._update_learning_rate(self.policy.optimizer)
-        update_learning_rate(self.critic_optimizer, self.critic_lr_schedule(self._current_progress_remaining))
+        critic_learning_rate = self._update_critic_learning_rate()
         if self.replay_buffer.n_episodes == 0:
             return
         self.policy.set_training_mode(True)
@@ -468,7 +425,7 @@ class OffPolicyPG(OffPolicyAlgorithm):
         for key, values in history.items():
             self.logger.record(f"train/{key}", float(np.max(values) if key == "is_weight_max" else np.mean(values)))
         if self.baseline == "value":
-            self.logger.record("train/critic_learning_rate", self.critic_lr_schedule(self._current_progress_remaining))
+            self.logger.record("train/critic_learning_rate", critic_learning_rate)
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
 
     def learn(
@@ -480,7 +437,8 @@ class OffPolicyPG(OffPolicyAlgorithm):
         reset_num_timesteps: bool = True,
         progress_bar: bool = False,
     ) -> SelfOffPolicyPG:
-        return super().learn(
+        n_updates_before = self._n_updates
+        super().learn(
             total_timesteps=total_timesteps,
             callback=callback,
             log_interval=log_interval,
@@ -488,3 +446,12 @@ class OffPolicyPG(OffPolicyAlgorithm):
             reset_num_timesteps=reset_num_timesteps,
             progress_bar=progress_bar,
         )
+        ran_to_the_end = self.num_timesteps >= self._total_timesteps
+        if self._n_updates == n_updates_before and ran_to_the_end and self.num_timesteps > self.learning_starts:
+            warnings.warn(
+                f"OffPolicyPG made no gradient step in {self.num_timesteps} env steps: no episode ended, and the estimator "
+                "needs whole episodes. Train for longer, or shorten the episodes (gymnasium.wrappers.TimeLimit).",
+                UserWarning,
+                stacklevel=2,
+            )
+        return self

@@ -12,15 +12,9 @@ from stable_baselines3.common.utils import explained_variance
 from torch.nn import functional as F
 
 from sb3_pgnotes.common.kl import adapt_kl_beta, analytic_kl, sample_kl
-from sb3_pgnotes.common.on_policy import (
-    SUPPORTED_ACTION_SPACES,
-    check_choice,
-    check_finite,
-    check_number,
-    check_positive_int,
-    clamped_progress_remaining,
-)
-from sb3_pgnotes.common.policies import distribution_and_values
+from sb3_pgnotes.common.on_policy import SUPPORTED_ACTION_SPACES, clamped_progress_remaining
+from sb3_pgnotes.common.policies import distribution_and_values, entropy_loss
+from sb3_pgnotes.common.validation import check_choice, check_finite, check_number, check_positive_int
 from sb3_pgnotes.ppo_kl.policies import CnnPolicy, MlpPolicy, MultiInputPolicy
 
 SelfPPOKL = TypeVar("SelfPPOKL", bound="PPOKL")
@@ -284,9 +278,8 @@ class PPOKL(OnPolicyAlgorithm):
                 log_ratio = log_prob - rollout_data.old_log_prob
                 policy_loss = -(advantages * th.exp(log_ratio)).mean()
                 value_loss = F.mse_loss(rollout_data.returns, values.flatten())
-                entropy = distribution.entropy()
-                entropy_loss = -th.mean(-log_prob) if entropy is None else -th.mean(entropy)
-                loss = policy_loss + self.ent_coef * entropy_loss + self.vf_coef * value_loss
+                entropy_term = entropy_loss(distribution.entropy(), log_prob)
+                loss = policy_loss + self.ent_coef * entropy_term + self.vf_coef * value_loss
                 if beta > 0:
                     # The penalty is subtracted from the objective J, so it is added to the loss (spec section 4).
                     kl_loss = self.kl(rollout_data.observations, distribution, log_ratio).mean()
@@ -296,7 +289,7 @@ class PPOKL(OnPolicyAlgorithm):
 
                 pg_losses.append(policy_loss.item())
                 value_losses.append(value_loss.item())
-                entropy_losses.append(entropy_loss.item())
+                entropy_losses.append(entropy_term.item())
                 with th.no_grad():
                     approx_kl_divs.append(sample_kl(log_ratio).mean().item())
                 if self.target_kl is not None and approx_kl_divs[-1] > 1.5 * self.target_kl:

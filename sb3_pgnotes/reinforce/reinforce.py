@@ -1,17 +1,22 @@
+"""REINFORCE: Monte Carlo policy gradient from whole episodes."""
+
 import warnings
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 import torch as th
+from stable_baselines3.common.buffers import RolloutBuffer
 from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, PyTorchObs, Schedule
-from stable_baselines3.common.utils import FloatSchedule, explained_variance, obs_as_tensor, update_learning_rate
+from stable_baselines3.common.utils import explained_variance, obs_as_tensor
 
 from sb3_pgnotes.common.buffers import EpisodeBatch
-from sb3_pgnotes.common.on_policy import EpisodicOnPolicyAlgorithm, check_choice, check_finite, check_positive_int
+from sb3_pgnotes.common.critic import SeparateCriticMixin, evaluate_values
 from sb3_pgnotes.common.gradients import ScoreSums, optimal_baseline, per_episode_score_sums
-from sb3_pgnotes.common.policies import actions_to_tensor, build_actor_critic_optimizers, clip_gradient, fit_values
-from sb3_pgnotes.common.returns import batch_mean_baseline, discount_weights, full_returns, reward_to_go
+from sb3_pgnotes.common.on_policy import EpisodicOnPolicyAlgorithm
+from sb3_pgnotes.common.policies import actions_to_tensor, entropy_loss
+from sb3_pgnotes.common.returns import batch_mean_baseline, discount_weights, full_returns, reward_to_go, standardize
+from sb3_pgnotes.common.validation import check_choice, check_finite, check_positive_int
 from sb3_pgnotes.reinforce.policies import CnnPolicy, MlpPolicy, MultiInputPolicy
 
 SelfReinforce = TypeVar("SelfReinforce", bound="Reinforce")
@@ -21,7 +26,7 @@ LOSS_SCALES = ("episode", "step")
 DISCOUNT_OPTIONS = (1, 2)
 
 
-class Reinforce(EpisodicOnPolicyAlgorithm):
+class Reinforce(SeparateCriticMixin, EpisodicOnPolicyAlgorithm):
     """
     REINFORCE: Monte Carlo policy gradient from whole episodes (notes sections 2.2-2.7 and 3.4;
     ``shared/spec/algorithms.md`` section 1).
@@ -163,27 +168,25 @@ class Reinforce(EpisodicOnPolicyAlgorithm):
 
     def _setup_model(self) -> None:
         super()._setup_model()
-        self.critic_lr_schedule = FloatSchedule(self.critic_learning_rate)
         # Separate optimisers: the critic has its own learning rate and takes several steps per update.
-        self.policy.optimizer, self.critic_optimizer = build_actor_critic_optimizers(
-            self.policy, self.lr_schedule(1), self.critic_lr_schedule(1)
-        )
+        self._setup_critic()
 
-    def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
-        return ["policy", "policy.optimizer", "critic_optimizer"], []
+    def process_batch(self, batch: EpisodeBatch, rollout_buffer: RolloutBuffer) -> None:
+        """
+        With the value baseline, evaluate the critic on the batch (and the truncated episodes' terminal observations
+        when ``bootstrap_truncated``); load the buffer with the returns R_t and the advantages ``w_t (R_t - b_t)``
+        (for the optimal baseline, which has no per-step form, ``w_t R_t``).
 
-    def _truncation_bootstrap(self, batch: EpisodeBatch) -> np.ndarray:
+        :param batch: The episodes collected
+        :param rollout_buffer: The episodic rollout buffer
         """
-        :param batch: The episodes
-        :return: Per episode, V(terminal_observation) for truncated episodes when bootstrapping is on, else 0
-        """
-        bootstrap = np.zeros(batch.n_episodes)
-        if self.bootstrap_truncated:
-            for idx in np.flatnonzero(batch.truncated):
-                terminal_obs = self.policy.obs_to_tensor(batch.terminal_observations[idx])[0]  # type: ignore[arg-type]
-                with th.no_grad():
-                    bootstrap[idx] = self.policy.predict_values(terminal_obs).item()
-        return bootstrap
+        if self.baseline == "value":
+            batch.values, batch.bootstrap_values = evaluate_values(self.policy, batch, bootstrap=self.bootstrap_truncated)
+        else:
+            batch.values, batch.bootstrap_values = np.zeros(batch.n_steps), np.zeros(batch.n_episodes)
+        returns, step_weights = self.returns_and_step_weights(batch, batch.bootstrap_values)
+        advantages = (returns - self._baseline(returns, batch, batch.values)) * step_weights
+        rollout_buffer.load_batch(batch, batch.values, returns, advantages)  # type: ignore[attr-defined]
 
     def _baseline(self, returns: np.ndarray, batch: EpisodeBatch, values: np.ndarray | None) -> np.ndarray | float:
         """
@@ -208,7 +211,7 @@ class Reinforce(EpisodicOnPolicyAlgorithm):
         returns_fn = reward_to_go if self.reward_to_go else full_returns
         returns = returns_fn(batch.rewards, batch.episode_lengths, self.gamma, bootstrap)
         if self.discount_option == 2 and self.reward_to_go:
-            return returns, discount_weights(batch.episode_lengths, self.gamma)
+            return returns, discount_weights(batch.step_times, self.gamma)
         return returns, np.ones_like(returns)
 
     def policy_gradient_weights(self, batch: EpisodeBatch, values: np.ndarray | None, bootstrap: np.ndarray) -> np.ndarray:
@@ -223,9 +226,7 @@ class Reinforce(EpisodicOnPolicyAlgorithm):
         """
         returns, step_weights = self.returns_and_step_weights(batch, bootstrap)
         weights = (returns - self._baseline(returns, batch, values)) * step_weights
-        if self.normalize_advantage and len(weights) > 1:
-            weights = (weights - weights.mean()) / (weights.std() + 1e-8)
-        return weights
+        return standardize(weights) if self.normalize_advantage else weights
 
     def optimal_baseline_gradient(
         self,
@@ -275,13 +276,11 @@ class Reinforce(EpisodicOnPolicyAlgorithm):
         if self.ent_coef > 0:
             # The score sums' forward pass is spent: the entropy bonus needs a graph of its own.
             distribution = self.policy.get_distribution(observations)
-            entropy = distribution.entropy()
-            entropy_loss = th.mean(distribution.log_prob(actions)) if entropy is None else -th.mean(entropy)
-            check_finite("entropy loss", entropy_loss)
-            (self.ent_coef * entropy_loss).backward()
-            return policy_loss, entropy_loss.detach()
-        entropy_loss = th.mean(scores.log_prob) if scores.entropy is None else -th.mean(scores.entropy)
-        return policy_loss, entropy_loss
+            entropy_term = entropy_loss(distribution.entropy(), distribution.log_prob(actions))
+            check_finite("entropy loss", entropy_term)
+            (self.ent_coef * entropy_term).backward()
+            return policy_loss, entropy_term.detach()
+        return policy_loss, entropy_loss(scores.entropy, scores.log_prob)
 
     def _actor_parameters(self) -> list[th.nn.Parameter]:
         return [p for group in self.policy.optimizer.param_groups for p in group["params"]]
@@ -290,51 +289,45 @@ class Reinforce(EpisodicOnPolicyAlgorithm):
         """
         One policy-gradient step on the collected episodes, then ``n_critic_updates`` steps on the value baseline.
         """
-        assert self.episode_batch is not None
         batch = self.episode_batch
+        assert batch is not None and batch.values is not None and batch.bootstrap_values is not None
         self.policy.set_training_mode(True)
         self._update_learning_rate(self.policy.optimizer)
 
         observations = obs_as_tensor(batch.observations, self.device)  # type: ignore[arg-type]
         actions = actions_to_tensor(batch.actions, self.action_space, self.device)
-        values = None
-        bootstrap = np.zeros(batch.n_episodes)
-        if self.baseline == "value":
-            with th.no_grad():
-                values = self.policy.predict_values(observations).flatten().cpu().numpy()
-            bootstrap = self._truncation_bootstrap(batch)
         normaliser = batch.n_episodes if self.loss_scale == "episode" else batch.n_steps
 
         self.policy.optimizer.zero_grad()
         if self.baseline == "optimal":
-            policy_loss, entropy_loss = self._optimal_baseline_step(batch, observations, actions, bootstrap, normaliser)
-            loss = policy_loss + self.ent_coef * entropy_loss
+            policy_loss, entropy_term = self._optimal_baseline_step(
+                batch, observations, actions, batch.bootstrap_values, normaliser
+            )
+            loss = policy_loss + self.ent_coef * entropy_term
         else:
             distribution = self.policy.get_distribution(observations)
             log_prob = distribution.log_prob(actions)
-            entropy = distribution.entropy()
-            entropy_loss = -th.mean(-log_prob) if entropy is None else -th.mean(entropy)
+            entropy_term = entropy_loss(distribution.entropy(), log_prob)
             weights = th.as_tensor(
-                self.policy_gradient_weights(batch, values, bootstrap), dtype=th.float32, device=self.device
+                self.policy_gradient_weights(batch, batch.values, batch.bootstrap_values), dtype=th.float32, device=self.device
             )
             policy_loss = -(log_prob * weights).sum() / normaliser
-            loss = policy_loss + self.ent_coef * entropy_loss
+            loss = policy_loss + self.ent_coef * entropy_term
             check_finite("policy loss", loss)
             loss.backward()
-        grad_norm = self._clip_and_norm(self.policy.optimizer)
+        grad_norm = self._clip_actor_gradient()
         self.policy.optimizer.step()
         self._n_updates += 1
 
         if self.baseline == "value":
-            assert values is not None
-            value_targets = reward_to_go(batch.rewards, batch.episode_lengths, self.gamma, bootstrap)
-            value_loss = self._fit_critic(observations, value_targets)
+            value_targets = reward_to_go(batch.rewards, batch.episode_lengths, self.gamma, batch.bootstrap_values)
+            self.logger.record("train/critic_learning_rate", self._update_critic_learning_rate())
+            value_loss = self._fit_critic(observations, value_targets, self.n_critic_updates)
             self.logger.record("train/value_loss", value_loss)
-            self.logger.record("train/explained_variance", float(explained_variance(values, value_targets)))
-            self.logger.record("train/critic_learning_rate", self.critic_lr_schedule(self._current_progress_remaining))
+            self.logger.record("train/explained_variance", float(explained_variance(batch.values, value_targets)))
 
         self.logger.record("train/policy_gradient_loss", policy_loss.item())
-        self.logger.record("train/entropy_loss", entropy_loss.item())
+        self.logger.record("train/entropy_loss", entropy_term.item())
         self.logger.record("train/loss", loss.item())
         self.logger.record("train/grad_norm", grad_norm)
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
@@ -348,26 +341,6 @@ class Reinforce(EpisodicOnPolicyAlgorithm):
             chunk = gradient[offset : offset + param.numel()].view_as(param)
             param.grad = chunk.clone() if param.grad is None else param.grad + chunk
             offset += param.numel()
-
-    def _clip_and_norm(self, optimizer: th.optim.Optimizer) -> float:
-        """
-        Clip the gradient of the optimiser's parameters to ``max_grad_norm`` (if set).
-
-        :param optimizer: Optimiser whose parameters' gradients are clipped
-        :return: The gradient norm before clipping
-        """
-        return clip_gradient(optimizer, self.max_grad_norm)
-
-    def _fit_critic(self, observations: th.Tensor | dict[str, th.Tensor], targets: np.ndarray) -> float:
-        """
-        Regress V(s) on the Monte Carlo targets with ``n_critic_updates`` full-batch steps.
-
-        :param observations: Per-step observations
-        :param targets: Per-step value targets
-        :return: The last value loss
-        """
-        update_learning_rate(self.critic_optimizer, self.critic_lr_schedule(self._current_progress_remaining))
-        return fit_values(self.policy, self.critic_optimizer, observations, targets, self.n_critic_updates, self.max_grad_norm)
 
     def learn(
         self: SelfReinforce,

@@ -1,0 +1,418 @@
+"""
+The one collection loop: it steps a ``VecEnv`` with an algorithm's current policy and hands every step to a
+stopping rule, which decides how long the collection runs and what becomes of the steps.
+
+The loop does for actions what SB3's ``collect_rollouts`` does (reshape to the action space; rescale a squashed
+policy's actions to the env's bounds, clip the others; gSDE noise resampling; ``callback.update_locals`` and
+``on_step`` once per env step; the episode-info buffer), and it owns the guards: an episode that never ends.
+"""
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, Protocol, cast
+
+import numpy as np
+import torch as th
+from gymnasium import spaces
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.policies import ActorCriticPolicy
+from stable_baselines3.common.type_aliases import TrainFreq
+from stable_baselines3.common.utils import obs_as_tensor, should_collect_more_steps
+from stable_baselines3.common.vec_env import VecEnv
+
+from sb3_pgnotes.common.buffers import EpisodeAssembler, EpisodeBatch, Observation, select_env
+
+
+@contextmanager
+def without_distribution_validation() -> Iterator[None]:
+    """Turn off the argument validation of new ``torch.distributions`` objects, and restore it on exit."""
+    previous = th.distributions.Distribution._validate_args
+    th.distributions.Distribution.set_default_validate_args(False)
+    try:
+        yield
+    finally:
+        th.distributions.Distribution.set_default_validate_args(previous)
+
+
+def sample_actions(policy: ActorCriticPolicy, observations: Observation) -> tuple[np.ndarray, np.ndarray]:
+    """
+    Sample one action per env from the policy, with its log-probability.
+
+    :param policy: The policy
+    :param observations: The envs' current observations
+    :return: Raw actions shaped as the action space, (n_envs, ...), and their log-probabilities, (n_envs,)
+    """
+    with th.no_grad():
+        obs_tensor = obs_as_tensor(observations, policy.device)  # type: ignore[arg-type]
+        # torch's argument validation costs more than the sampling itself on small policies; the policy's own
+        # outputs need no checking (non-finite logits still fail in the sampler).
+        with without_distribution_validation():
+            distribution = policy.get_distribution(obs_tensor)
+            actions = distribution.get_actions()
+            log_probs = distribution.log_prob(actions)
+    action_shape = cast(tuple[int, ...], policy.action_space.shape)
+    return actions.cpu().numpy().reshape((-1, *action_shape)), log_probs.cpu().numpy()
+
+
+def env_actions(policy: ActorCriticPolicy, actions: np.ndarray) -> np.ndarray:
+    """
+    The actions the env receives, as in SB3's ``collect_rollouts``: a squashed policy's actions (in [-1, 1]) are
+    rescaled to the bounds of a ``Box`` action space, other ``Box`` actions clipped to them.
+
+    :param policy: The policy that sampled the actions
+    :param actions: Raw actions
+    :return: The actions to send to the env
+    """
+    if not isinstance(policy.action_space, spaces.Box):
+        return actions
+    if policy.squash_output:
+        return policy.unscale_action(actions)
+    return np.clip(actions, policy.action_space.low, policy.action_space.high)
+
+
+class StoppingRule(ABC):
+    """
+    Decides how long a collection runs and what becomes of its steps.
+
+    :param needs_episode_ends: Whether the rule's data are whole episodes, so that an episode that never ends must
+        stop the collection with an error rather than stall it
+    """
+
+    def __init__(self, needs_episode_ends: bool) -> None:
+        self.needs_episode_ends = needs_episode_ends
+
+    def start(self, n_envs: int) -> None:  # noqa: B027 (optional hook)
+        """
+        Called before the first step of a collection.
+
+        :param n_envs: Number of environments
+        """
+
+    @abstractmethod
+    def wants_more(self, n_vec_steps: int) -> bool:
+        """
+        :param n_vec_steps: Vec-env steps taken so far in this collection
+        :return: Whether to take another vec-env step
+        """
+
+    def counted(self) -> np.ndarray | None:
+        """:return: Which envs' steps still count (the step-limit guard ignores the others); None: all"""
+        return None
+
+    @abstractmethod
+    def add_step(self, step: "Step") -> None:
+        """
+        Store or forward one vec-env step.
+
+        :param step: The step
+        """
+
+    def finish(self, next_observations: Observation) -> None:  # noqa: B027 (optional hook)
+        """
+        Called after the last step of a collection that the callback did not stop.
+
+        :param next_observations: The envs' observations after the last step
+        """
+
+
+class Step:
+    """
+    One vec-env step as the collection loop saw it.
+
+    :param observations: Observations the actions were taken in
+    :param actions: Raw actions (before rescaling or clipping for the env)
+    :param rewards: Rewards
+    :param dones: Whether each env's episode ended (terminated or truncated)
+    :param infos: The env's infos
+    :param log_probs: Log-probabilities of the actions
+    :param step_times: Time index of the step within each env's episode
+    """
+
+    __slots__ = ("actions", "dones", "infos", "log_probs", "observations", "rewards", "step_times")
+
+    def __init__(
+        self,
+        observations: Observation,
+        actions: np.ndarray,
+        rewards: np.ndarray,
+        dones: np.ndarray,
+        infos: list[dict[str, Any]],
+        log_probs: np.ndarray,
+        step_times: np.ndarray,
+    ) -> None:
+        self.observations = observations
+        self.actions = actions
+        self.rewards = rewards
+        self.dones = dones
+        self.infos = infos
+        self.log_probs = log_probs
+        self.step_times = step_times
+
+    def truncated(self, env_idx: int) -> bool:
+        """:return: Whether a time limit cut env ``env_idx``'s episode at this step"""
+        return bool(self.infos[env_idx].get("TimeLimit.truncated", False))
+
+    def terminal_observation(self, env_idx: int) -> Observation | None:
+        """:return: Env ``env_idx``'s observation after the last step of its episode (before the auto-reset)"""
+        return self.infos[env_idx].get("terminal_observation")
+
+
+class EpisodeSegments(StoppingRule):
+    """
+    Common part of the on-policy rules: each env's steps are assembled into segments, which are gathered into one
+    batch, env 0's first (so a batch is contiguous runs of each env's steps).
+
+    :param needs_episode_ends: See :class:`StoppingRule`
+    """
+
+    def __init__(self, needs_episode_ends: bool) -> None:
+        super().__init__(needs_episode_ends)
+        self.assembler = EpisodeAssembler(0)
+        self._segments: list[list[EpisodeBatch]] = []
+        self.n_vec_steps = 0
+
+    def start(self, n_envs: int) -> None:
+        self.assembler = EpisodeAssembler(n_envs)
+        self._segments = [[] for _ in range(n_envs)]
+        self.n_vec_steps = 0
+
+    def store(self, step: Step) -> None:
+        """
+        Store the step's data of every env.
+
+        :param step: The step
+        """
+        self.assembler.add_step(step.observations, step.actions, step.rewards, step.log_probs, step.step_times)
+        self.n_vec_steps += 1
+
+    def keep_segment(self, env_idx: int, step: Step) -> None:
+        """
+        End env ``env_idx``'s segment at this step (its episode ended) and keep it for the batch.
+
+        :param env_idx: Index of the env
+        :param step: The step
+        """
+        truncated = step.truncated(env_idx)
+        self._segments[env_idx].append(
+            self.assembler.end_segment(env_idx, truncated, step.terminal_observation(env_idx) if truncated else None)
+        )
+
+    def batch(self) -> EpisodeBatch:
+        """:return: The segments kept, env 0's first"""
+        return EpisodeBatch.concatenate([segment for segments in self._segments for segment in segments])
+
+
+class EpisodeQuota(EpisodeSegments):
+    """
+    ``n_episodes`` whole episodes spread over the envs with a fixed per-env quota (env ``i`` contributes
+    ``n_episodes // n_envs`` episodes, plus one for the first ``n_episodes % n_envs`` envs). Taking "the first n
+    episodes to finish" instead would over-sample short episodes and bias the gradient. An env that has met its
+    quota keeps stepping (a VecEnv steps all envs together) but its steps are discarded.
+
+    :param n_episodes: Number of episodes
+    """
+
+    def __init__(self, n_episodes: int) -> None:
+        super().__init__(needs_episode_ends=True)
+        self.n_episodes = n_episodes
+        self.quotas = np.zeros(0, dtype=np.int64)
+        self.episodes_done = np.zeros(0, dtype=np.int64)
+
+    @staticmethod
+    def episode_quotas(n_episodes: int, n_envs: int) -> np.ndarray:
+        """
+        :param n_episodes: Number of episodes
+        :param n_envs: Number of environments
+        :return: How many episodes each env contributes
+        """
+        quotas = np.full(n_envs, n_episodes // n_envs, dtype=np.int64)
+        quotas[: n_episodes % n_envs] += 1
+        return quotas
+
+    def start(self, n_envs: int) -> None:
+        super().start(n_envs)
+        self.quotas = self.episode_quotas(self.n_episodes, n_envs)
+        self.episodes_done = np.zeros(n_envs, dtype=np.int64)
+
+    def wants_more(self, n_vec_steps: int) -> bool:
+        return bool(np.any(self.episodes_done < self.quotas))
+
+    def counted(self) -> np.ndarray:
+        return self.episodes_done < self.quotas
+
+    def add_step(self, step: Step) -> None:
+        counted = self.counted()
+        self.store(step)
+        for idx in np.flatnonzero(step.dones).tolist():
+            if counted[idx]:
+                self.keep_segment(idx, step)
+                self.episodes_done[idx] += 1
+            else:
+                self.assembler.drop_segment(idx)
+
+    @property
+    def partial_episodes(self) -> bool:
+        """Whether some env is in the middle of an episode after the collection."""
+        return bool(np.any(self.assembler.open_lengths > 0))
+
+
+class StepsPerEnv(EpisodeSegments):
+    """
+    A rollout of ``n_steps`` steps of every env, as A2C's. The segments end at episode ends and at the rollout's
+    edge, where the episodes still running are cut (marked truncated, with the next observation to bootstrap from).
+
+    :param n_steps: Steps per env
+    """
+
+    def __init__(self, n_steps: int) -> None:
+        super().__init__(needs_episode_ends=False)
+        self.n_steps = n_steps
+
+    def wants_more(self, n_vec_steps: int) -> bool:
+        return n_vec_steps < self.n_steps
+
+    def add_step(self, step: Step) -> None:
+        self.store(step)
+        for idx in np.flatnonzero(step.dones).tolist():
+            self.keep_segment(idx, step)
+
+    def finish(self, next_observations: Observation) -> None:
+        for idx in np.flatnonzero(self.assembler.open_lengths).tolist():
+            self._segments[idx].append(self.assembler.end_segment(idx, True, select_env(next_observations, idx)))
+
+
+class EpisodesToReplay(StoppingRule):
+    """
+    Off-policy collection for ``train_freq`` (steps or episodes), as SB3's ``OffPolicyAlgorithm``: every step goes to
+    the replay buffer's ``add``, which stores each episode whole when it ends.
+
+    :param add: The replay buffer's ``add``, called with (obs, next_obs, action, reward, done, infos, log_prob)
+    :param train_freq: How much to collect
+    :param after_step: Called after each step with the number of episodes that ended in it (progress, logging)
+    """
+
+    def __init__(self, add: Callable[..., None], train_freq: TrainFreq, after_step: Callable[[int], None]) -> None:
+        super().__init__(needs_episode_ends=True)
+        self.add = add
+        self.train_freq = train_freq
+        self.after_step = after_step
+        self.n_episodes = 0
+
+    def start(self, n_envs: int) -> None:
+        self.n_episodes = 0
+
+    def wants_more(self, n_vec_steps: int) -> bool:
+        return should_collect_more_steps(self.train_freq, n_vec_steps, self.n_episodes)
+
+    def add_step(self, step: Step) -> None:
+        self.add(step.observations, None, step.actions, step.rewards, step.dones, step.infos, log_prob=step.log_probs)
+        ended = int(np.count_nonzero(step.dones))
+        self.n_episodes += ended
+        self.after_step(ended)
+
+
+class CollectingModel(Protocol):
+    """What the collection loop reads and updates on the algorithm (SB3's attributes, so callbacks see them)."""
+
+    policy: Any
+    num_timesteps: int
+    _last_obs: Any
+    _last_episode_starts: Any
+    use_sde: bool
+    sde_sample_freq: int
+    episode_step_limit: int
+
+    def _update_info_buffer(self, infos: list[dict[str, Any]], dones: np.ndarray | None = None) -> None: ...
+
+
+class Collector:
+    """
+    Steps an algorithm's training env with its current policy. Kept by the algorithm: it carries the time index of
+    every env's running episode from one collection to the next.
+
+    :param model: The algorithm (its policy, ``num_timesteps``, ``_last_obs``, ``_last_episode_starts``, gSDE
+        settings and episode-info buffer are used). Its ``episode_step_limit``: an episode that must end (see
+        :attr:`StoppingRule.needs_episode_ends`) and runs longer than this many steps raises an error
+    """
+
+    def __init__(self, model: CollectingModel) -> None:
+        self.model = model
+        self.episode_times = np.zeros(0, dtype=np.int64)
+
+    def reset_episode_times(self, n_envs: int) -> None:
+        """
+        :param n_envs: Number of environments, all of them at the start of an episode
+        """
+        self.episode_times = np.zeros(n_envs, dtype=np.int64)
+
+    def _resample_noise(self, step: int, n_envs: int) -> None:
+        model = self.model
+        if model.use_sde and (step == 0 or (model.sde_sample_freq > 0 and step % model.sde_sample_freq == 0)):
+            model.policy.reset_noise(n_envs)  # type: ignore[operator]
+
+    def collect(
+        self,
+        env: VecEnv,
+        callback: BaseCallback | None,
+        rule: StoppingRule,
+        on_collected: Callable[[], None] | None = None,
+    ) -> bool:
+        """
+        Step ``env`` until ``rule`` has what it wants.
+
+        :param env: The training environment
+        :param callback: Called once per vec-env step (and at the start and end of the collection); None: no callback
+        :param rule: What to collect
+        :param on_collected: Called after the last step, before the callback's ``on_rollout_end`` (e.g. to compute
+            returns and advantages, as SB3's ``collect_rollouts`` does)
+        :return: False if the callback stopped training
+        """
+        model = self.model
+        policy: ActorCriticPolicy = model.policy  # type: ignore[assignment]
+        assert model._last_obs is not None, "No previous observation was provided"
+        policy.set_training_mode(False)
+        if self.episode_times.shape != (env.num_envs,):
+            self.reset_episode_times(env.num_envs)
+        rule.start(env.num_envs)
+        if callback is not None:
+            callback.on_rollout_start()
+        n_vec_steps = 0
+        while rule.wants_more(n_vec_steps):
+            self._resample_noise(n_vec_steps, env.num_envs)
+            # An env (re)started its episode: by an auto-reset after done, or by a reset of the envs.
+            self.episode_times[np.asarray(model._last_episode_starts, dtype=bool)] = 0
+            actions, log_probs = sample_actions(policy, model._last_obs)  # type: ignore[arg-type]
+            new_obs, rewards, dones, infos = env.step(env_actions(policy, actions))
+            model.num_timesteps += env.num_envs
+            n_vec_steps += 1
+            model._update_info_buffer(infos, dones)
+            counted = rule.counted()
+            # Stored before the callback runs, so that a stop leaves every open episode consistent.
+            rule.add_step(Step(model._last_obs, actions, rewards, dones, infos, log_probs, self.episode_times.copy()))  # type: ignore[arg-type]
+            self.episode_times += 1
+            if rule.needs_episode_ends:
+                self._check_step_limit(counted)
+            model._last_obs = new_obs  # type: ignore[assignment]
+            model._last_episode_starts = dones
+
+            if callback is not None:
+                callback.update_locals(locals())
+                if not callback.on_step():
+                    return False
+        rule.finish(model._last_obs)
+        if on_collected is not None:
+            on_collected()
+        if callback is not None:
+            callback.update_locals(locals())
+            callback.on_rollout_end()
+        return True
+
+    def _check_step_limit(self, counted: np.ndarray | None) -> None:
+        limit = self.model.episode_step_limit
+        times = self.episode_times if counted is None else self.episode_times[counted]
+        if np.any(times > limit):
+            raise ValueError(
+                f"An episode ran for more than episode_step_limit={limit} steps without ending. "
+                "Wrap the env in gymnasium.wrappers.TimeLimit or raise episode_step_limit."
+            )

@@ -1,0 +1,224 @@
+"""The one collection loop: actions reach the env as in SB3, the batch fills SB3's buffers, and endless envs are caught."""
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from algorithms import ALGORITHMS
+from envs import CountingEnv, MatrixActionEnv
+from gymnasium import spaces
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.buffers import RolloutBuffer
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.type_aliases import ReplayBufferSamples
+from stable_baselines3.common.vec_env import DummyVecEnv
+
+from sb3_pgnotes import PPOKL, NStepAC, OffPolicyPG, Reinforce
+from sb3_pgnotes.common.collection import EpisodeQuota
+from sb3_pgnotes.common.returns import reward_to_go
+from sb3_pgnotes.offpolicy_pg.buffers import EpisodeReplayBuffer
+
+# Every estimator and baseline of the episodic algorithms, beside the behaviour suite's configurations.
+ESTIMATORS = [
+    *ALGORITHMS,
+    pytest.param(Reinforce, {"n_episodes": 2, "baseline": "optimal", "normalize_advantage": False}, id="reinforce-optimal"),
+    pytest.param(Reinforce, {"n_episodes": 2, "baseline": "mean", "reward_to_go": False}, id="reinforce-mean-full"),
+    pytest.param(Reinforce, {"n_episodes": 2, "bootstrap_truncated": True, "discount_option": 2}, id="reinforce-bootstrap"),
+    pytest.param(NStepAC, {"critic_target": "mc", "n_episodes": 2}, id="nstep_ac-mc"),
+    pytest.param(NStepAC, {"critic_target": "td", "collection": "episodes", "n_episodes": 2}, id="nstep_ac-td-episodes"),
+    pytest.param(NStepAC, {"critic_target": "mc", "collection": "rollout", "n_steps": 4}, id="nstep_ac-mc-rollout"),
+]
+
+
+def matrix_env(n_envs: int = 2, length: int | None = 5) -> tuple[DummyVecEnv, list[MatrixActionEnv]]:
+    envs = [MatrixActionEnv(length) for _ in range(n_envs)]
+    return DummyVecEnv([lambda env=env: env for env in envs]), envs  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(("algo", "kwargs"), ESTIMATORS)
+def test_matrix_box_actions_reach_the_env(algo: type[BaseAlgorithm], kwargs: dict[str, Any]) -> None:
+    vec_env, envs = matrix_env()
+    model = algo("MlpPolicy", vec_env, seed=0, **kwargs)
+    model.learn(120)
+    received = np.stack([action for env in envs for action in env.received_actions])
+    assert received.shape[1:] == (2, 2)
+    assert np.all(np.abs(received) <= 2.0)
+    action, _ = model.predict(np.zeros(3, dtype=np.float32))
+    assert action.shape == (2, 2)
+
+
+def test_squashed_gsde_actions_are_rescaled_to_the_env_bounds() -> None:
+    vec_env, envs = matrix_env(n_envs=1, length=20)
+    model = NStepAC(
+        "MlpPolicy", vec_env, n_steps=8, use_sde=True, policy_kwargs=dict(squash_output=True, log_std_init=1.0), seed=0
+    )
+    model.learn(400)
+    received = np.stack(envs[0].received_actions)
+    # tanh keeps the policy's actions in [-1, 1]; the env's bounds are [-2, 2], and every part of them is reached.
+    assert np.all(np.abs(received) <= 2.0)
+    assert np.abs(received).max() > 1.5
+
+
+class RolloutBufferReader(BaseCallback):
+    """Reads ``model.rollout_buffer`` at the end of each rollout, as a logging callback would."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[dict[str, np.ndarray]] = []
+
+    def _on_step(self) -> bool:
+        return True
+
+    def _on_rollout_end(self) -> None:
+        buffer = self.model.rollout_buffer  # type: ignore[attr-defined]
+        assert isinstance(buffer, RolloutBuffer) and buffer.full
+        fields = ("observations", "actions", "rewards", "episode_starts", "values", "log_probs", "returns", "advantages")
+        self.seen.append({name: np.array(getattr(buffer, name)) for name in fields})
+        # SB3's minibatch iterator works on it, as A2C's and PPO's training loops use it.
+        n_rows = buffer.buffer_size * buffer.n_envs
+        assert sum(len(batch.actions) for batch in buffer.get(batch_size=4)) == n_rows
+
+
+@pytest.mark.parametrize(("algo", "kwargs"), [param for param in ESTIMATORS if param.values[0] is not OffPolicyPG])
+def test_callback_reads_the_rollout_buffer_at_rollout_end(algo: type[BaseAlgorithm], kwargs: dict[str, Any]) -> None:
+    reader = RolloutBufferReader()
+    model = algo("MlpPolicy", "CartPole-v1", seed=0, **kwargs)
+    model.learn(200, callback=reader)
+    assert reader.seen
+    for seen in reader.seen:
+        n_rows = len(seen["rewards"])
+        assert n_rows > 0 and seen["observations"].shape[-1] == 4
+        assert all(len(value) == n_rows for value in seen.values())
+        assert seen["episode_starts"].dtype == np.float32
+
+
+def test_rollout_buffer_holds_the_episode_batch() -> None:
+    """Reinforce's buffer rows are the batch's steps, with V(s_t), the reward-to-go and R_t - V(s_t)."""
+    env = DummyVecEnv([lambda: CountingEnv(length=3), lambda: CountingEnv(length=4)])
+    model = Reinforce("MlpPolicy", env, n_episodes=3, baseline="value", gamma=0.5, seed=0)
+    _, callback = model._setup_learn(100)
+    assert model.collect_rollouts(env, callback, model.rollout_buffer)
+    batch, buffer = model.episode_batch, model.rollout_buffer
+    assert batch is not None and batch.values is not None
+    np.testing.assert_array_equal(buffer.rewards.flatten(), batch.rewards)
+    np.testing.assert_array_equal(buffer.observations.reshape(-1), np.asarray(batch.observations).reshape(-1))
+    np.testing.assert_array_equal(buffer.episode_starts.flatten(), [1, 0, 0, 1, 0, 0, 1, 0, 0, 0])
+    returns = reward_to_go(batch.rewards, batch.episode_lengths, 0.5)
+    np.testing.assert_allclose(buffer.returns.flatten(), returns, rtol=1e-6)
+    np.testing.assert_allclose(buffer.values.flatten(), batch.values, rtol=1e-6)
+    np.testing.assert_allclose(buffer.advantages.flatten(), returns - batch.values, rtol=1e-5, atol=1e-6)
+
+
+ENDLESS_MUST_END = [
+    pytest.param(Reinforce, {"n_episodes": 2, "episode_step_limit": 50}, "episode_step_limit=50", id="reinforce"),
+    pytest.param(
+        NStepAC, {"critic_target": "mc", "n_episodes": 2, "episode_step_limit": 50}, "episode_step_limit=50", id="nstep_ac-mc"
+    ),
+    pytest.param(OffPolicyPG, {"episode_step_limit": 50}, "episode_step_limit=50", id="offpolicy_pg"),
+    pytest.param(OffPolicyPG, {"buffer_size": 40, "train_freq": 8}, "buffer_size=40", id="offpolicy_pg-buffer"),
+]
+
+
+@pytest.mark.parametrize(("algo", "kwargs", "message"), ENDLESS_MUST_END)
+def test_endless_episode_stops_episodic_collection(algo: type[BaseAlgorithm], kwargs: dict[str, Any], message: str) -> None:
+    model = algo("MlpPolicy", DummyVecEnv([lambda: CountingEnv(length=None)]), seed=0, **kwargs)
+    with pytest.raises(ValueError, match=message):
+        model.learn(10_000)
+    assert model.num_timesteps <= 60
+
+
+@pytest.mark.parametrize(
+    ("algo", "kwargs"),
+    [
+        pytest.param(NStepAC, {"n_steps": 8}, id="nstep_ac"),
+        pytest.param(NStepAC, {"mode": "online", "critic_target": "td"}, id="nstep_ac-online"),
+        pytest.param(PPOKL, {"n_steps": 16, "batch_size": 8, "n_epochs": 1}, id="ppo_kl"),
+    ],
+)
+def test_endless_episode_is_fine_for_rollouts(algo: type[BaseAlgorithm], kwargs: dict[str, Any]) -> None:
+    """Rollouts bootstrap at their edge: an episode that never ends still trains."""
+    model = algo("MlpPolicy", DummyVecEnv([lambda: CountingEnv(length=None, reward=0.0)]), seed=0, **kwargs)
+    model.learn(160)
+    assert model._n_updates > 0
+
+
+def test_offpolicy_pg_warns_when_no_episode_ended() -> None:
+    model = OffPolicyPG("MlpPolicy", DummyVecEnv([lambda: CountingEnv(length=None)]), train_freq=8, seed=0)
+    with pytest.warns(UserWarning, match="no gradient step"):
+        model.learn(100)
+    assert model._n_updates == 0
+
+
+def test_quota_counts_each_env_episodes_in_order() -> None:
+    np.testing.assert_array_equal(EpisodeQuota.episode_quotas(5, 3), [2, 2, 1])
+    np.testing.assert_array_equal(EpisodeQuota.episode_quotas(2, 4), [1, 1, 0, 0])
+
+
+def replay_step(buffer: EpisodeReplayBuffer, t: int, **kwargs: Any) -> None:
+    """Env 0 plays 0, 1, 2 and terminates; env 1 plays 10, 11, is truncated, and starts again at 12."""
+    obs = np.array([[t], [10 + t]], dtype=np.float32)
+    infos: list[dict[str, Any]] = [{}, {}]
+    if t == 2:
+        infos[0] = {"terminal_observation": np.array([3.0], dtype=np.float32)}
+    if t == 1:
+        infos[1] = {"terminal_observation": np.array([12.0], dtype=np.float32), "TimeLimit.truncated": True}
+    buffer.add(obs, obs + 1, np.array([0, 1]), np.array([1.0, 2.0]), np.array([t == 2, t == 1]), infos, **kwargs)
+
+
+def test_replay_buffer_keeps_the_replay_buffer_contract() -> None:
+    buffer = EpisodeReplayBuffer(100, spaces.Box(-1e9, 1e9, (1,)), spaces.Discrete(2), device="cpu", n_envs=2)
+    for t in range(3):
+        replay_step(buffer, t, log_prob=np.array([-0.5, -0.7]))
+    # Two episodes stored whole; env 1's third step waits for its episode to end.
+    assert buffer.n_episodes == 2 and buffer.size() == 5
+    episodes = buffer.sample_episodes(2)
+    # In the order they ended.
+    np.testing.assert_array_equal(np.asarray(episodes.observations).flatten(), [10, 11, 0, 1, 2])
+    assert episodes.truncated.tolist() == [True, False]
+
+    samples = buffer.sample(200)
+    assert isinstance(samples, ReplayBufferSamples)
+    obs, next_obs = samples.observations.flatten().numpy(), samples.next_observations.flatten().numpy()
+    assert set(obs.tolist()) == {0, 1, 2, 10, 11}
+    # The next observation inside an episode and, at its end, the terminal one.
+    np.testing.assert_array_equal(next_obs, obs + 1)
+    # Done marks termination only: the truncated episode's last step is not done.
+    np.testing.assert_array_equal(samples.dones.flatten().numpy(), (obs == 2).astype(np.float32))
+    np.testing.assert_array_equal(samples.rewards.flatten().numpy(), np.where(obs < 10, 1.0, 2.0))
+
+
+def test_replay_buffer_needs_log_probs_and_room_for_an_episode() -> None:
+    buffer = EpisodeReplayBuffer(4, spaces.Box(-1e9, 1e9, (1,)), spaces.Discrete(2), device="cpu", n_envs=2)
+    with pytest.raises(ValueError, match="log_prob"):
+        replay_step(buffer, 0)
+    endless = EpisodeReplayBuffer(2, spaces.Box(-1e9, 1e9, (1,)), spaces.Discrete(2), device="cpu")
+    step = dict(next_obs=None, action=np.array([0]), reward=np.array([0.0]), done=np.array([False]), infos=[{}])
+    endless.add(np.zeros((1, 1)), log_prob=np.zeros(1), **step)  # type: ignore[arg-type]
+    endless.add(np.zeros((1, 1)), log_prob=np.zeros(1), **step)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="buffer_size=2"):
+        endless.add(np.zeros((1, 1)), log_prob=np.zeros(1), **step)  # type: ignore[arg-type]
+
+
+def test_no_other_module_steps_an_env() -> None:
+    """The collection loop is the only place that calls ``env.step``."""
+    import pathlib
+    import re
+
+    import sb3_pgnotes
+
+    root = pathlib.Path(sb3_pgnotes.__file__).parent
+    # A call of step with arguments (an optimiser's step() takes none).
+    stepping = sorted(
+        str(path.relative_to(root)) for path in root.rglob("*.py") if re.search(r"\.step\((?!\))", path.read_text())
+    )
+    assert stepping == ["common/collection.py"]
+
+
+def test_time_limit_episodes_are_whole_in_each_batch() -> None:
+    env = DummyVecEnv([lambda: gym.wrappers.TimeLimit(CountingEnv(length=None), max_episode_steps=3)])
+    model = Reinforce("MlpPolicy", env, n_episodes=2, seed=0)
+    model.learn(6)
+    assert model.episode_batch is not None
+    assert model.episode_batch.episode_lengths.tolist() == [3, 3]
+    assert model.episode_batch.truncated.all()
