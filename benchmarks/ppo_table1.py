@@ -35,7 +35,8 @@ import torch as th
 import yaml
 from stable_baselines3.common.callbacks import BaseCallback
 
-from benchmarks.registry import ALGOS, ZOO_HYPERPARAMS, RunConfig, preprocess_hyperparams
+from benchmarks.registry import ALGOS, ZOO_HYPERPARAMS, RunConfig
+from sb3_pgnotes.zoo.registry import preprocess_hyperparams
 from benchmarks.results import append_records, load_records, run_key
 from benchmarks.run import build_model, make_env
 
@@ -105,7 +106,7 @@ def run_config(setting: str, env_id: str) -> RunConfig:
     :return: The run configuration: the env's shared hyperparameters and the setting's surrogate
     """
     algo, surrogate = {**SETTINGS, **VARIANTS}[setting]
-    policy, n_envs, normalize_kwargs, model_kwargs = preprocess_hyperparams({**base_hyperparams(env_id), **surrogate})
+    policy, n_envs, normalize_kwargs, model_kwargs = preprocess_hyperparams({**base_hyperparams(env_id), **surrogate}, env_id)
     return RunConfig(ALGOS[algo].load_class(), policy, n_envs, normalize_kwargs, model_kwargs, "ppo_table1")
 
 

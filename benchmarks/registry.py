@@ -1,4 +1,4 @@
-"""The algorithm registry and the rl-zoo3-style hyperparameter loading behind every benchmark run."""
+"""The benchmark entries (ours, their variants and SB3's) and the resolution of their hyperparameters for one env."""
 
 import importlib
 from collections.abc import Mapping
@@ -7,18 +7,13 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import torch as th
 import yaml
 from stable_baselines3.common.base_class import BaseAlgorithm
-from stable_baselines3.common.utils import LinearSchedule
+
+from sb3_pgnotes.zoo.registry import preprocess_hyperparams
 
 REPO_HYPERPARAMS = Path(__file__).resolve().parents[1] / "hyperparams"
 ZOO_HYPERPARAMS = Path(str(resources.files("rl_zoo3") / "hyperparams"))
-
-SCHEDULE_KEYS = ("learning_rate", "clip_range", "clip_range_vf")
-UNSUPPORTED_KEYS = frozenset(
-    {"frame_stack", "env_wrapper", "vec_env_wrapper", "callback", "monitor_kwargs", "env_kwargs", "replay_buffer_class"}
-)
 
 
 @dataclass(frozen=True)
@@ -157,52 +152,6 @@ class RunConfig:
     source: str
 
 
-def _schedule(key: str, value: Any) -> Any:
-    """
-    :param key: Hyperparameter name (for the error message).
-    :param value: A number or an rl-zoo3 ``"lin_<start>"`` string.
-    :return: The number, or a schedule decaying linearly from ``start`` to 0.
-    """
-    if not isinstance(value, str):
-        return value
-    kind, _, start = value.partition("_")
-    if kind != "lin":
-        raise ValueError(f"Unsupported schedule for {key}: {value!r}")
-    return LinearSchedule(float(start), 0.0, 1.0)
-
-
-def preprocess_hyperparams(raw: Mapping[str, Any]) -> tuple[str, int, dict[str, Any] | None, dict[str, Any]]:
-    """
-    Apply rl-zoo3's conventions to one env's hyperparameters; ``n_timesteps`` is dropped (the budget overrides it).
-
-    :param raw: The env's entry as read from YAML.
-    :return: ``(policy, n_envs, normalize_kwargs or None, model_kwargs)``.
-    """
-    kwargs = dict(raw)
-    unsupported = UNSUPPORTED_KEYS & kwargs.keys()
-    if unsupported:
-        raise ValueError(f"Unsupported rl-zoo3 keys: {sorted(unsupported)}")
-    kwargs.pop("n_timesteps", None)
-    policy = kwargs.pop("policy", "MlpPolicy")
-    n_envs = int(kwargs.pop("n_envs", 1))
-    normalize = kwargs.pop("normalize", False)
-    normalize_kwargs: dict[str, Any] | None = None
-    if isinstance(normalize, str):
-        normalize = eval(normalize)
-    if normalize:
-        normalize_kwargs = dict(normalize) if isinstance(normalize, dict) else {}
-        if "gamma" in kwargs:
-            normalize_kwargs["gamma"] = kwargs["gamma"]
-    if isinstance(kwargs.get("policy_kwargs"), str):
-        kwargs["policy_kwargs"] = eval(kwargs["policy_kwargs"], {"nn": th.nn, "th": th})
-    for key in SCHEDULE_KEYS:
-        if key in kwargs:
-            kwargs[key] = _schedule(key, kwargs[key])
-    if isinstance(kwargs.get("train_freq"), list):
-        kwargs["train_freq"] = tuple(kwargs["train_freq"])
-    return policy, n_envs, normalize_kwargs, kwargs
-
-
 def resolve(spec: AlgoSpec, env_id: str) -> RunConfig:
     """
     :param spec: The registry entry.
@@ -217,5 +166,5 @@ def resolve(spec: AlgoSpec, env_id: str) -> RunConfig:
         if env_id in table:
             raw, source = table[env_id], spec.hyperparams_file.name
     raw = {**raw, **spec.overrides}
-    policy, n_envs, normalize_kwargs, model_kwargs = preprocess_hyperparams(raw)
+    policy, n_envs, normalize_kwargs, model_kwargs = preprocess_hyperparams(raw, env_id)
     return RunConfig(spec.load_class(), policy, n_envs, normalize_kwargs, model_kwargs, source)

@@ -14,9 +14,9 @@ from rl_zoo3.hyperparams_opt import HYPERPARAMS_CONVERTER, HYPERPARAMS_SAMPLER
 from rl_zoo3.utils import ALGOS
 from stable_baselines3.common.monitor import Monitor
 
-from benchmarks.registry import preprocess_hyperparams
 from sb3_pgnotes import NStepAC, Reinforce
 from sb3_pgnotes.zoo import ZOO_ALGORITHMS, hyperparams_path, register_algorithms
+from sb3_pgnotes.zoo.registry import preprocess_hyperparams
 from sb3_pgnotes.zoo.cli import main, rewrite_command, script_arguments
 from sb3_pgnotes.zoo.plotting import plot_learning_curve
 
@@ -219,7 +219,7 @@ def test_nstep_ac_sampler_on_the_packaged_entry(critic_target: str) -> None:
     )
     with hyperparams_path("nstep_ac") as path:
         entry = yaml.safe_load(path.read_text())["CartPole-v1"]
-    _, _, _, kwargs = preprocess_hyperparams(entry)
+    _, _, _, kwargs = preprocess_hyperparams(entry, "CartPole-v1")
     kwargs.update(ZOO_ALGORITHMS["nstep_ac"].sampler(trial, 2, 1, {}))
     model = NStepAC("MlpPolicy", "CartPole-v1", **kwargs)
     assert model.critic_target == critic_target

@@ -1,9 +1,11 @@
-"""The one list of sb3-pgnotes algorithms that the rl-zoo3 command line knows.
+"""The one list of sb3-pgnotes algorithms that the rl-zoo3 command line knows, and the one reading of rl-zoo3
+hyperparameter entries (rl-zoo3's own) that the command line and the benchmarks share.
 
 A new algorithm joins the zoo by adding one entry to :data:`ZOO_ALGORITHMS`.
 """
 
-from collections.abc import Callable
+import argparse
+from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from importlib.resources import as_file, files
@@ -11,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from optuna.trial import BaseTrial
+from rl_zoo3.exp_manager import ExperimentManager
 from rl_zoo3.hyperparams_opt import HYPERPARAMS_CONVERTER, HYPERPARAMS_SAMPLER
 from rl_zoo3.utils import ALGOS
 from stable_baselines3.common.base_class import BaseAlgorithm
@@ -81,3 +84,28 @@ def hyperparams_path(algo: str) -> AbstractContextManager[Path]:
         package, valid until the context exits
     """
     return as_file(files("sb3_pgnotes.hyperparams") / ZOO_ALGORITHMS[algo].hyperparams_file)
+
+
+#: rl-zoo3 keys that set up env wrappers, monitors or callbacks: a plain constructor call cannot honour them.
+ENV_SETUP_KEYS = frozenset(
+    {"frame_stack", "env_wrapper", "vec_env_wrapper", "callback", "monitor_kwargs", "env_kwargs", "replay_buffer_class"}
+)
+
+
+def preprocess_hyperparams(raw: Mapping[str, Any], env_id: str) -> tuple[Any, int, dict[str, Any] | None, dict[str, Any]]:
+    """
+    One env's rl-zoo3 hyperparameter entry, preprocessed by rl-zoo3's own ``ExperimentManager`` (schedules,
+    ``train_freq``, normalisation, ``policy_kwargs``), as ``train`` would; ``n_timesteps`` is dropped.
+
+    :param raw: The env's entry as read from YAML
+    :param env_id: The env it is for
+    :return: ``(policy, n_envs, VecNormalize kwargs or None, constructor kwargs)``
+    :raises ValueError: For keys that set up envs or callbacks (:data:`ENV_SETUP_KEYS`)
+    """
+    unsupported = ENV_SETUP_KEYS & raw.keys()
+    if unsupported:
+        raise ValueError(f"Unsupported rl-zoo3 keys: {sorted(unsupported)}")
+    manager = ExperimentManager(argparse.Namespace(), "", env_id, log_folder="", n_timesteps=1, verbose=0)
+    kwargs, *_ = manager._preprocess_hyperparams({"n_timesteps": 0, **raw})
+    policy = kwargs.pop("policy", "MlpPolicy")
+    return policy, int(manager.n_envs), (manager.normalize_kwargs if manager.normalize else None), kwargs
