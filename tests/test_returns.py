@@ -3,6 +3,7 @@
 import gymnasium as gym
 import numpy as np
 import pytest
+import torch as th
 from envs import CountingEnv
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.vec_env import DummyVecEnv
@@ -190,3 +191,30 @@ def test_gae_advantages() -> None:
     )
     # lambda 0.5: (gamma lambda) = 0.25-discounted sum of the TD errors.
     np.testing.assert_allclose(gae_advantages(REWARDS, values, LENGTHS, 0.5, 0.5), [1.375, 1.5, 0.0, 2.5, 0.0])
+
+
+def test_gae_agrees_with_sb3_rollout_buffer() -> None:
+    """PPOKL's GAE (SB3's buffer) and the diagnostics' (gae_advantages) are the same formula."""
+    from gymnasium import spaces
+    from stable_baselines3.common.buffers import RolloutBuffer
+
+    rng = np.random.default_rng(0)
+    n_steps, gamma, gae_lambda = 7, 0.9, 0.8
+    rewards, values = rng.normal(size=n_steps), rng.normal(size=n_steps)
+    dones = np.array([0, 0, 1, 0, 0, 0, 0], dtype=bool)  # an episode ends after step 2; the rollout cuts the next
+    last_value = 0.7
+    buffer = RolloutBuffer(n_steps, spaces.Box(-1, 1, (1,)), spaces.Discrete(2), "cpu", gae_lambda, gamma, n_envs=1)
+    episode_starts = np.concatenate([[True], dones[:-1]])
+    for t in range(n_steps):
+        buffer.add(
+            np.zeros((1, 1)),
+            np.zeros((1, 1)),
+            rewards[t : t + 1],
+            episode_starts[t : t + 1],
+            th.tensor([values[t]]),
+            th.zeros(1),
+        )
+    buffer.compute_returns_and_advantage(th.tensor([last_value]), np.array([False]))
+    # Segments: steps 0-2 (terminated), 3-6 (cut by the rollout's edge, bootstrapped with the last value).
+    ours = gae_advantages(rewards, values, np.array([3, 4]), gamma, gae_lambda, np.array([0.0, last_value]))
+    np.testing.assert_allclose(buffer.advantages.flatten(), ours, rtol=1e-5, atol=1e-6)

@@ -171,7 +171,7 @@ def linear_per_episode_score_sums(
 def optimal_baseline(x: th.Tensor, y: th.Tensor, leave_one_out: bool = True) -> th.Tensor:
     """
     Variance-minimising constant baseline per parameter component, ``b*_k = E[X_k Y_k] / E[Y_k^2]``
-    (``shared/spec/algorithms.md`` section 1), estimated from the batch.
+    (``docs/theory.md``, "Baselines"), estimated from the batch.
 
     X_i is episode i's un-baselined gradient term and Y_i the sum of the (weighted) score vectors that the
     baseline multiplies, so that episode i's baselined term is ``X_i - b * Y_i``. For full returns this is

@@ -1,5 +1,5 @@
 """
-Importance-sampling math of the notes' off-policy policy gradient (``shared/spec/algorithms.md`` section 2), as
+Importance-sampling math of the off-policy policy gradient (``docs/theory.md``, "Importance sampling"), as
 small pure functions over flat per-step arrays (the layout of :mod:`sb3_pgnotes.common.returns`).
 
 Weights are handled as log-weights: a product of many ratios over a long episode over- or underflows in floating
@@ -16,7 +16,7 @@ from sb3_pgnotes.common.returns import _check_lengths, reward_to_go
 def per_decision_log_weights(log_ratios: np.ndarray, episode_lengths: np.ndarray) -> np.ndarray:
     """
     Cumulative log-ratios within each episode, ``log prod_{t'<=t} pi'(a_t'|s_t') / pi(a_t'|s_t')``: the log of
-    the per-decision importance weight of step t (only the actions up to t, notes' causality II).
+    the per-decision importance weight of step t (only the actions up to t).
 
     :param log_ratios: Flat per-step ``log pi'(a_t|s_t) - log pi(a_t|s_t)``
     :param episode_lengths: Number of steps of each episode

@@ -1,6 +1,6 @@
 """
 KL divergence between the rollout policy and the policy being optimised, and the PPO paper's adaptive
-penalty coefficient (notes 6.2; ``shared/spec/algorithms.md`` section 4), as small pure functions.
+penalty coefficient (``docs/theory.md``, "KL penalty"), as small pure functions.
 
 Every KL here is ``KL(pi_old(.|s) || pi_new(.|s))``: the expectation is under the old (rollout) policy,
 whose actions the batch holds.

@@ -1,8 +1,8 @@
 """
-Return and policy-gradient weight math of the notes, as small pure functions over flat per-step arrays.
+Return, baseline and critic-target math (``docs/theory.md``), as small pure functions over flat per-step arrays.
 
 A batch of whole episodes is stored flat: the steps of episode 0, then episode 1, ...; ``episode_lengths``
-gives how many steps each episode has. Time indices are 0-based, so the notes' ``gamma^(t-1)`` (1-based) is
+gives how many steps each episode has. Time indices are 0-based, so the textbook ``gamma^(t-1)`` (1-based) is
 ``gamma**t`` here.
 """
 
@@ -46,7 +46,7 @@ def reward_to_go(
     bootstrap_values: np.ndarray | None = None,
 ) -> np.ndarray:
     """
-    Discounted reward-to-go ``G_t = sum_{t'>=t} gamma^(t'-t) r_t'`` within each episode (notes 2.6 and 3.4).
+    Discounted reward-to-go ``G_t = sum_{t'>=t} gamma^(t'-t) r_t'`` within each episode (``docs/theory.md``, "Reward-to-go").
 
     :param rewards: Flat per-step rewards
     :param episode_lengths: Number of steps of each episode
@@ -82,7 +82,8 @@ def episode_returns(
     bootstrap_values: np.ndarray | None = None,
 ) -> np.ndarray:
     """
-    Discounted return of each whole episode, ``R(tau) = sum_t gamma^t r_t`` (notes 2.2).
+    Discounted return of each whole episode, ``R(tau) = sum_t gamma^t r_t`` (``docs/theory.md``, "The
+    policy-gradient estimator").
 
     :param rewards: Flat per-step rewards
     :param episode_lengths: Number of steps of each episode
@@ -101,7 +102,8 @@ def full_returns(
     bootstrap_values: np.ndarray | None = None,
 ) -> np.ndarray:
     """
-    The whole episode's return repeated at every step: the weight of the plain estimator (notes 2.2).
+    The whole episode's return repeated at every step: the weight of the plain estimator (``docs/theory.md``,
+    "The policy-gradient estimator").
 
     :param rewards: Flat per-step rewards
     :param episode_lengths: Number of steps of each episode
@@ -140,7 +142,7 @@ def standardize(weights: np.ndarray) -> np.ndarray:
 
 def batch_mean_baseline(returns: np.ndarray, episode_lengths: np.ndarray, per_episode: bool) -> float:
     """
-    The notes' batch-mean baseline ``b = 1/N sum_i r(tau_i)`` (2.7).
+    The batch-mean baseline ``b = 1/N sum_i r(tau_i)`` (``docs/theory.md``, "Baselines").
 
     :param returns: Flat per-step returns the baseline is subtracted from
     :param episode_lengths: Number of steps of each episode
@@ -165,7 +167,7 @@ def nstep_returns(
 ) -> np.ndarray:
     """
     The n-step critic target ``y_t = sum_{k<m} gamma^k r_{t+k} + gamma^m V(s_{t+m})`` with ``m = min(n, T - t)``
-    (notes 3, "n-step"): the lookahead is cut at the end of the segment, where ``V(s_T)`` is the segment's
+    (``docs/theory.md``, "Critic targets"): the lookahead is cut at the end of the segment, where ``V(s_T)`` is the segment's
     bootstrap value.
 
     A segment is a run of consecutive steps of one env: a whole episode, or the part of one inside a rollout.
@@ -210,7 +212,7 @@ def td_targets(
     bootstrap_values: np.ndarray | None = None,
 ) -> np.ndarray:
     """
-    The bootstrapped (TD(0)) critic target ``y_t = r_t + gamma V(s_{t+1})`` (notes 3, method 2), with
+    The bootstrapped (TD(0)) critic target ``y_t = r_t + gamma V(s_{t+1})`` (``docs/theory.md``, "Critic targets"), with
     ``V(s_{t+1})`` the segment's bootstrap value at its last step (see :func:`nstep_returns`).
 
     :param rewards: Flat per-step rewards, segment after segment
@@ -232,8 +234,8 @@ def gae_advantages(
     bootstrap_values: np.ndarray | None = None,
 ) -> np.ndarray:
     """
-    Generalised advantage estimation (``shared/spec/algorithms.md`` section 4): the ``(gamma lambda)``-discounted
-    reward-to-go of the TD errors ``delta_t = r_t + gamma V(s_{t+1}) - V(s_t)``.
+    Generalised advantage estimation (``docs/theory.md``, "Generalised advantage estimation"): the
+    ``(gamma lambda)``-discounted reward-to-go of the TD errors ``delta_t = r_t + gamma V(s_{t+1}) - V(s_t)``.
 
     :param rewards: Flat per-step rewards, segment after segment
     :param values: Flat per-step values ``V(s_t)``

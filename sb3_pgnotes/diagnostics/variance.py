@@ -1,5 +1,6 @@
 """
-Gradient-variance diagnostics: how much each policy-gradient estimator "shakes" (notes 2.6-2.7).
+Gradient-variance diagnostics: how much each policy-gradient estimator "shakes" (``docs/theory.md``, "Reward-to-go"
+and "Baselines").
 
 On one fixed policy snapshot, M independent batches of whole episodes are drawn and every estimator variant
 computes its gradient on each batch. Because the snapshot does not change, the spread of the M estimates is

@@ -30,8 +30,8 @@ DEFAULT_N_STEPS = 5
 
 class NStepAC(SeparateCriticMixin, EpisodicOnPolicyAlgorithm):
     """
-    Batch and online actor-critic with Monte Carlo, TD(0) or n-step critic targets (notes section
-    "3. actor-critic method"; ``shared/spec/algorithms.md`` section 3).
+    Batch and online actor-critic with Monte Carlo, TD(0) or n-step critic targets (``docs/theory.md``,
+    "Critic targets").
 
     Each update (1) collects data with the current policy, (2) fits the critic V_phi by regression on the target
     y_t, (3) forms the advantage ``A_t = y_t - V_phi(s_t)`` with the fitted critic and (4) takes one actor step on
@@ -54,11 +54,11 @@ class NStepAC(SeparateCriticMixin, EpisodicOnPolicyAlgorithm):
 
     In ``"batch"`` mode the critic is fitted with ``n_target_updates`` rounds of ``n_grad_steps_per_target_update``
     full-batch gradient steps, the bootstrapped targets being recomputed from the current critic at the start of
-    each round (CS285's "target updates" x "gradient steps per target update"). ``"online"`` mode is the notes'
+    each round (CS285's "target updates" x "gradient steps per target update"). ``"online"`` mode is the textbook
     online actor-critic: one env step per env, then the critic and actor updates, the ``n_envs`` parallel workers
     forming the batch (a rollout of length 1 with the ``"td"`` target).
 
-    The actor loss is a mean over the batch's steps (as SB3's A2C), so its gradient is the notes' sum over steps
+    The actor loss is a mean over the batch's steps (as SB3's A2C), so its gradient is the estimator's sum over steps
     divided by the number of steps. Actor and critic have separate optimisers (the policy's ``optimizer_class``);
     a features extractor shared by both is trained by the actor only.
 
@@ -80,7 +80,8 @@ class NStepAC(SeparateCriticMixin, EpisodicOnPolicyAlgorithm):
     :param critic_learning_rate: Learning rate of the critic, constant or a schedule
     :param n_target_updates: Number of times the critic's targets are computed per update
     :param n_grad_steps_per_target_update: Number of full-batch critic gradient steps per target computation
-    :param discount_option: 1: discount inside the targets only; 2: also weight step t by ``gamma^t`` (notes 3.4)
+    :param discount_option: 1: discount inside the targets only; 2: also weight step t by ``gamma^t``
+        (``docs/theory.md``, "Discounting")
     :param normalize_advantage: Standardise the per-step actor weights over the batch
     :param ent_coef: Entropy coefficient for the loss calculation
     :param max_grad_norm: Maximum norm of the actor and of the critic gradient (``None``: no clipping)

@@ -56,8 +56,8 @@ def _check_train_freq(train_freq: Any) -> None:
 
 class OffPolicyPG(SeparateCriticMixin, OffPolicyAlgorithm):
     """
-    Off-policy policy gradient with importance sampling over a replay of recent whole episodes (notes section 3,
-    ``shared/spec/algorithms.md`` section 2).
+    Off-policy policy gradient with importance sampling over a replay of recent whole episodes (Precup et al.
+    2000; ``docs/theory.md``, "Importance sampling").
 
     The episodes were collected by earlier policies (the behaviour policy pi_theta, whose log-probability of each
     action is stored with the step); the gradient is that of the current policy pi_theta'. With the per-step ratio
@@ -80,7 +80,7 @@ class OffPolicyPG(SeparateCriticMixin, OffPolicyAlgorithm):
     (weights, returns and baselines, computed with the current log-probabilities detached): its gradient at theta' is
     the estimator. Equivalently it is the gradient of the surrogate ``sum_t d_t (c_t / rho_t) rho_t`` with only
     ``rho_t`` live, since ``grad rho_t = rho_t grad log pi_theta'``; differentiating the earlier ratios in ``w_t`` as
-    well would add terms that the notes' estimator does not have. The behaviour log-probabilities are data, recorded
+    well would add terms that the estimator does not have. The behaviour log-probabilities are data, recorded
     at collection: they never depend on theta'. The weights are computed as log-weights; ``c_bar`` truncates each
     (``min(c_bar, w)``, biased but bounded) and ``self_normalize`` divides them by their batch mean (consistent,
     bounded by the number of weights).

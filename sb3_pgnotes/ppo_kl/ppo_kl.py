@@ -25,7 +25,7 @@ KL_ESTIMATORS = ("analytic", "sample")
 
 class PPOKL(OnPolicyAlgorithm):
     """
-    PPO with a KL penalty, fixed or adaptive (notes 6.2; ``shared/spec/algorithms.md`` section 4; Schulman et
+    PPO with a KL penalty, fixed or adaptive (``docs/theory.md``, "KL penalty"; Schulman et
     al. 2017, "Proximal Policy Optimization Algorithms", section 4).
 
     Each update collects ``n_steps`` steps per env into SB3's ``RolloutBuffer`` (GAE advantages and returns),
@@ -34,7 +34,7 @@ class PPOKL(OnPolicyAlgorithm):
         loss = -mean(ratio * A) + beta * mean(KL(pi_old(.|s) || pi(.|s))) + vf_coef * value loss - ent_coef * entropy
 
     with ``ratio = pi(a|s) / pi_old(a|s)`` and no clipping of the ratio. This maximises the penalised surrogate
-    ``J = sum ratio * A - beta * KL``: the notes write "+ beta D_KL", a sign error that the spec corrects (the
+    ``J = sum ratio * A - beta * KL``: some course notes write "+ beta D_KL", a sign slip (the
     penalty is subtracted from the objective, i.e. added to the loss).
 
     pi_old is the policy that collected the rollout: with ``kl_estimator="analytic"`` a frozen copy of the policy,
@@ -46,7 +46,7 @@ class PPOKL(OnPolicyAlgorithm):
     (``"adaptive"``): with d the mean KL between the rollout policy and the updated policy over the whole rollout,
     ``d < kl_target / kl_tolerance``: beta /= beta_factor; ``d > kl_target * kl_tolerance``: beta *= beta_factor;
     then clipped to ``[beta_min, beta_max]``. The current beta is the attribute ``beta``, saved with the model.
-    With ``beta = 0`` (fixed) the loss is the unclipped importance-sampled surrogate of the notes' off-policy
+    With ``beta = 0`` (fixed) the loss is the unclipped importance-sampled surrogate of the off-policy
     actor-critic (the paper's "no clipping or penalty").
 
     :param policy: The policy model to use (MlpPolicy, CnnPolicy, MultiInputPolicy)
@@ -281,7 +281,7 @@ class PPOKL(OnPolicyAlgorithm):
                 entropy_term = entropy_loss(distribution.entropy(), log_prob)
                 loss = policy_loss + self.ent_coef * entropy_term + self.vf_coef * value_loss
                 if beta > 0:
-                    # The penalty is subtracted from the objective J, so it is added to the loss (spec section 4).
+                    # The penalty is subtracted from the objective J, so it is added to the loss.
                     kl_loss = self.kl(rollout_data.observations, distribution, log_ratio).mean()
                     loss = loss + beta * kl_loss
                     kl_losses.append(kl_loss.item())

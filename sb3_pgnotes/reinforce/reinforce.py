@@ -28,8 +28,8 @@ DISCOUNT_OPTIONS = (1, 2)
 
 class Reinforce(SeparateCriticMixin, EpisodicOnPolicyAlgorithm):
     """
-    REINFORCE: Monte Carlo policy gradient from whole episodes (notes sections 2.2-2.7 and 3.4;
-    ``shared/spec/algorithms.md`` section 1).
+    REINFORCE: Monte Carlo policy gradient from whole episodes (Williams 1992; ``docs/theory.md``, sections
+    "The policy-gradient estimator" to "Discounting").
 
     Each update collects ``n_episodes`` whole episodes with the current policy and takes one gradient step on
 
@@ -41,14 +41,14 @@ class Reinforce(SeparateCriticMixin, EpisodicOnPolicyAlgorithm):
     two options coincide: the full discounted return already is the discounted objective's estimator.
 
     Loss scaling: with ``loss_scale="episode"`` the loss is ``-1/N sum_{i,t} w_t log pi * (R - b)``, whose
-    gradient is exactly the notes' estimator g (sum over steps, mean over episodes). With ``loss_scale="step"``
+    gradient is exactly the estimator g (sum over steps, mean over episodes). With ``loss_scale="step"``
     it is the mean over all steps instead, i.e. g times N / (number of steps). The entropy bonus is always a
     per-step mean. Advantage normalisation, when on, standardises ``w_t (R - b)`` over the batch.
 
     :param policy: The policy model to use (MlpPolicy, CnnPolicy, MultiInputPolicy)
     :param env: The environment to learn from (if registered in Gym, can be str)
     :param learning_rate: Learning rate of the policy, constant or a function of the progress remaining (1 to 0)
-    :param n_episodes: Number of whole episodes per update (N in the notes), spread over the envs
+    :param n_episodes: Number of whole episodes per update (N in ``docs/theory.md``), spread over the envs
     :param gamma: Discount factor
     :param reward_to_go: Weight each step by the reward-to-go (causality, 2.6) instead of the full return
     :param baseline: ``"none"``; ``"mean"``: the batch mean of the returns (2.7; per episode for full returns,
@@ -60,11 +60,11 @@ class Reinforce(SeparateCriticMixin, EpisodicOnPolicyAlgorithm):
         episodes only (default): the baseline then does not depend on the episode it is applied to, so the
         estimator stays exactly unbiased, at no extra cost. False uses one baseline from the whole batch.
     :param discount_option: 1: ``gamma^(t'-t)`` inside the reward-to-go only; 2: also weight step t by
-        ``gamma^t`` (notes 3.4)
+        ``gamma^t`` (``docs/theory.md``, "Discounting")
     :param normalize_advantage: Standardise the per-step weights over the batch
     :param ent_coef: Entropy coefficient for the loss calculation
     :param max_grad_norm: Maximum norm of the policy and of the critic gradient (``None``: no clipping)
-    :param loss_scale: ``"episode"`` (mean over episodes of the per-episode sum, the notes' 1/N) or
+    :param loss_scale: ``"episode"`` (mean over episodes of the per-episode sum, the estimator's 1/N) or
         ``"step"`` (mean over steps)
     :param critic_learning_rate: Learning rate of the value baseline, constant or a schedule
     :param n_critic_updates: Number of full-batch gradient steps on the value baseline per update
