@@ -116,34 +116,23 @@ class EpisodeBatch:
         )
 
 
-@dataclass
-class _VecStep:
-    observations: Observation
-    actions: np.ndarray
-    rewards: np.ndarray
-    log_probs: np.ndarray
-    step_times: np.ndarray
-
-
-def _gather(rows: list[np.ndarray], env_idx: int) -> np.ndarray:
-    return np.stack([row[env_idx] for row in rows])
-
-
 class EpisodeAssembler:
     """
     Holds the vec-env steps of every env's open segment and hands out a segment whole when it ends.
 
     A segment is a run of consecutive steps of one env: a whole episode, or the part of one that a collection kept.
-    Steps are stored once per vec-env step; ending env ``i``'s segment gathers its rows. Steps that no open segment
-    needs any more are dropped.
+    Each field is stored in one array of shape (rows, n_envs, ...), a row per vec-env step, so that storing a step
+    and cutting out a segment are single array copies. Rows that no open segment needs any more are reclaimed when
+    the arrays fill up.
 
     :param n_envs: Number of environments in the vectorised env
     """
 
     def __init__(self, n_envs: int) -> None:
         self.n_envs = n_envs
-        self._steps: list[_VecStep] = []
-        # Index (counted from the first step ever added) of the first stored step and of each env's open segment.
+        self._arrays: dict[str, np.ndarray] = {}
+        self._observation_keys: list[str] | None = None
+        # Counted from the first step ever added: the step in row 0, the steps added, each env's open segment start.
         self._first_stored = 0
         self._n_added = 0
         self._segment_starts = np.zeros(n_envs, dtype=np.int64)
@@ -162,7 +151,7 @@ class EpisodeAssembler:
         step_times: np.ndarray,
     ) -> None:
         """
-        Store one vec-env step (copies: the env may reuse its arrays).
+        Store one vec-env step (copied: the env may reuse its arrays).
 
         :param observations: Observations the actions were taken in, (n_envs, ...)
         :param actions: Raw actions, (n_envs, ...)
@@ -170,20 +159,42 @@ class EpisodeAssembler:
         :param log_probs: Log-probabilities of the actions, (n_envs,)
         :param step_times: Time index of the step within each env's episode, (n_envs,)
         """
+        fields = {"actions": np.asarray(actions), "rewards": np.asarray(rewards, dtype=np.float32)}
+        fields["log_probs"] = np.asarray(log_probs, dtype=np.float32)
+        fields["step_times"] = np.asarray(step_times, dtype=np.int64)
         if isinstance(observations, dict):
-            observations = {key: np.array(value) for key, value in observations.items()}
+            self._observation_keys = list(observations)
+            fields.update({f"observations/{key}": np.asarray(value) for key, value in observations.items()})
         else:
-            observations = np.array(observations)
-        self._steps.append(
-            _VecStep(
-                observations,
-                np.array(actions),
-                np.asarray(rewards, dtype=np.float32),
-                np.asarray(log_probs, dtype=np.float32),
-                np.array(step_times, dtype=np.int64),
-            )
-        )
+            fields["observations"] = np.asarray(observations)
+        if not self._arrays:
+            self._arrays = {name: np.zeros((64, *value.shape), dtype=value.dtype) for name, value in fields.items()}
+        row = self._n_added - self._first_stored
+        if row == len(self._arrays["rewards"]):
+            row = self._make_room()
+        for name, value in fields.items():
+            self._arrays[name][row] = value
         self._n_added += 1
+
+    def _make_room(self) -> int:
+        """
+        Reclaim the rows before the oldest open segment, or double the arrays when that frees less than half.
+
+        :return: The row the next step goes to
+        """
+        keep_from = int(self._segment_starts.min())
+        live = self._n_added - keep_from
+        capacity = len(self._arrays["rewards"])
+        start = keep_from - self._first_stored
+        for name, array in self._arrays.items():
+            if 2 * live <= capacity:
+                array[:live] = array[start : start + live]
+            else:
+                grown = np.zeros((2 * capacity, *array.shape[1:]), dtype=array.dtype)
+                grown[:live] = array[start : start + live]
+                self._arrays[name] = grown
+        self._first_stored = keep_from
+        return live
 
     def end_segment(self, env_idx: int, truncated: bool, next_observation: Observation | None) -> EpisodeBatch:
         """
@@ -194,23 +205,27 @@ class EpisodeAssembler:
         :param next_observation: The observation after the segment's last step, kept when ``truncated``
         :return: The segment, as a batch of one episode
         """
-        rows = self._steps[self._segment_starts[env_idx] - self._first_stored :]
-        if not rows:
+        start, stop = int(self._segment_starts[env_idx]) - self._first_stored, self._n_added - self._first_stored
+        if stop <= start:
             raise ValueError(f"env {env_idx} has no open segment to end")
-        first = rows[0].observations
-        if isinstance(first, dict):
-            observations: Observation = {key: _gather([row.observations[key] for row in rows], env_idx) for key in first}  # type: ignore[index]
+
+        def cut(name: str) -> np.ndarray:
+            return self._arrays[name][start:stop, env_idx].copy()
+
+        observations: Observation
+        if self._observation_keys is not None:
+            observations = {key: cut(f"observations/{key}") for key in self._observation_keys}
         else:
-            observations = _gather([row.observations for row in rows], env_idx)  # type: ignore[misc]
+            observations = cut("observations")
         segment = EpisodeBatch(
             observations=observations,
-            actions=_gather([row.actions for row in rows], env_idx),
-            rewards=_gather([row.rewards for row in rows], env_idx),
-            log_probs=_gather([row.log_probs for row in rows], env_idx),
-            episode_lengths=np.array([len(rows)], dtype=np.int64),
+            actions=cut("actions"),
+            rewards=cut("rewards"),
+            log_probs=cut("log_probs"),
+            episode_lengths=np.array([stop - start], dtype=np.int64),
             truncated=np.array([truncated]),
             terminal_observations=[next_observation if truncated else None],
-            step_times=_gather([row.step_times for row in rows], env_idx),
+            step_times=cut("step_times"),
         )
         self.drop_segment(env_idx)
         return segment
@@ -222,15 +237,10 @@ class EpisodeAssembler:
         :param env_idx: Index of the env
         """
         self._segment_starts[env_idx] = self._n_added
-        unused = int(self._segment_starts.min()) - self._first_stored
-        if unused > 0:
-            del self._steps[:unused]
-            self._first_stored += unused
 
     def clear(self) -> None:
         """Discard every open segment."""
-        for env_idx in range(self.n_envs):
-            self.drop_segment(env_idx)
+        self._segment_starts[:] = self._n_added
 
 
 class _EpisodicBufferMixin:

@@ -35,16 +35,19 @@ def without_distribution_validation() -> Iterator[None]:
         th.distributions.Distribution.set_default_validate_args(previous)
 
 
-def sample_actions(policy: ActorCriticPolicy, observations: Observation) -> tuple[np.ndarray, np.ndarray]:
+def sample_actions(
+    policy: ActorCriticPolicy, observations: Observation, device: th.device | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """
     Sample one action per env from the policy, with its log-probability.
 
     :param policy: The policy
     :param observations: The envs' current observations
+    :param device: The policy's device (``None``: ask the policy, which costs a walk over its parameters)
     :return: Raw actions shaped as the action space, (n_envs, ...), and their log-probabilities, (n_envs,)
     """
     with th.no_grad():
-        obs_tensor = obs_as_tensor(observations, policy.device)  # type: ignore[arg-type]
+        obs_tensor = obs_as_tensor(observations, policy.device if device is None else device)  # type: ignore[arg-type]
         # torch's argument validation costs more than the sampling itself on small policies; the policy's own
         # outputs need no checking (non-finite logits still fail in the sampler).
         with without_distribution_validation():
@@ -316,6 +319,7 @@ class CollectingModel(Protocol):
     """What the collection loop reads and updates on the algorithm (SB3's attributes, so callbacks see them)."""
 
     policy: Any
+    device: th.device
     num_timesteps: int
     _last_obs: Any
     _last_episode_starts: Any
@@ -382,7 +386,7 @@ class Collector:
             self._resample_noise(n_vec_steps, env.num_envs)
             # An env (re)started its episode: by an auto-reset after done, or by a reset of the envs.
             self.episode_times[np.asarray(model._last_episode_starts, dtype=bool)] = 0
-            actions, log_probs = sample_actions(policy, model._last_obs)  # type: ignore[arg-type]
+            actions, log_probs = sample_actions(policy, model._last_obs, model.device)
             new_obs, rewards, dones, infos = env.step(env_actions(policy, actions))
             model.num_timesteps += env.num_envs
             n_vec_steps += 1
@@ -410,8 +414,8 @@ class Collector:
 
     def _check_step_limit(self, counted: np.ndarray | None) -> None:
         limit = self.model.episode_step_limit
-        times = self.episode_times if counted is None else self.episode_times[counted]
-        if np.any(times > limit):
+        over = self.episode_times > limit
+        if over.any() and (counted is None or over[counted].any()):
             raise ValueError(
                 f"An episode ran for more than episode_step_limit={limit} steps without ending. "
                 "Wrap the env in gymnasium.wrappers.TimeLimit or raise episode_step_limit."

@@ -126,6 +126,7 @@ class EpisodeSampler:
             set_random_seed(seed)
             env.seed(seed)
         self.policy = policy
+        self.device = policy.device
         self.env = env
         self.use_sde = bool(getattr(policy, "use_sde", False))
         self.sde_sample_freq = -1
