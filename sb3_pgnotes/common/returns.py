@@ -157,6 +157,29 @@ def batch_mean_baseline(returns: np.ndarray, episode_lengths: np.ndarray, per_ep
     return float(np.mean(returns))
 
 
+def baseline_values(
+    kind: str, returns: np.ndarray, episode_lengths: np.ndarray, values: np.ndarray | None, per_episode: bool
+) -> np.ndarray | float:
+    """
+    The baseline subtracted from the returns (``docs/theory.md``, "Baselines").
+
+    :param kind: ``"mean"`` (:func:`batch_mean_baseline`), ``"value"`` (the critic's ``V(s_t)``), or anything else
+        for none (the optimal baseline, per parameter component, has no per-step form)
+    :param returns: Flat per-step returns
+    :param episode_lengths: Number of steps of each episode
+    :param values: Per-step ``V(s_t)``, needed for ``"value"``
+    :param per_episode: For ``"mean"``: whether ``returns`` repeat each episode's full return
+    :return: Per-step baseline, or a scalar
+    """
+    if kind == "mean":
+        return batch_mean_baseline(returns, episode_lengths, per_episode)
+    if kind == "value":
+        if values is None:
+            raise ValueError("The value baseline needs the critic's values")
+        return values
+    return 0.0
+
+
 def nstep_returns(
     rewards: np.ndarray,
     values: np.ndarray,

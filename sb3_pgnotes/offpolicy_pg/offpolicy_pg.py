@@ -26,7 +26,7 @@ from sb3_pgnotes.common.importance import (
 )
 from sb3_pgnotes.common.on_policy import SUPPORTED_ACTION_SPACES, clamped_progress_remaining
 from sb3_pgnotes.common.policies import actions_to_tensor, distribution_and_values, entropy_loss
-from sb3_pgnotes.common.returns import batch_mean_baseline, discount_weights, reward_to_go
+from sb3_pgnotes.common.returns import baseline_values, discount_weights, reward_to_go
 from sb3_pgnotes.common.validation import check_choice, check_finite, check_number, check_positive_int
 from sb3_pgnotes.offpolicy_pg.buffers import EpisodeReplayBuffer
 from sb3_pgnotes.offpolicy_pg.policies import CnnPolicy, MlpPolicy, MultiInputPolicy
@@ -347,12 +347,7 @@ class OffPolicyPG(SeparateCriticMixin, OffPolicyAlgorithm):
             returns = per_decision_returns(batch.rewards, weights, batch.episode_lengths, self.gamma)
         else:
             returns = weights * plain_returns
-        baseline: np.ndarray | float = 0.0
-        if self.baseline == "mean":
-            baseline = batch_mean_baseline(plain_returns, batch.episode_lengths, per_episode=False)
-        elif self.baseline == "value":
-            assert values is not None
-            baseline = values
+        baseline = baseline_values(self.baseline, plain_returns, batch.episode_lengths, values, per_episode=False)
         coefficients = returns - weights * baseline
         if self.discount_option == 2:
             coefficients = coefficients * discount_weights(batch.step_times, self.gamma)

@@ -15,7 +15,7 @@ from sb3_pgnotes.common.critic import SeparateCriticMixin, evaluate_values
 from sb3_pgnotes.common.gradients import ScoreSums, optimal_baseline, per_episode_score_sums
 from sb3_pgnotes.common.on_policy import EpisodicOnPolicyAlgorithm
 from sb3_pgnotes.common.policies import actions_to_tensor, entropy_loss
-from sb3_pgnotes.common.returns import batch_mean_baseline, discount_weights, full_returns, reward_to_go, standardize
+from sb3_pgnotes.common.returns import baseline_values, discount_weights, full_returns, reward_to_go, standardize
 from sb3_pgnotes.common.validation import check_choice, check_finite, check_positive_int
 from sb3_pgnotes.reinforce.policies import CnnPolicy, MlpPolicy, MultiInputPolicy
 
@@ -184,23 +184,9 @@ class Reinforce(SeparateCriticMixin, EpisodicOnPolicyAlgorithm):
             batch.values, batch.bootstrap_values = evaluate_values(self.policy, batch, bootstrap=self.bootstrap_truncated)
         else:
             batch.values, batch.bootstrap_values = np.zeros(batch.n_steps), np.zeros(batch.n_episodes)
-        returns, step_weights = self.returns_and_step_weights(batch, batch.bootstrap_values)
-        advantages = (returns - self._baseline(returns, batch, batch.values)) * step_weights
+        returns, _ = self.returns_and_step_weights(batch, batch.bootstrap_values)
+        advantages = self.advantages(batch, batch.values, batch.bootstrap_values)
         rollout_buffer.load_batch(batch, batch.values, returns, advantages)  # type: ignore[attr-defined]
-
-    def _baseline(self, returns: np.ndarray, batch: EpisodeBatch, values: np.ndarray | None) -> np.ndarray | float:
-        """
-        :param returns: Per-step returns the baseline is subtracted from
-        :param batch: The episodes
-        :param values: Per-step V(s_t) before this update's critic steps (``baseline="value"`` only)
-        :return: Per-step baseline (or a scalar)
-        """
-        if self.baseline == "mean":
-            return batch_mean_baseline(returns, batch.episode_lengths, per_episode=not self.reward_to_go)
-        if self.baseline == "value":
-            assert values is not None
-            return values
-        return 0.0
 
     def returns_and_step_weights(self, batch: EpisodeBatch, bootstrap: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """
@@ -214,6 +200,17 @@ class Reinforce(SeparateCriticMixin, EpisodicOnPolicyAlgorithm):
             return returns, discount_weights(batch.step_times, self.gamma)
         return returns, np.ones_like(returns)
 
+    def advantages(self, batch: EpisodeBatch, values: np.ndarray | None, bootstrap: np.ndarray) -> np.ndarray:
+        """
+        :param batch: The episodes
+        :param values: Per-step V(s_t) (``baseline="value"`` only)
+        :param bootstrap: Per-episode value after the last step (0 unless truncated and bootstrapped)
+        :return: Per-step ``w_t (R_t - b_t)`` (no baseline for ``"optimal"``, which is per parameter component)
+        """
+        returns, step_weights = self.returns_and_step_weights(batch, bootstrap)
+        per_episode = not self.reward_to_go
+        return (returns - baseline_values(self.baseline, returns, batch.episode_lengths, values, per_episode)) * step_weights
+
     def policy_gradient_weights(self, batch: EpisodeBatch, values: np.ndarray | None, bootstrap: np.ndarray) -> np.ndarray:
         """
         The per-step factor that multiplies ``grad log pi(a_t|s_t)`` in the estimator (not for the optimal
@@ -224,8 +221,7 @@ class Reinforce(SeparateCriticMixin, EpisodicOnPolicyAlgorithm):
         :param bootstrap: Per-episode value after the last step (0 unless truncated and bootstrapped)
         :return: Per-step weights ``w_t (R_t - b_t)``, standardised if ``normalize_advantage``
         """
-        returns, step_weights = self.returns_and_step_weights(batch, bootstrap)
-        weights = (returns - self._baseline(returns, batch, values)) * step_weights
+        weights = self.advantages(batch, values, bootstrap)
         return standardize(weights) if self.normalize_advantage else weights
 
     def optimal_baseline_gradient(
