@@ -98,23 +98,6 @@ class EpisodeBatch:
         starts[np.cumsum(self.episode_lengths) - self.episode_lengths] = True
         return starts
 
-    @staticmethod
-    def concatenate(batches: list["EpisodeBatch"]) -> "EpisodeBatch":
-        """
-        :param batches: At least one batch
-        :return: Their episodes, in order, as one batch
-        """
-        return EpisodeBatch(
-            observations=concatenate_observations([batch.observations for batch in batches]),
-            actions=np.concatenate([batch.actions for batch in batches]),
-            rewards=np.concatenate([batch.rewards for batch in batches]),
-            log_probs=np.concatenate([batch.log_probs for batch in batches]),
-            episode_lengths=np.concatenate([batch.episode_lengths for batch in batches]),
-            truncated=np.concatenate([batch.truncated for batch in batches]),
-            terminal_observations=[obs for batch in batches for obs in batch.terminal_observations],
-            step_times=np.concatenate([batch.step_times for batch in batches]),
-        )
-
 
 class EpisodeAssembler:
     """
@@ -122,14 +105,18 @@ class EpisodeAssembler:
 
     A segment is a run of consecutive steps of one env: a whole episode, or the part of one that a collection kept.
     Each field is stored in one array of shape (rows, n_envs, ...), a row per vec-env step, so that storing a step
-    and cutting out a segment are single array copies. Rows that no open segment needs any more are reclaimed when
-    the arrays fill up.
+    is one array copy per field, and so is cutting out a segment (:meth:`end_segment`) or many at once
+    (:meth:`gather`). With ``reclaim``, rows that no open segment needs any more are reclaimed when the arrays fill
+    up (for a store that cuts each segment out as it ends); without it, every row stays until the assembler is
+    dropped (for a collection whose closed segments are gathered at its end).
 
     :param n_envs: Number of environments in the vectorised env
+    :param reclaim: Whether rows before the oldest open segment may be reused
     """
 
-    def __init__(self, n_envs: int) -> None:
+    def __init__(self, n_envs: int, reclaim: bool = True) -> None:
         self.n_envs = n_envs
+        self.reclaim = reclaim
         self._arrays: dict[str, np.ndarray] = {}
         self._observation_keys: list[str] | None = None
         # Counted from the first step ever added: the step in row 0, the steps added, each env's open segment start.
@@ -182,7 +169,7 @@ class EpisodeAssembler:
 
         :return: The row the next step goes to
         """
-        keep_from = int(self._segment_starts.min())
+        keep_from = int(self._segment_starts.min()) if self.reclaim else self._first_stored
         live = self._n_added - keep_from
         capacity = len(self._arrays["rewards"])
         start = keep_from - self._first_stored
@@ -196,39 +183,50 @@ class EpisodeAssembler:
         self._first_stored = keep_from
         return live
 
+    def close_segment(self, env_idx: int) -> tuple[int, int]:
+        """
+        Close env ``env_idx``'s open segment at the last stored step: its next step starts a new one.
+
+        :param env_idx: Index of the env
+        :return: The segment's first step and one past its last, counted from the first step ever added (for
+            :meth:`gather`, valid while the rows are kept)
+        """
+        start, stop = int(self._segment_starts[env_idx]), self._n_added
+        if stop <= start:
+            raise ValueError(f"env {env_idx} has no open segment to end")
+        self._segment_starts[env_idx] = stop
+        return start, stop
+
+    def gather(self, segments: list[tuple[int, int, int]]) -> dict[str, Any]:
+        """
+        The stored steps of closed segments, one after another.
+
+        :param segments: ``(env_idx, start, stop)`` of each, as :meth:`close_segment` gave them
+        :return: Per field (``observations`` a dict for Dict spaces), the segments' steps concatenated
+        """
+        rows = np.concatenate([np.arange(start, stop) for _, start, stop in segments]) - self._first_stored
+        envs = np.concatenate([np.full(stop - start, env_idx) for env_idx, start, stop in segments])
+        fields = {name: array[rows, envs] for name, array in self._arrays.items()}
+        if self._observation_keys is not None:
+            fields["observations"] = {key: fields.pop(f"observations/{key}") for key in self._observation_keys}
+        return fields
+
     def end_segment(self, env_idx: int, truncated: bool, next_observation: Observation | None) -> EpisodeBatch:
         """
-        Close env ``env_idx``'s open segment at the last stored step and return it.
+        Close env ``env_idx``'s open segment and return it.
 
         :param env_idx: Index of the env
         :param truncated: Whether the episode goes on after the segment (cut by a time limit or a rollout's edge)
         :param next_observation: The observation after the segment's last step, kept when ``truncated``
         :return: The segment, as a batch of one episode
         """
-        start, stop = int(self._segment_starts[env_idx]) - self._first_stored, self._n_added - self._first_stored
-        if stop <= start:
-            raise ValueError(f"env {env_idx} has no open segment to end")
-
-        def cut(name: str) -> np.ndarray:
-            return self._arrays[name][start:stop, env_idx].copy()
-
-        observations: Observation
-        if self._observation_keys is not None:
-            observations = {key: cut(f"observations/{key}") for key in self._observation_keys}
-        else:
-            observations = cut("observations")
-        segment = EpisodeBatch(
-            observations=observations,
-            actions=cut("actions"),
-            rewards=cut("rewards"),
-            log_probs=cut("log_probs"),
+        start, stop = self.close_segment(env_idx)
+        return EpisodeBatch(
+            **self.gather([(env_idx, start, stop)]),
             episode_lengths=np.array([stop - start], dtype=np.int64),
             truncated=np.array([truncated]),
             terminal_observations=[next_observation if truncated else None],
-            step_times=cut("step_times"),
         )
-        self.drop_segment(env_idx)
-        return segment
 
     def drop_segment(self, env_idx: int) -> None:
         """

@@ -172,11 +172,13 @@ class EpisodeSegments(StoppingRule):
     def __init__(self, needs_episode_ends: bool) -> None:
         super().__init__(needs_episode_ends)
         self.assembler = EpisodeAssembler(0)
-        self._segments: list[list[EpisodeBatch]] = []
+        # Per env, its kept segments: (start, stop, truncated, observation after the last step if truncated).
+        self._segments: list[list[tuple[int, int, bool, Observation | None]]] = []
         self.n_vec_steps = 0
 
     def start(self, n_envs: int) -> None:
-        self.assembler = EpisodeAssembler(n_envs)
+        # Every row stays until the batch is gathered.
+        self.assembler = EpisodeAssembler(n_envs, reclaim=False)
         self._segments = [[] for _ in range(n_envs)]
         self.n_vec_steps = 0
 
@@ -189,21 +191,36 @@ class EpisodeSegments(StoppingRule):
         self.assembler.add_step(step.observations, step.actions, step.rewards, step.log_probs, step.step_times)
         self.n_vec_steps += 1
 
-    def keep_segment(self, env_idx: int, step: Step) -> None:
+    def keep_segment(self, env_idx: int, truncated: bool, next_observation: Observation | None) -> None:
         """
-        End env ``env_idx``'s segment at this step (its episode ended) and keep it for the batch.
+        End env ``env_idx``'s segment at the last stored step and keep it for the batch.
+
+        :param env_idx: Index of the env
+        :param truncated: Whether the episode goes on after the segment
+        :param next_observation: The observation after the segment's last step (kept when truncated)
+        """
+        start, stop = self.assembler.close_segment(env_idx)
+        self._segments[env_idx].append((start, stop, truncated, next_observation if truncated else None))
+
+    def keep_episode_end(self, env_idx: int, step: Step) -> None:
+        """
+        Keep env ``env_idx``'s segment that its episode's end at this step closes.
 
         :param env_idx: Index of the env
         :param step: The step
         """
         truncated = step.truncated(env_idx)
-        self._segments[env_idx].append(
-            self.assembler.end_segment(env_idx, truncated, step.terminal_observation(env_idx) if truncated else None)
-        )
+        self.keep_segment(env_idx, truncated, step.terminal_observation(env_idx) if truncated else None)
 
     def batch(self) -> EpisodeBatch:
-        """:return: The segments kept, env 0's first"""
-        return EpisodeBatch.concatenate([segment for segments in self._segments for segment in segments])
+        """:return: The segments kept, env 0's first, each env's in time order"""
+        kept = [(env_idx, *segment) for env_idx, segments in enumerate(self._segments) for segment in segments]
+        return EpisodeBatch(
+            **self.assembler.gather([(env_idx, start, stop) for env_idx, start, stop, _, _ in kept]),
+            episode_lengths=np.array([stop - start for _, start, stop, _, _ in kept], dtype=np.int64),
+            truncated=np.array([truncated for _, _, _, truncated, _ in kept], dtype=bool),
+            terminal_observations=[terminal for _, _, _, _, terminal in kept],
+        )
 
 
 class EpisodeQuota(EpisodeSegments):
@@ -249,7 +266,7 @@ class EpisodeQuota(EpisodeSegments):
         self.store(step)
         for idx in np.flatnonzero(step.dones).tolist():
             if counted[idx]:
-                self.keep_segment(idx, step)
+                self.keep_episode_end(idx, step)
                 self.episodes_done[idx] += 1
             else:
                 self.assembler.drop_segment(idx)
@@ -278,11 +295,11 @@ class StepsPerEnv(EpisodeSegments):
     def add_step(self, step: Step) -> None:
         self.store(step)
         for idx in np.flatnonzero(step.dones).tolist():
-            self.keep_segment(idx, step)
+            self.keep_episode_end(idx, step)
 
     def finish(self, next_observations: Observation) -> None:
         for idx in np.flatnonzero(self.assembler.open_lengths).tolist():
-            self._segments[idx].append(self.assembler.end_segment(idx, True, select_env(next_observations, idx)))
+            self.keep_segment(idx, True, select_env(next_observations, idx))
 
 
 class EpisodesToReplay(StoppingRule):
