@@ -118,6 +118,7 @@ class EpisodeAssembler:
         self.n_envs = n_envs
         self.reclaim = reclaim
         self._arrays: dict[str, np.ndarray] = {}
+        self._capacity = 0
         self._observation_keys: list[str] | None = None
         # Counted from the first step ever added: the step in row 0, the steps added, each env's open segment start.
         self._first_stored = 0
@@ -146,22 +147,42 @@ class EpisodeAssembler:
         :param log_probs: Log-probabilities of the actions, (n_envs,)
         :param step_times: Time index of the step within each env's episode, (n_envs,)
         """
-        fields = {"actions": np.asarray(actions), "rewards": np.asarray(rewards, dtype=np.float32)}
-        fields["log_probs"] = np.asarray(log_probs, dtype=np.float32)
-        fields["step_times"] = np.asarray(step_times, dtype=np.int64)
+        if isinstance(observations, dict):
+            values = [*observations.values(), actions, rewards, log_probs, step_times]
+        else:
+            values = [observations, actions, rewards, log_probs, step_times]
+        if not self._arrays:
+            self._allocate(observations, values)
+        row = self._n_added - self._first_stored
+        if row == self._capacity:
+            row = self._make_room()
+        for column, value in zip(self._arrays.values(), values, strict=True):
+            column[row] = value
+        self._n_added += 1
+
+    def _allocate(self, observations: Observation, values: list[Any]) -> None:
+        """
+        Create the arrays, one per field in the order :meth:`add_step` lists the values.
+
+        :param observations: The first step's observations
+        :param values: The first step's values
+        """
         if isinstance(observations, dict):
             self._observation_keys = list(observations)
-            fields.update({f"observations/{key}": np.asarray(value) for key, value in observations.items()})
+            names = [f"observations/{key}" for key in observations]
         else:
-            fields["observations"] = np.asarray(observations)
-        if not self._arrays:
-            self._arrays = {name: np.zeros((64, *value.shape), dtype=value.dtype) for name, value in fields.items()}
-        row = self._n_added - self._first_stored
-        if row == len(self._arrays["rewards"]):
-            row = self._make_room()
-        for name, value in fields.items():
-            self._arrays[name][row] = value
-        self._n_added += 1
+            names = ["observations"]
+        names += ["actions", "rewards", "log_probs", "step_times"]
+        dtypes = [np.asarray(value).dtype for value in values[:-3]] + [
+            np.dtype(np.float32),
+            np.dtype(np.float32),
+            np.dtype(np.int64),
+        ]
+        self._capacity = 64
+        self._arrays = {
+            name: np.zeros((self._capacity, *np.shape(value)), dtype=dtype)
+            for name, value, dtype in zip(names, values, dtypes, strict=True)
+        }
 
     def _make_room(self) -> int:
         """
@@ -171,15 +192,16 @@ class EpisodeAssembler:
         """
         keep_from = int(self._segment_starts.min()) if self.reclaim else self._first_stored
         live = self._n_added - keep_from
-        capacity = len(self._arrays["rewards"])
         start = keep_from - self._first_stored
+        grow = 2 * live > self._capacity
         for name, array in self._arrays.items():
-            if 2 * live <= capacity:
-                array[:live] = array[start : start + live]
-            else:
-                grown = np.zeros((2 * capacity, *array.shape[1:]), dtype=array.dtype)
+            if grow:
+                grown = np.zeros((2 * self._capacity, *array.shape[1:]), dtype=array.dtype)
                 grown[:live] = array[start : start + live]
                 self._arrays[name] = grown
+            else:
+                array[:live] = array[start : start + live]
+        self._capacity *= 2 if grow else 1
         self._first_stored = keep_from
         return live
 

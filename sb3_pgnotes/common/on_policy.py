@@ -190,9 +190,9 @@ class EpisodicOnPolicyAlgorithm(OnPolicyAlgorithm):
 
         def on_collected() -> None:
             self.episode_batch = rule.batch()
-            self._envs_mid_episode = isinstance(rule, EpisodeQuota) and rule.partial_episodes
-            self.logger.record("rollout/n_episodes", self.episode_batch.n_episodes)
             if isinstance(rule, EpisodeQuota):
+                self._envs_mid_episode = rule.partial_episodes
+                self.logger.record("rollout/n_episodes", self.episode_batch.n_episodes)
                 discarded = env.num_envs * rule.n_vec_steps - self.episode_batch.n_steps
                 self.logger.record("rollout/discarded_steps", discarded)
             self.process_batch(self.episode_batch, rollout_buffer)
