@@ -1,6 +1,6 @@
 """
-Effective sample size of ``OffPolicyPG``'s importance weights over training (issue 4's benchmark), with the registry's
-hyperparameters (``hyperparams/offpolicy_pg.yml``).
+Effective sample size of ``OffPolicyPG``'s importance weights over training, with the registry's hyperparameters
+(``hyperparams/offpolicy_pg.yml``).
 
 One run per seed; the CSV log of every update is summarised at tenths of the run: the return of the recent episodes,
 the ESS of a batch's weights (absolute and as a fraction of its steps) and the largest weight.

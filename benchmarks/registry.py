@@ -83,9 +83,9 @@ ALGOS: dict[str, AlgoSpec] = {
             analogue="a2c",
             overrides={"n_steps": 5, "target_n": 5, "n_target_updates": 1, "n_grad_steps_per_target_update": 1},
         ),
-        # The notes' online actor-critic: an update after every env step, the 8 workers forming the batch. An actor
-        # learning rate of 7e-4 (A2C's) was unstable on CartPole-v1, and without standardised advantages one seed in
-        # five never learned (docs/benchmarks/nstep_ac).
+        # Online actor-critic (docs/theory.md, Critic targets): an update after every env step, the 8 workers forming
+        # the batch. An actor learning rate of 7e-4 (A2C's) was unstable on CartPole-v1, and without standardised
+        # advantages one seed in five never learned (docs/benchmarks/nstep_ac).
         AlgoSpec(
             "nstep_ac_online",
             "sb3_pgnotes:NStepAC",

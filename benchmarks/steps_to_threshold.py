@@ -9,8 +9,8 @@ skipped on a rerun. ``--set key=value`` overrides the algorithm's hyperparameter
 applied to the YAML entry, so ``policy_kwargs`` may be rl-zoo3's string form) and ``--label`` names the variant:
 
     python -m benchmarks.steps_to_threshold --algo offpolicy_pg --label gradient_steps_8 --set gradient_steps=8 \
-        --seeds 0 1 2 3 4 5 6 7 8 9 --out docs/benchmarks/offpolicy_pg/screen.jsonl
-    python -m benchmarks.steps_to_threshold --algo offpolicy_pg --summary --out docs/benchmarks/offpolicy_pg/screen.jsonl
+        --seeds 0 1 2 3 4 5 6 7 8 9 --out screen.jsonl
+    python -m benchmarks.steps_to_threshold --algo offpolicy_pg --summary --out screen.jsonl
 """
 
 import argparse

@@ -1,5 +1,5 @@
 """
-Variance of the policy-gradient estimators at the initial policy and at a partly trained one (issue 3's table).
+Variance of the policy-gradient estimators at the initial policy and at a partly trained one.
 
 For each env, Reinforce is built from ``hyperparams/reinforce.yml``; its initial policy is measured, then it trains
 ``--train-steps`` env steps and is measured again. Each snapshot's mean evaluation return is reported with it.
