@@ -294,8 +294,9 @@ class StepsPerEnv(EpisodeSegments):
 
     def add_step(self, step: Step) -> None:
         self.store(step)
-        for idx in np.flatnonzero(step.dones).tolist():
-            self.keep_episode_end(idx, step)
+        if step.dones.any():
+            for idx in np.flatnonzero(step.dones).tolist():
+                self.keep_episode_end(idx, step)
 
     def finish(self, next_observations: Observation) -> None:
         for idx in np.flatnonzero(self.assembler.open_lengths).tolist():
@@ -402,7 +403,9 @@ class Collector:
         while rule.wants_more(n_vec_steps):
             self._resample_noise(n_vec_steps, env.num_envs)
             # An env (re)started its episode: by an auto-reset after done, or by a reset of the envs.
-            self.episode_times[np.asarray(model._last_episode_starts, dtype=bool)] = 0
+            starts = np.asarray(model._last_episode_starts, dtype=bool)
+            if starts.any():
+                self.episode_times[starts] = 0
             actions, log_probs = sample_actions(policy, model._last_obs, model.device)
             new_obs, rewards, dones, infos = env.step(env_actions(policy, actions))
             model.num_timesteps += env.num_envs
@@ -410,7 +413,8 @@ class Collector:
             model._update_info_buffer(infos, dones)
             counted = rule.counted()
             # Stored before the callback runs, so that a stop leaves every open episode consistent.
-            rule.add_step(Step(model._last_obs, actions, rewards, dones, infos, log_probs, self.episode_times.copy()))  # type: ignore[arg-type]
+            # The rule stores a copy of the times before they advance.
+            rule.add_step(Step(model._last_obs, actions, rewards, dones, infos, log_probs, self.episode_times))  # type: ignore[arg-type]
             self.episode_times += 1
             if rule.needs_episode_ends:
                 self._check_step_limit(counted)
