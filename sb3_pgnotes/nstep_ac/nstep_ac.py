@@ -15,7 +15,7 @@ from sb3_pgnotes.common.critic import SeparateCriticMixin, evaluate_values
 from sb3_pgnotes.common.on_policy import EpisodicOnPolicyAlgorithm
 from sb3_pgnotes.common.policies import actions_to_tensor, entropy_loss
 from sb3_pgnotes.common.returns import discount_weights, nstep_returns, reward_to_go, standardize, td_targets
-from sb3_pgnotes.common.validation import check_choice, check_finite, check_positive_int
+from sb3_pgnotes.common.validation import check_choice, check_finite, check_positive_int, check_schedule, warn_ignored
 from sb3_pgnotes.nstep_ac.policies import CnnPolicy, MlpPolicy, MultiInputPolicy
 
 SelfNStepAC = TypeVar("SelfNStepAC", bound="NStepAC")
@@ -172,6 +172,12 @@ class NStepAC(SeparateCriticMixin, EpisodicOnPolicyAlgorithm):
         if collection is None:
             collection = "episodes" if critic_target == "mc" else "rollout"
         check_choice("collection", collection, COLLECTIONS)
+        check_schedule("critic_learning_rate", critic_learning_rate)
+        if critic_target != "nstep":
+            warn_ignored("target_n", target_n, 5, "only with critic_target='nstep'")
+        if collection != "episodes":
+            warn_ignored("n_episodes", n_episodes, 10, "only with collection='episodes'")
+            warn_ignored("episode_step_limit", episode_step_limit, 100_000, "only with collection='episodes'")
         if mode == "online" and collection != "rollout":
             raise ValueError(f"mode='online' takes one step per update, so collection must be 'rollout'; got {collection!r}")
         if collection == "episodes":
@@ -265,9 +271,10 @@ class NStepAC(SeparateCriticMixin, EpisodicOnPolicyAlgorithm):
         critic_learning_rate = self._update_critic_learning_rate()
 
         observations = obs_as_tensor(batch.observations, self.device)  # type: ignore[arg-type]
-        # Targets recomputed from the current critic before each round of critic steps (the first round's from the
-        # critic at collection), then once more for the advantages of the fitted critic.
-        targets_before = self.value_targets(batch, batch.values, batch.bootstrap_values)
+        # Targets recomputed from the current critic before each round of critic steps (the first round's are those
+        # of the critic at collection, which the rollout buffer holds as its returns), then once more for the
+        # advantages of the fitted critic.
+        targets_before = self.rollout_buffer.returns.flatten()
         value_loss = self._fit_critic(observations, targets_before, self.n_grad_steps_per_target_update)
         for _ in range(self.n_target_updates - 1):
             value_loss = self._fit_critic(observations, self.values_and_targets(batch)[1], self.n_grad_steps_per_target_update)
