@@ -116,7 +116,7 @@ BAD_ARGUMENTS: list[Any] = [
     ),
     pytest.param(OffPolicyPG, {"batch_size": 2.5}, "batch_size", id="offpolicy_pg-batch_size"),
     pytest.param(
-        OffPolicyPG, {"gradient_steps": -1}, "gradient_steps must be an integer >= 1", id="offpolicy_pg-gradient_steps"
+        OffPolicyPG, {"gradient_steps": -2}, "gradient_steps must be an integer >= -1", id="offpolicy_pg-gradient_steps"
     ),
     pytest.param(
         OffPolicyPG,

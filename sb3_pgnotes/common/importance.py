@@ -55,7 +55,9 @@ def self_normalized_weights(log_weights: np.ndarray) -> np.ndarray:
     :return: The normalised weights, float64
     """
     log_weights = np.asarray(log_weights, dtype=np.float64)
-    return np.exp(log_weights - logsumexp(log_weights)) * len(log_weights)
+    # A weight far below the largest rounds to 0, which is its value to double precision (not an error).
+    with np.errstate(under="ignore"):
+        return np.exp(log_weights - logsumexp(log_weights)) * len(log_weights)
 
 
 def effective_sample_size(log_weights: np.ndarray) -> float:
@@ -68,7 +70,8 @@ def effective_sample_size(log_weights: np.ndarray) -> float:
     :return: The effective sample size
     """
     log_weights = np.asarray(log_weights, dtype=np.float64)
-    return float(np.exp(2.0 * logsumexp(log_weights) - logsumexp(2.0 * log_weights)))
+    with np.errstate(under="ignore"):
+        return float(np.exp(2.0 * logsumexp(log_weights) - logsumexp(2.0 * log_weights)))
 
 
 def importance_weights(log_weights: np.ndarray, c_bar: float | None, self_normalize: bool) -> np.ndarray:
@@ -84,7 +87,8 @@ def importance_weights(log_weights: np.ndarray, c_bar: float | None, self_normal
     truncated = truncate_log_weights(log_weights, c_bar)
     if self_normalize:
         return self_normalized_weights(truncated)
-    return np.exp(truncated)
+    with np.errstate(under="ignore", over="ignore"):
+        return np.exp(truncated)
 
 
 def per_decision_returns(rewards: np.ndarray, weights: np.ndarray, episode_lengths: np.ndarray, gamma: float) -> np.ndarray:

@@ -4,7 +4,6 @@ from typing import Any
 
 import numpy as np
 import torch as th
-from gymnasium import spaces
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.buffers import RolloutBuffer
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
@@ -14,9 +13,15 @@ from stable_baselines3.common.vec_env import VecEnv
 
 from sb3_pgnotes.common.buffers import EpisodeBatch, episodic_rollout_buffer_class
 from sb3_pgnotes.common.collection import Collector, EpisodeQuota, EpisodeSegments
-from sb3_pgnotes.common.validation import check_choice, check_number, check_positive_int
-
-SUPPORTED_ACTION_SPACES = (spaces.Box, spaces.Discrete, spaces.MultiDiscrete, spaces.MultiBinary)
+from sb3_pgnotes.common.guards import GuardedAlgorithm, explain_policy_errors
+from sb3_pgnotes.common.validation import (
+    SUPPORTED_ACTION_SPACES,
+    check_choice,
+    check_common_arguments,
+    check_number,
+    check_positive_int,
+    check_sde_sample_freq,
+)
 
 
 def clamped_progress_remaining(num_timesteps: int, total_timesteps: int) -> float:
@@ -33,7 +38,7 @@ def clamped_progress_remaining(num_timesteps: int, total_timesteps: int) -> floa
     return max(0.0, 1.0 - float(num_timesteps) / float(total_timesteps))
 
 
-class EpisodicOnPolicyAlgorithm(OnPolicyAlgorithm):
+class EpisodicOnPolicyAlgorithm(GuardedAlgorithm, OnPolicyAlgorithm):
     """
     The base for on-policy algorithms that update from whole episodes (REINFORCE and its relatives), or from
     fixed-length rollouts cut into per-env segments (a subclass's :meth:`collection_rule`).
@@ -100,10 +105,12 @@ class EpisodicOnPolicyAlgorithm(OnPolicyAlgorithm):
         monitor_wrapper: bool = True,
         _init_setup_model: bool = True,
     ):
-        # Checked before SB3's own gSDE checks, which would misread a truthy non-boolean.
+        # Checked before SB3 reads them (its own gSDE checks would misread a truthy non-boolean).
+        check_common_arguments(
+            learning_rate, ent_coef, stats_window_size, device, seed, verbose, policy_kwargs, tensorboard_log
+        )
         check_choice("use_sde", use_sde, (True, False))
-        if isinstance(sde_sample_freq, bool) or not isinstance(sde_sample_freq, int | np.integer):
-            raise ValueError(f"sde_sample_freq must be an integer (-1: once per collection); got {sde_sample_freq!r}")
+        check_sde_sample_freq(sde_sample_freq)
         super().__init__(
             policy,
             env,
@@ -143,7 +150,8 @@ class EpisodicOnPolicyAlgorithm(OnPolicyAlgorithm):
 
     def _setup_model(self) -> None:
         self.rollout_buffer_class = episodic_rollout_buffer_class(self.observation_space)
-        super()._setup_model()
+        with explain_policy_errors(self.observation_space):
+            super()._setup_model()
 
     def _excluded_save_params(self) -> list[str]:
         return [*super()._excluded_save_params(), "episode_batch", "collector"]

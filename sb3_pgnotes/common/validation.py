@@ -1,10 +1,13 @@
 """Argument and value checks shared by the algorithms: each error names the argument and what is allowed."""
 
 import math
+import os
+import warnings
 from typing import Any
 
 import numpy as np
 import torch as th
+from gymnasium import spaces
 
 
 def check_positive_int(name: str, value: Any) -> None:
@@ -57,3 +60,173 @@ def check_finite(name: str, value: th.Tensor) -> None:
             f"The {name} is {value.item()}: training diverged. Lower the learning rate, clip gradients "
             "(max_grad_norm) or normalise advantages."
         )
+
+
+def check_finite_number(name: str, value: Any, low: float = -math.inf, low_open: bool = False) -> None:
+    """
+    :param name: Argument name, for the error message
+    :param value: The value to check
+    :param low: Lower bound
+    :param low_open: Exclude ``low`` itself
+    :raises ValueError: Unless ``value`` is a finite real number >= ``low`` (> ``low`` if ``low_open``)
+    """
+    check_number(name, value, low, low_open=low_open)
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number; got {value!r}")
+
+
+def check_schedule(name: str, value: Any) -> None:
+    """
+    A learning rate: a finite number >= 0 (0 freezes the parameters), or a schedule, a callable of the progress
+    remaining (1 at the start of training, 0 at its end) whose values at 1 and 0 are finite numbers >= 0.
+
+    :param name: Argument name, for the error message
+    :param value: The value to check
+    :raises ValueError: Otherwise
+    """
+    if not callable(value):
+        if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool):
+            check_finite_number(name, value, 0.0)
+            return
+        raise ValueError(f"{name} must be a number >= 0 or a schedule (a function of the progress remaining); got {value!r}")
+    for progress in (1.0, 0.0):
+        try:
+            rate = value(progress)
+        except Exception as error:
+            raise ValueError(f"{name}: the schedule failed at progress remaining {progress}: {error!r}") from error
+        is_number = isinstance(rate, (int, float, np.integer, np.floating)) and not isinstance(rate, bool)
+        if not is_number or not math.isfinite(rate) or rate < 0:
+            raise ValueError(
+                f"{name}: a schedule must return finite numbers >= 0; at progress remaining {progress} it returned {rate!r}"
+            )
+
+
+def check_device(device: Any) -> None:
+    """
+    :param device: A torch device, or its name
+    :raises ValueError: Unless torch knows it (``"auto"`` chooses CUDA when available)
+    """
+    if isinstance(device, th.device) or device == "auto":
+        return
+    try:
+        th.device(device)
+    except (RuntimeError, TypeError) as error:
+        raise ValueError(f"device must be 'auto', 'cpu', 'cuda', 'cuda:N' or another torch device; got {device!r}") from error
+
+
+def check_common_arguments(
+    learning_rate: Any,
+    ent_coef: Any,
+    stats_window_size: Any,
+    device: Any,
+    seed: Any,
+    verbose: Any,
+    policy_kwargs: Any,
+    tensorboard_log: Any,
+) -> None:
+    """
+    Check the arguments every algorithm takes from SB3, before SB3 reads them.
+
+    :raises ValueError: For the first argument that is wrong, naming it and what is allowed
+    """
+    check_schedule("learning_rate", learning_rate)
+    check_finite_number("ent_coef", ent_coef, 0.0)
+    check_positive_int("stats_window_size", stats_window_size)
+    check_device(device)
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
+        raise ValueError(f"seed must be None or an integer >= 0; got {seed!r}")
+    if isinstance(verbose, bool) or not isinstance(verbose, (int, np.integer)) or verbose < 0:
+        raise ValueError(f"verbose must be an integer >= 0 (0: silent, 1: info, 2: debug); got {verbose!r}")
+    if policy_kwargs is not None and not isinstance(policy_kwargs, dict):
+        raise ValueError(f"policy_kwargs must be None or a dict of the policy's arguments; got {policy_kwargs!r}")
+    if tensorboard_log is not None and not isinstance(tensorboard_log, (str, os.PathLike)):
+        raise ValueError(f"tensorboard_log must be None or a folder path; got {tensorboard_log!r}")
+
+
+def check_sde_sample_freq(value: Any) -> None:
+    """
+    :param value: ``sde_sample_freq``
+    :raises ValueError: Unless an integer (-1: once per rollout)
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ValueError(f"sde_sample_freq must be an integer (-1: once per collection); got {value!r}")
+
+
+def warn_ignored(name: str, value: Any, default: Any, reason: str) -> None:
+    """
+    Warn that an option set away from its default has no effect in the chosen configuration.
+
+    :param name: The option
+    :param value: Its value
+    :param default: Its default
+    :param reason: When it is used, e.g. ``"only with critic_target='nstep'"``
+    """
+    if value != default:
+        warnings.warn(f"{name}={value!r} has no effect: it is used {reason}", UserWarning, stacklevel=3)
+
+
+SUPPORTED_ACTION_SPACES = (spaces.Box, spaces.Discrete, spaces.MultiDiscrete, spaces.MultiBinary)
+SUPPORTED_OBSERVATION_SPACES = (spaces.Box, spaces.Discrete, spaces.MultiDiscrete, spaces.MultiBinary)
+
+
+def check_spaces(observation_space: spaces.Space, action_space: spaces.Space) -> None:
+    """
+    :param observation_space: The env's observation space
+    :param action_space: The env's action space
+    :raises ValueError: For a space the algorithms do not support, naming it and listing the supported ones
+    """
+    names = ", ".join(space.__name__ for space in SUPPORTED_ACTION_SPACES)
+    if not isinstance(action_space, SUPPORTED_ACTION_SPACES):
+        raise ValueError(f"The action space {action_space} is not supported: use {names}")
+    subspaces = observation_space.spaces.values() if isinstance(observation_space, spaces.Dict) else [observation_space]
+    for space in subspaces:
+        if not isinstance(space, SUPPORTED_OBSERVATION_SPACES):
+            raise ValueError(
+                f"The observation space {observation_space} is not supported: use {names}, or a Dict of them "
+                "(MultiInputPolicy)"
+            )
+
+
+def _first_non_finite(values: np.ndarray) -> int | None:
+    """:return: The first env index whose entry has a NaN or an infinity, or None"""
+    finite = np.isfinite(values.reshape(len(values), -1)).all(axis=1)
+    return None if finite.all() else int(np.flatnonzero(~finite)[0])
+
+
+def check_env_data(
+    rewards: np.ndarray | None, observations: Any, num_timesteps: int, episode_times: np.ndarray | None
+) -> None:
+    """
+    The rewards and observations that a vec-env step returned must be finite: a NaN would otherwise reach the loss (or,
+    through an observation, the sampled actions) and be reported far from its cause.
+
+    :param rewards: Rewards, (n_envs,), or None (observations from a reset)
+    :param observations: Observations, (n_envs, ...) or a dict of such arrays (non-float arrays are not checked)
+    :param num_timesteps: The model's env steps so far (to say when)
+    :param episode_times: Per env, the step's time index in its episode (to say where), or None
+    :raises ValueError: Naming the env index, the step and the value
+    """
+    items = observations.items() if isinstance(observations, dict) else [("", observations)]
+    arrays = [(f"observation{'[' + repr(key) + ']' if key else ''}", value) for key, value in items]
+    if rewards is not None:
+        arrays.append(("reward", rewards))
+    for what, values in arrays:
+        if values.dtype.kind != "f" or np.isfinite(values).all():
+            continue
+        env_idx = _first_non_finite(values)
+        if env_idx is not None:
+            when = "" if episode_times is None else f", step {int(episode_times[env_idx])} of its episode"
+            raise ValueError(
+                f"The env returned a non-finite {what} {values[env_idx].tolist()} (env index {env_idx}{when}, after "
+                f"{num_timesteps} env steps of training). Fix the env or wrap it so that it returns finite values."
+            )
+
+
+def check_total_timesteps(total_timesteps: Any) -> None:
+    """
+    :param total_timesteps: ``learn()``'s budget
+    :raises ValueError: Unless a whole number >= 0
+    """
+    is_number = isinstance(total_timesteps, (int, float, np.integer, np.floating)) and not isinstance(total_timesteps, bool)
+    if not is_number or not math.isfinite(total_timesteps) or total_timesteps < 0 or total_timesteps != int(total_timesteps):
+        raise ValueError(f"total_timesteps must be a whole number >= 0; got {total_timesteps!r}")

@@ -181,7 +181,8 @@ class NStepAC(SeparateCriticMixin, EpisodicOnPolicyAlgorithm):
         if mode == "online" and collection != "rollout":
             raise ValueError(f"mode='online' takes one step per update, so collection must be 'rollout'; got {collection!r}")
         if collection == "episodes":
-            if n_steps is not None:
+            # 0 is what a saved model stores for "no rollout length".
+            if n_steps not in (None, 0):
                 raise ValueError(f"n_steps must be None with collection='episodes' (it collects n_episodes); got {n_steps!r}")
         elif mode == "online":
             if n_steps not in (None, 1):

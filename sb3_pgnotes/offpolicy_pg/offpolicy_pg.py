@@ -24,10 +24,20 @@ from sb3_pgnotes.common.importance import (
     per_decision_returns,
     truncate_log_weights,
 )
-from sb3_pgnotes.common.on_policy import SUPPORTED_ACTION_SPACES, clamped_progress_remaining
+from sb3_pgnotes.common.guards import GuardedAlgorithm, explain_policy_errors
+from sb3_pgnotes.common.on_policy import clamped_progress_remaining
 from sb3_pgnotes.common.policies import actions_to_tensor, distribution_and_values, entropy_loss
 from sb3_pgnotes.common.returns import baseline_values, discount_weights, reward_to_go
-from sb3_pgnotes.common.validation import check_choice, check_finite, check_number, check_positive_int
+from sb3_pgnotes.common.validation import (
+    SUPPORTED_ACTION_SPACES,
+    check_choice,
+    check_common_arguments,
+    check_finite,
+    check_number,
+    check_positive_int,
+    check_schedule,
+    warn_ignored,
+)
 from sb3_pgnotes.offpolicy_pg.buffers import EpisodeReplayBuffer
 from sb3_pgnotes.offpolicy_pg.policies import CnnPolicy, MlpPolicy, MultiInputPolicy
 
@@ -54,7 +64,7 @@ def _check_train_freq(train_freq: Any) -> None:
     check_choice("train_freq unit", train_freq[1], TRAIN_FREQ_UNITS)
 
 
-class OffPolicyPG(SeparateCriticMixin, OffPolicyAlgorithm):
+class OffPolicyPG(GuardedAlgorithm, SeparateCriticMixin, OffPolicyAlgorithm):
     """
     Off-policy policy gradient with importance sampling over a replay of recent whole episodes (Precup et al.
     2000; ``docs/theory.md``, "Importance sampling").
@@ -184,6 +194,9 @@ class OffPolicyPG(SeparateCriticMixin, OffPolicyAlgorithm):
         monitor_wrapper: bool = True,
         _init_setup_model: bool = True,
     ):
+        check_common_arguments(
+            learning_rate, ent_coef, stats_window_size, device, seed, verbose, policy_kwargs, tensorboard_log
+        )
         super().__init__(
             policy,
             env,
@@ -213,7 +226,11 @@ class OffPolicyPG(SeparateCriticMixin, OffPolicyAlgorithm):
         check_positive_int("batch_size", batch_size)
         check_number("gamma", gamma, 0.0, 1.0)
         _check_train_freq(train_freq)
-        check_positive_int("gradient_steps", gradient_steps)
+        if isinstance(gradient_steps, bool) or not isinstance(gradient_steps, numbers.Integral) or gradient_steps < -1:
+            raise ValueError(
+                "gradient_steps must be an integer >= -1 (-1: as many as the env steps collected, 0: collect only); "
+                f"got {gradient_steps!r}"
+            )
         check_choice("estimator", estimator, ESTIMATORS)
         check_choice("baseline", baseline, BASELINES)
         check_choice("discount_option", discount_option, DISCOUNT_OPTIONS)
@@ -221,11 +238,15 @@ class OffPolicyPG(SeparateCriticMixin, OffPolicyAlgorithm):
             check_number("c_bar", c_bar, 0.0, low_open=True)
         check_choice("self_normalize", self_normalize, (True, False))
         check_choice("normalize_advantage", normalize_advantage, (True, False))
-        check_number("ent_coef", ent_coef, 0.0)
         if max_grad_norm is not None:
             check_number("max_grad_norm", max_grad_norm, 0.0, low_open=True)
         check_positive_int("n_critic_updates", n_critic_updates)
         check_positive_int("episode_step_limit", episode_step_limit)
+        check_schedule("critic_learning_rate", critic_learning_rate)
+        if baseline != "value":
+            warn_ignored("critic_learning_rate", critic_learning_rate, 3e-3, "only with baseline='value'")
+            warn_ignored("n_critic_updates", n_critic_updates, 5, "only with baseline='value'")
+        self._check_buffer_holds_an_episode(buffer_size)
         self.max_buffer_episodes = max_buffer_episodes
         self.estimator = estimator
         self.baseline = baseline
@@ -255,9 +276,10 @@ class OffPolicyPG(SeparateCriticMixin, OffPolicyAlgorithm):
             n_envs=self.n_envs,
             max_episodes=self.max_buffer_episodes,
         )
-        self.policy = self.policy_class(  # type: ignore[assignment]
-            self.observation_space, self.action_space, self.lr_schedule, **self.policy_kwargs
-        )
+        with explain_policy_errors(self.observation_space):
+            self.policy = self.policy_class(  # type: ignore[assignment]
+                self.observation_space, self.action_space, self.lr_schedule, **self.policy_kwargs
+            )
         self.policy = self.policy.to(self.device)
         # Separate optimisers: the critic has its own learning rate and takes several steps per policy step.
         self._setup_critic()
@@ -265,6 +287,21 @@ class OffPolicyPG(SeparateCriticMixin, OffPolicyAlgorithm):
 
     def _excluded_save_params(self) -> list[str]:
         return [*super()._excluded_save_params(), "collector"]
+
+    def _check_buffer_holds_an_episode(self, buffer_size: int) -> None:
+        """
+        :param buffer_size: The replay's capacity in steps
+        :raises ValueError: If the env's time limit allows episodes longer than the replay holds
+        """
+        if self.env is None:
+            return
+        limits = [getattr(spec, "max_episode_steps", None) for spec in self.env.get_attr("spec")]
+        longest = max((limit for limit in limits if limit is not None), default=None)
+        if longest is not None and longest > buffer_size:
+            raise ValueError(
+                f"buffer_size={buffer_size} is shorter than the env's episodes (time limit {longest} steps): the replay "
+                "stores whole episodes, so raise buffer_size"
+            )
 
     def _update_current_progress_remaining(self, num_timesteps: int, total_timesteps: int) -> None:
         # An episode-counted collection overshoots total_timesteps.

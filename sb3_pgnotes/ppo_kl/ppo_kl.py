@@ -4,6 +4,7 @@ import numpy as np
 import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.buffers import RolloutBuffer
+from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.distributions import Distribution
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 from stable_baselines3.common.policies import ActorCriticPolicy, BasePolicy
@@ -12,9 +13,20 @@ from stable_baselines3.common.utils import explained_variance
 from torch.nn import functional as F
 
 from sb3_pgnotes.common.kl import adapt_kl_beta, analytic_kl, sample_kl
-from sb3_pgnotes.common.on_policy import SUPPORTED_ACTION_SPACES, clamped_progress_remaining
+from sb3_pgnotes.common.guards import EnvDataCheck, GuardedAlgorithm, explain_policy_errors
+from sb3_pgnotes.common.on_policy import clamped_progress_remaining
 from sb3_pgnotes.common.policies import distribution_and_values, entropy_loss
-from sb3_pgnotes.common.validation import check_choice, check_finite, check_number, check_positive_int
+from sb3_pgnotes.common.validation import (
+    SUPPORTED_ACTION_SPACES,
+    check_choice,
+    check_common_arguments,
+    check_finite,
+    check_finite_number,
+    check_number,
+    check_positive_int,
+    check_sde_sample_freq,
+    warn_ignored,
+)
 from sb3_pgnotes.ppo_kl.policies import CnnPolicy, MlpPolicy, MultiInputPolicy
 
 SelfPPOKL = TypeVar("SelfPPOKL", bound="PPOKL")
@@ -23,7 +35,7 @@ BETA_MODES = ("fixed", "adaptive")
 KL_ESTIMATORS = ("analytic", "sample")
 
 
-class PPOKL(OnPolicyAlgorithm):
+class PPOKL(GuardedAlgorithm, OnPolicyAlgorithm):
     """
     PPO with a KL penalty, fixed or adaptive (``docs/theory.md``, "KL penalty"; Schulman et
     al. 2017, "Proximal Policy Optimization Algorithms", section 4).
@@ -128,6 +140,11 @@ class PPOKL(OnPolicyAlgorithm):
         device: th.device | str = "auto",
         _init_setup_model: bool = True,
     ):
+        check_common_arguments(
+            learning_rate, ent_coef, stats_window_size, device, seed, verbose, policy_kwargs, tensorboard_log
+        )
+        check_choice("use_sde", use_sde, (True, False))
+        check_sde_sample_freq(sde_sample_freq)
         super().__init__(
             policy,
             env,
@@ -167,9 +184,17 @@ class PPOKL(OnPolicyAlgorithm):
         check_number("beta_max", beta_max, beta_min)
         if target_kl is not None:
             check_number("target_kl", target_kl, 0.0, low_open=True)
-        check_number("ent_coef", ent_coef)
-        check_number("vf_coef", vf_coef, 0.0)
+        check_finite_number("vf_coef", vf_coef, 0.0)
         check_number("max_grad_norm", max_grad_norm, 0.0, low_open=True)
+        if beta_mode == "fixed":
+            for name, value, default in [
+                ("kl_target", kl_target, 0.01),
+                ("kl_tolerance", kl_tolerance, 1.5),
+                ("beta_factor", beta_factor, 2.0),
+                ("beta_min", beta_min, 1e-4),
+                ("beta_max", beta_max, 1e4),
+            ]:
+                warn_ignored(name, value, default, "only with beta_mode='adaptive'")
         if beta_mode == "adaptive":
             # The rule only multiplies beta: it must start inside its bounds and cannot start at 0.
             check_number("beta", beta, beta_min, beta_max, low_open=beta_min == 0.0)
@@ -196,7 +221,8 @@ class PPOKL(OnPolicyAlgorithm):
             self._setup_model()
 
     def _setup_model(self) -> None:
-        super()._setup_model()
+        with explain_policy_errors(self.observation_space):
+            super()._setup_model()
         if self.kl_estimator == "analytic":
             # The rollout policy, frozen: its distributions are the "old" side of the analytic KL. Built on a forked
             # random stream, so that a seeded run's initial policy and actions match SB3's PPO.
@@ -209,6 +235,10 @@ class PPOKL(OnPolicyAlgorithm):
 
     def _excluded_save_params(self) -> list[str]:
         return [*super()._excluded_save_params(), "old_policy"]
+
+    def _init_callback(self, callback: MaybeCallback, progress_bar: bool = False) -> BaseCallback:
+        # SB3's collection loop is kept: the env's data are checked by a callback it calls after each env step.
+        return super()._init_callback(EnvDataCheck.prepend(callback), progress_bar)
 
     def _update_current_progress_remaining(self, num_timesteps: int, total_timesteps: int) -> None:
         # The last rollout of n_steps * n_envs steps can overshoot total_timesteps.

@@ -16,7 +16,7 @@ from sb3_pgnotes.common.gradients import ScoreSums, optimal_baseline, per_episod
 from sb3_pgnotes.common.on_policy import EpisodicOnPolicyAlgorithm
 from sb3_pgnotes.common.policies import actions_to_tensor, entropy_loss
 from sb3_pgnotes.common.returns import baseline_values, discount_weights, full_returns, reward_to_go, standardize
-from sb3_pgnotes.common.validation import check_choice, check_finite, check_positive_int
+from sb3_pgnotes.common.validation import check_choice, check_finite, check_positive_int, check_schedule, warn_ignored
 from sb3_pgnotes.reinforce.policies import CnnPolicy, MlpPolicy, MultiInputPolicy
 
 SelfReinforce = TypeVar("SelfReinforce", bound="Reinforce")
@@ -141,6 +141,16 @@ class Reinforce(SeparateCriticMixin, EpisodicOnPolicyAlgorithm):
         check_choice("bootstrap_truncated", bootstrap_truncated, (True, False))
         check_choice("leave_one_out", leave_one_out, (True, False))
         check_positive_int("n_critic_updates", n_critic_updates)
+        check_schedule("critic_learning_rate", critic_learning_rate)
+        if baseline != "value":
+            warn_ignored("critic_learning_rate", critic_learning_rate, 3e-3, "only with baseline='value'")
+            warn_ignored("n_critic_updates", n_critic_updates, 10, "only with baseline='value'")
+        if baseline != "optimal":
+            warn_ignored("leave_one_out", leave_one_out, True, "only with baseline='optimal'")
+        if not reward_to_go:
+            warn_ignored(
+                "discount_option", discount_option, 1, "only with reward_to_go=True (with full returns both coincide)"
+            )
         if bootstrap_truncated and baseline != "value":
             raise ValueError("bootstrap_truncated=True needs a learned value: use baseline='value'")
         if baseline == "optimal" and normalize_advantage:

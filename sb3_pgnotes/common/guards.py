@@ -1,0 +1,208 @@
+"""
+What every sb3-pgnotes algorithm adds to SB3's ``BaseAlgorithm``: checks where input enters (the env's spaces, the
+``learn()`` budget, data from the env), and model files that are refused with a clear error when they are
+corrupt, hold another class's model, or would save non-finite parameters.
+"""
+
+import io
+import json
+import pathlib
+import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import torch as th
+from gymnasium import spaces
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.callbacks import BaseCallback, ConvertCallback
+from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback
+from stable_baselines3.common.vec_env import VecEnv
+
+from sb3_pgnotes.common.validation import check_env_data, check_spaces, check_total_timesteps
+
+#: The ``data`` entry that names the class that saved a model file.
+CLASS_KEY = "sb3_pgnotes_class"
+#: NatureCNN's kernels and strides (8/4, 4/2, 3/1) need images of at least this many pixels a side.
+NATURE_CNN_MIN_SIZE = 36
+#: Attributes that only some other library's algorithm saves, to name it in an error.
+_FOREIGN_MARKERS = {"clip_range": "PPO", "target_entropy": "SAC", "use_rms_prop": "A2C", "target_policy_noise": "TD3"}
+
+
+@contextmanager
+def explain_policy_errors(observation_space: spaces.Space) -> Iterator[None]:
+    """
+    Turn the errors that building a policy raises for observations it cannot take into a ValueError that says why.
+
+    :param observation_space: The env's observation space
+    """
+    try:
+        yield
+    except RuntimeError as error:
+        if "Kernel size" not in str(error) and "padded input size" not in str(error):
+            raise
+        raise ValueError(
+            f"The observation images {observation_space} are smaller than the CNN's kernels: CnnPolicy's NatureCNN "
+            f"needs at least {NATURE_CNN_MIN_SIZE}x{NATURE_CNN_MIN_SIZE} pixels. Resize the observations or give "
+            "policy_kwargs a features_extractor_class for small images"
+        ) from error
+    except AssertionError as error:
+        raise ValueError(f"The policy cannot take the observation space {observation_space}: {error}") from error
+
+
+class EnvDataCheck(BaseCallback):
+    """
+    For algorithms that keep SB3's own collection (PPOKL): check each step's rewards and observations as the
+    collection loop of the others does (:func:`~sb3_pgnotes.common.validation.check_env_data`). SB3 calls it after
+    each env step, before the step is stored or the policy sees its observation.
+    """
+
+    @staticmethod
+    def prepend(callback: MaybeCallback) -> list[BaseCallback]:
+        """
+        :param callback: A user's callback argument to ``learn()``
+        :return: The data check, then the user's callbacks
+        """
+        callbacks = [] if callback is None else callback if isinstance(callback, list) else [callback]
+        return [EnvDataCheck(), *(c if isinstance(c, BaseCallback) else ConvertCallback(c) for c in callbacks)]
+
+    def _on_rollout_start(self) -> None:
+        check_env_data(None, self.model._last_obs, self.model.num_timesteps, None)
+
+    def _on_step(self) -> bool:
+        check_env_data(self.locals["rewards"], self.locals["new_obs"], self.model.num_timesteps, None)
+        return True
+
+
+def _model_file(path: Any) -> Any:
+    """:return: ``path`` with SB3's ``.zip`` suffix when it names a file that exists only with it"""
+    if isinstance(path, (str, pathlib.Path)):
+        path = pathlib.Path(path)
+        if not path.exists() and path.with_suffix(".zip").exists():
+            return path.with_suffix(".zip")
+    return path
+
+
+def read_model_data(path: Any) -> dict[str, Any]:
+    """
+    Read a model file's ``data`` entry as JSON (nothing is unpickled) and check that every ``.pth`` entry is a
+    readable PyTorch file (loaded with ``weights_only=True``, which runs no code).
+
+    :param path: A model file saved by SB3's ``save`` (or an open binary file)
+    :return: The ``data`` entry, with pickled objects left as SB3 wrote them (dicts with ``":serialized:"``)
+    :raises ValueError: Naming the file and what is wrong with it
+    """
+    path = _model_file(path)
+    start = path.tell() if isinstance(path, io.IOBase) and path.seekable() else None
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+            if "data" not in names:
+                raise ValueError(f"{path} is not a model file: it has no 'data' entry (entries: {names})")
+            try:
+                data = json.loads(archive.read("data"))
+            except (json.JSONDecodeError, UnicodeDecodeError) as error:
+                raise ValueError(f"{path} is damaged: its 'data' entry is not JSON ({error})") from error
+            for name in names:
+                if name.endswith(".pth"):
+                    try:
+                        th.load(io.BytesIO(archive.read(name)), map_location="cpu", weights_only=True)
+                    except Exception as error:
+                        raise ValueError(f"{path} is damaged: its {name!r} entry is not a PyTorch file ({error})") from error
+    except (zipfile.BadZipFile, EOFError) as error:
+        raise ValueError(f"{path} is not a valid model file (a zip archive as save() writes): {error}") from error
+    except FileNotFoundError as error:
+        raise ValueError(f"No model file at {path}") from error
+    finally:
+        if start is not None:
+            path.seek(start)
+    if not isinstance(data, dict):
+        raise ValueError(f"{path} is damaged: its 'data' entry is not a JSON object")
+    return data
+
+
+def own_parameters(algo_class: type[BaseAlgorithm]) -> list[str]:
+    """:return: The constructor arguments of ``algo_class`` that SB3's base classes do not have"""
+    import inspect
+
+    from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
+    from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
+
+    inherited = {name for base in (OnPolicyAlgorithm, OffPolicyAlgorithm) for name in inspect.signature(base).parameters}
+    return [name for name in inspect.signature(algo_class).parameters if name not in inherited and not name.startswith("_")]
+
+
+def check_saved_class(algo_class: type[BaseAlgorithm], data: dict[str, Any], path: Any) -> None:
+    """
+    :param algo_class: The class asked to load the file
+    :param data: The file's ``data`` entry
+    :param path: The file, for the message
+    :raises ValueError: If another class saved it, naming both
+    """
+    saved = data.get(CLASS_KEY)
+    if saved is not None:
+        if saved != algo_class.__name__:
+            raise ValueError(f"{path} holds a {saved} model, not a {algo_class.__name__}: load it with {saved}.load")
+        return
+    # No name: a file of SB3 or of an older sb3-pgnotes. Most of the class's own arguments must be in it.
+    expected = own_parameters(algo_class)
+    missing = [name for name in expected if name not in data]
+    if len(missing) * 2 > len(expected):
+        guess = next((name for key, name in _FOREIGN_MARKERS.items() if key in data), "another class")
+        raise ValueError(
+            f"{path} holds a model of {guess}, not a {algo_class.__name__}: it lacks {algo_class.__name__}'s "
+            f"{', '.join(missing)}"
+        )
+
+
+class GuardedAlgorithm:
+    """
+    Mixed into every sb3-pgnotes algorithm, before SB3's base class: checks of the env's spaces, of ``learn()``'s
+    budget and of model files (see the module docstring).
+    """
+
+    policy: Any
+
+    @staticmethod
+    def _wrap_env(env: GymEnv, verbose: int = 0, monitor_wrapper: bool = True) -> VecEnv:
+        check_spaces(env.observation_space, env.action_space)  # type: ignore[union-attr]
+        return BaseAlgorithm._wrap_env(env, verbose, monitor_wrapper)
+
+    def _setup_learn(self, total_timesteps: int, *args: Any, **kwargs: Any) -> tuple[int, BaseCallback]:
+        check_total_timesteps(total_timesteps)
+        return super()._setup_learn(int(total_timesteps), *args, **kwargs)  # type: ignore[misc]
+
+    def save(self, path: Any, exclude: Any = None, include: Any = None) -> None:
+        """
+        SB3's ``save``, refusing a model whose parameters are not all finite, and naming the class in the file so
+        that loading it with another class fails clearly.
+
+        :param path: Where to save
+        :param exclude: Attributes not to save, besides the defaults
+        :param include: Attributes to save that are excluded by default
+        """
+        for name, parameter in self.policy.named_parameters():
+            if not th.isfinite(parameter).all():
+                raise ValueError(f"Refusing to save: the policy parameter {name!r} holds NaN or infinite values")
+        self.sb3_pgnotes_class = type(self).__name__
+        super().save(path, exclude, include)  # type: ignore[misc]
+
+    @classmethod
+    def load(  # type: ignore[no-untyped-def]
+        cls,
+        path: Any,
+        env: GymEnv | None = None,
+        device: th.device | str = "auto",
+        custom_objects: dict[str, Any] | None = None,
+        print_system_info: bool = False,
+        force_reset: bool = True,
+        **kwargs: Any,
+    ):
+        """
+        SB3's ``load``, after checking that the file is readable and was saved by this class. ``load`` unpickles
+        objects stored in the file: use :func:`sb3_pgnotes.load_untrusted` for a file from an untrusted source.
+        """
+        check_saved_class(cls, read_model_data(path), path)  # type: ignore[arg-type]
+        return super().load(  # type: ignore[misc]
+            _model_file(path), env, device, custom_objects, print_system_info, force_reset, **kwargs
+        )
