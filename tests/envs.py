@@ -68,3 +68,64 @@ class MatrixActionEnv(gym.Env):
         self.t += 1
         terminated = self.length is not None and self.t >= self.length
         return np.full(3, 0.1 * self.t, dtype=np.float32), float(np.sum(action)), terminated, False, {}
+
+
+class SpaceEnv(gym.Env):
+    """
+    An env with the given spaces that returns samples of them; episodes last 5 steps.
+
+    :param observation_space: Its observation space
+    :param action_space: Its action space
+    """
+
+    def __init__(self, observation_space: spaces.Space, action_space: spaces.Space) -> None:
+        super().__init__()
+        self.observation_space = observation_space
+        self.action_space = action_space
+        self.t = 0
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict]:
+        super().reset(seed=seed)
+        self.t = 0
+        return self.observation_space.sample(), {}
+
+    def step(self, action: Any) -> tuple[Any, float, bool, bool, dict]:
+        self.t += 1
+        return self.observation_space.sample(), 1.0, self.t >= 5, False, {}
+
+
+class FaultyEnv(gym.Env):
+    """
+    Four float observations and two actions; episodes last 10 steps. Its ``fault_step``-th step (counted over its
+    whole life, from 1) returns a NaN reward, or a NaN observation.
+
+    :param fault_step: The step that returns NaN
+    :param where: ``"reward"`` or ``"observation"``
+    :param continuous: A Box action space instead of Discrete(2)
+    """
+
+    def __init__(self, fault_step: int, where: str = "reward", continuous: bool = False) -> None:
+        super().__init__()
+        self.fault_step = fault_step
+        self.where = where
+        self.observation_space = spaces.Box(-1.0, 1.0, shape=(4,), dtype=np.float32)
+        self.action_space = spaces.Box(-1.0, 1.0, shape=(1,), dtype=np.float32) if continuous else spaces.Discrete(2)
+        self.steps = 0
+        self.t = 0
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict]:
+        super().reset(seed=seed)
+        self.t = 0
+        return np.full(4, 0.1, dtype=np.float32), {}
+
+    def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict]:
+        self.steps += 1
+        self.t += 1
+        observation = np.full(4, 0.1 * self.t, dtype=np.float32)
+        reward = 1.0
+        if self.steps == self.fault_step:
+            if self.where == "reward":
+                reward = float("nan")
+            else:
+                observation[2] = np.nan
+        return observation, reward, self.t >= 10, False, {}

@@ -21,8 +21,8 @@ from stable_baselines3.common.type_aliases import TrainFreq
 from stable_baselines3.common.utils import obs_as_tensor, should_collect_more_steps
 from stable_baselines3.common.vec_env import VecEnv
 
-from sb3_pgnotes.common.buffers import EpisodeAssembler, EpisodeBatch, Observation, as_batch, select_env
-from sb3_pgnotes.common.validation import check_env_data
+from sb3_pgnotes.common.buffers import EpisodeAssembler, EpisodeBatch, Observation, select_env
+from sb3_pgnotes.common.validation import check_env_data, check_terminal_observations
 
 
 @contextmanager
@@ -415,7 +415,7 @@ class Collector:
             # Checked before anything is stored or reaches the policy.
             check_env_data(rewards, new_obs, model.num_timesteps, self.episode_times)
             if dones.any():
-                self._check_terminal_observations(infos, dones)
+                check_terminal_observations(infos, dones, model.num_timesteps)
             model._update_info_buffer(infos, dones)
             counted = rule.counted()
             # Stored before the callback runs, so that a stop leaves every open episode consistent.
@@ -438,16 +438,6 @@ class Collector:
             callback.update_locals(locals())
             callback.on_rollout_end()
         return True
-
-    def _check_terminal_observations(self, infos: list[dict[str, Any]], dones: np.ndarray) -> None:
-        """The observations after the last step of episodes that ended (their values are bootstrapped from)."""
-        for idx in np.flatnonzero(dones).tolist():
-            terminal = infos[idx].get("terminal_observation")
-            if terminal is not None:
-                try:
-                    check_env_data(None, as_batch(terminal), self.model.num_timesteps, None)
-                except ValueError as error:
-                    raise ValueError(f"The terminal observation of env index {idx}: {error}") from error
 
     def _check_step_limit(self, counted: np.ndarray | None) -> None:
         limit = self.model.episode_step_limit

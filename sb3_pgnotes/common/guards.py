@@ -19,7 +19,7 @@ from stable_baselines3.common.callbacks import BaseCallback, ConvertCallback
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback
 from stable_baselines3.common.vec_env import VecEnv
 
-from sb3_pgnotes.common.validation import check_env_data, check_spaces, check_total_timesteps
+from sb3_pgnotes.common.validation import check_env_data, check_spaces, check_terminal_observations, check_total_timesteps
 
 #: The ``data`` entry that names the class that saved a model file.
 CLASS_KEY = "sb3_pgnotes_class"
@@ -71,6 +71,8 @@ class EnvDataCheck(BaseCallback):
 
     def _on_step(self) -> bool:
         check_env_data(self.locals["rewards"], self.locals["new_obs"], self.model.num_timesteps, None)
+        if self.locals["dones"].any():
+            check_terminal_observations(self.locals["infos"], self.locals["dones"], self.model.num_timesteps)
         return True
 
 

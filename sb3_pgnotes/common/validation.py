@@ -222,6 +222,30 @@ def check_env_data(
             )
 
 
+def check_terminal_observations(infos: list[dict[str, Any]], dones: np.ndarray, num_timesteps: int) -> None:
+    """
+    The observations after the last step of the episodes that ended (values are bootstrapped from them).
+
+    :param infos: The step's infos
+    :param dones: Which envs' episodes ended
+    :param num_timesteps: The model's env steps so far
+    :raises ValueError: As :func:`check_env_data`, naming the env index
+    """
+    for idx in np.flatnonzero(dones).tolist():
+        terminal = infos[idx].get("terminal_observation")
+        if terminal is None:
+            continue
+        batch = (
+            {key: np.asarray(value)[None] for key, value in terminal.items()}
+            if isinstance(terminal, dict)
+            else np.asarray(terminal)[None]
+        )
+        try:
+            check_env_data(None, batch, num_timesteps, None)
+        except ValueError as error:
+            raise ValueError(f"The terminal observation of env index {idx}: {error}") from error
+
+
 def check_total_timesteps(total_timesteps: Any) -> None:
     """
     :param total_timesteps: ``learn()``'s budget

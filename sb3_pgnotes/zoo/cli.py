@@ -35,6 +35,8 @@ PROG = "sb3-pgnotes"
 
 #: Scripts that take ``--algo``.
 ALGO_SCRIPTS = ("train", "enjoy", "record_video", "record_training")
+#: Scripts that load a trained model.
+MODEL_SCRIPTS = ("enjoy", "record_video", "record_training")
 
 #: Commands the upstream scripts start in a subprocess, and the script of ours that replaces each.
 UPSTREAM_COMMANDS: dict[tuple[str, ...], str] = {
@@ -118,6 +120,13 @@ def train(study_options: StudyOptions | None = None) -> None:
             super().__init__(*args, study_options=study_options, **kwargs)
             managers.append(self)
 
+        def setup_experiment(self) -> Any:
+            try:
+                return super().setup_experiment()
+            except TypeError as error:
+                # A hyperparameter the constructor does not take, or of a type it cannot use.
+                raise ValueError(f"the hyperparameters of {self.algo} on {self.env_name}: {error}") from error
+
     with mock.patch.object(rl_zoo3.train, "ExperimentManager", RecordingExperimentManager):
         rl_zoo3.train.train()
     for manager in managers:
@@ -173,7 +182,10 @@ def script_arguments(script: str, args: list[str], stack: ExitStack) -> list[str
     parser = argparse.ArgumentParser(prog=f"{PROG} {script}", usage=argparse.SUPPRESS, add_help=False)
     parser.add_argument("--algo")
     parser.add_argument("-conf", "--conf-file")
+    parser.add_argument("-params", "--hyperparams", nargs="+", default=[])
     known, _ = parser.parse_known_args(args)
+    for item in known.hyperparams:
+        check_hyperparameter_item(parser, item)
     if known.algo is not None and known.algo not in ALGOS:
         theirs = sorted(set(ALGOS) - set(ZOO_ALGORITHMS))
         parser.error(
@@ -183,6 +195,25 @@ def script_arguments(script: str, args: list[str], stack: ExitStack) -> list[str
     if script == "train" and known.algo in ZOO_ALGORITHMS and known.conf_file is None:
         return [*args, "--conf-file", str(stack.enter_context(hyperparams_path(known.algo)))]
     return args
+
+
+def check_hyperparameter_item(parser: argparse.ArgumentParser, item: str) -> None:
+    """
+    Check one ``-params KEY:VALUE`` item as rl-zoo3 will read it (VALUE is evaluated as a Python expression).
+
+    :param parser: reports the error
+    :param item: the item
+    """
+    key, separator, value = item.partition(":")
+    if not separator or not key:
+        parser.error(f"-params {item!r}: write KEY:VALUE, e.g. n_episodes:20 or baseline:\"'mean'\"")
+    try:
+        eval(value)  # rl-zoo3 evaluates it the same way
+    except Exception as error:
+        parser.error(
+            f"-params {item!r}: {value!r} is not a Python value ({type(error).__name__}); "
+            f"put a string in quotes, e.g. {key}:\"'{value}'\""
+        )
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -205,7 +236,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     if script == "train":
         script_args, study_options = study_arguments(script_args)
         run = functools.partial(train, study_options)
+    # A user's mistake (a bad hyperparameter, an unknown env, no trained model, an unreachable storage) is reported in
+    # one line; rl-zoo3 reports a missing run folder with an assertion.
+    user_errors: tuple[type[Exception], ...] = (ValueError, AssertionError) if script in MODEL_SCRIPTS else (ValueError,)
     with ExitStack() as stack:
         script_args = script_arguments(script, script_args, stack)
         stack.enter_context(mock.patch.object(sys, "argv", [f"{PROG} {script}", *script_args]))
-        run()
+        try:
+            run()
+        except user_errors as error:
+            sys.exit(f"{PROG} {script}: error: {error}")

@@ -38,6 +38,7 @@ from unittest import mock
 
 import optuna
 import rl_zoo3.exp_manager
+import sqlalchemy.engine
 import sqlalchemy.exc
 import yaml
 from optuna.exceptions import ExperimentalWarning
@@ -47,6 +48,7 @@ from optuna.storages.journal import JournalFileBackend
 from optuna.trial import FrozenTrial, TrialState
 from rl_zoo3.exp_manager import ExperimentManager
 from rl_zoo3.hyperparams_opt import HYPERPARAMS_CONVERTER
+from sb3_pgnotes.zoo.registry import check_schedule_strings
 
 #: Seconds between two heartbeats of a running trial; a trial without one for twice as long is marked FAIL.
 DEFAULT_HEARTBEAT_INTERVAL = 60
@@ -56,6 +58,8 @@ MAX_RETRIES = 1
 FINISHED_STATES = (TrialState.COMPLETE, TrialState.PRUNED)
 #: Attempts at opening a database storage: workers that start together race to create Optuna's tables.
 OPEN_ATTEMPTS = 5
+#: Seconds to wait for a PostgreSQL server to answer.
+CONNECT_TIMEOUT = 5
 
 #: A ``--trial-id`` value: a trial number, or the best trial.
 TrialChoice = int | Literal["best"]
@@ -161,13 +165,43 @@ def open_storage(url: str, heartbeat_interval: int | None = None) -> BaseStorage
         return JournalStorage(JournalFileBackend(url))
     if url.startswith("sqlite:///"):
         os.makedirs(os.path.dirname(os.path.abspath(url.removeprefix("sqlite:///"))), exist_ok=True)
-    for attempt in range(1, OPEN_ATTEMPTS):
+    try:
+        location = sqlalchemy.engine.make_url(url)
+    except sqlalchemy.exc.ArgumentError as error:
+        raise ValueError(
+            f"--storage {url!r} is not a database URL (sqlite:///FILE, postgresql://USER@HOST:PORT/DB, ...) nor a "
+            ".log journal file"
+        ) from error
+    for attempt in range(1, OPEN_ATTEMPTS + 1):
         try:
             return _rdb_storage(url, heartbeat_interval)
+        except sqlalchemy.exc.NoSuchModuleError as error:
+            raise ValueError(
+                f"--storage {url!r}: unknown database scheme {location.drivername!r}; use sqlite:///FILE, "
+                "postgresql://USER@HOST:PORT/DB (the distributed extra) or a .log journal file"
+            ) from error
+        except sqlalchemy.exc.OperationalError as error:
+            if location.host is not None and _unreachable(error):
+                raise ValueError(
+                    f"--storage: cannot reach the database server at {location.host}:{location.port or 'default port'} "
+                    f"(one try, {CONNECT_TIMEOUT} s connection timeout): {str(error.orig).strip().splitlines()[0]}"
+                ) from error
+            if attempt == OPEN_ATTEMPTS:
+                raise
         except sqlalchemy.exc.SQLAlchemyError:
-            # Another worker was creating the tables at the same moment.
-            time.sleep(attempt)
-    return _rdb_storage(url, heartbeat_interval)
+            if attempt == OPEN_ATTEMPTS:
+                raise
+        # Another worker was creating the tables at the same moment.
+        time.sleep(attempt)
+    raise AssertionError("unreachable")
+
+
+def _unreachable(error: sqlalchemy.exc.OperationalError) -> bool:
+    """:return: Whether the error says that no server answered (as opposed to a busy or locked database)"""
+    text = str(error.orig).lower()
+    return any(
+        phrase in text for phrase in ("connection refused", "timeout", "timed out", "could not translate host", "no route")
+    )
 
 
 def _rdb_storage(url: str, heartbeat_interval: int | None) -> RDBStorage:
@@ -177,15 +211,19 @@ def _rdb_storage(url: str, heartbeat_interval: int | None) -> RDBStorage:
     :param heartbeat_interval: seconds between the heartbeats of a running trial, None for no heartbeat
     :return: the database storage, with the retry of stale trials when it has a heartbeat
     """
+    engine_kwargs = {}
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+        engine_kwargs = {"connect_args": {"connect_timeout": CONNECT_TIMEOUT}}
     with warnings.catch_warnings():
         # The heartbeat and the retry callback are marked experimental.
         warnings.simplefilter("ignore", ExperimentalWarning)
         if heartbeat_interval is None:
-            return RDBStorage(url)
+            return RDBStorage(url, engine_kwargs=engine_kwargs)
         retry = RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRIES)
-        return RDBStorage(url, heartbeat_interval=heartbeat_interval, heartbeat_stale_trial_callback=retry)
+        return RDBStorage(
+            url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_interval, heartbeat_stale_trial_callback=retry
+        )
 
 
 def load_study(options: StudyOptions) -> optuna.Study:
@@ -380,6 +418,11 @@ class StudyExperimentManager(ExperimentManager):
         self.study_options = study_options
         self._search_start_entry: dict[str, Any] = {}
         self._sampler_seed = self.seed
+
+    def _preprocess_hyperparams(self, hyperparams: dict[str, Any]) -> Any:
+        # rl-zoo3 would fail on a bad schedule string without naming the key.
+        check_schedule_strings(hyperparams)
+        return super()._preprocess_hyperparams(hyperparams)
 
     def read_hyperparameters(self) -> tuple[dict[str, Any], dict[str, Any]]:
         """

@@ -5,6 +5,7 @@ A new algorithm joins the zoo by adding one entry to :data:`ZOO_ALGORITHMS`.
 """
 
 import argparse
+import re
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -92,6 +93,21 @@ ENV_SETUP_KEYS = frozenset(
 )
 
 
+#: Keys that rl-zoo3 turns from a string ``"lin_<initial value>"`` into a linear schedule.
+SCHEDULE_KEYS = ("learning_rate", "clip_range", "clip_range_vf", "delta_std")
+
+
+def check_schedule_strings(hyperparams: Mapping[str, Any]) -> None:
+    """
+    :param hyperparams: An rl-zoo3 hyperparameter entry
+    :raises ValueError: For a string in a schedule key that rl-zoo3 cannot read, naming the key
+    """
+    for key in SCHEDULE_KEYS:
+        value = hyperparams.get(key)
+        if isinstance(value, str) and re.fullmatch(r"lin_[-+0-9.eE]+", value) is None:
+            raise ValueError(f"{key}: {value!r} is neither a number nor a linear schedule 'lin_<initial value>'")
+
+
 def preprocess_hyperparams(raw: Mapping[str, Any], env_id: str) -> tuple[Any, int, dict[str, Any] | None, dict[str, Any]]:
     """
     One env's rl-zoo3 hyperparameter entry, preprocessed by rl-zoo3's own ``ExperimentManager`` (schedules,
@@ -105,6 +121,7 @@ def preprocess_hyperparams(raw: Mapping[str, Any], env_id: str) -> tuple[Any, in
     unsupported = ENV_SETUP_KEYS & raw.keys()
     if unsupported:
         raise ValueError(f"Unsupported rl-zoo3 keys: {sorted(unsupported)}")
+    check_schedule_strings(raw)
     manager = ExperimentManager(argparse.Namespace(), "", env_id, log_folder="", n_timesteps=1, verbose=0)
     kwargs, *_ = manager._preprocess_hyperparams({"n_timesteps": 0, **raw})
     policy = kwargs.pop("policy", "MlpPolicy")
