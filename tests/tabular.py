@@ -8,7 +8,8 @@ one-hot encodes, so an actor with ``net_arch=dict(pi=[])`` is a linear softmax o
 
 The horizon is part of the task (the episode terminates, it is not a time-limit truncation) and the time index
 is not in the observation: the exact objective below accounts for time explicitly, and the REINFORCE estimator
-does not need the Markov property (notes 2.5), so it stays unbiased for this non-stationary problem.
+does not need the Markov property (docs/theory.md, "The policy-gradient estimator"), so it stays unbiased for this
+non-stationary problem.
 """
 
 from typing import Any

@@ -1,4 +1,4 @@
-"""Gradient-variance diagnostics: the notes' variance ordering on the tabular MDP, the command and the callback."""
+"""Gradient-variance diagnostics: the variance ordering of docs/theory.md on the tabular MDP, the command and the callback."""
 
 from pathlib import Path
 
@@ -45,7 +45,7 @@ def test_variance_ordering_on_tabular_mdp() -> None:
     # Positive rewards (shifted by +2 per step, as in CartPole) are where baselines matter most.
     estimates, _ = tabular_estimates(reward_shift=2.0)
     variance = {variant: float(stacked.var(0).sum()) for variant, stacked in estimates.items()}
-    # The notes' claim, with a margin: each step removes a sizeable share of the variance.
+    # The claimed ordering, with a margin: each step removes a sizeable share of the variance.
     assert variance["full_return"] > 1.5 * variance["reward_to_go"], variance
     assert variance["reward_to_go"] > 1.5 * variance["rtg_mean"], variance
     assert variance["rtg_mean"] >= variance["rtg_optimal"], variance

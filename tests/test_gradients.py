@@ -59,7 +59,7 @@ class Variant:
     discount_decisions: bool = True
 
 
-# Plain SGD steps on the notes' estimator: no advantage standardisation, the 1/N-over-episodes loss.
+# Plain SGD steps on the estimator of docs/theory.md: no advantage standardisation, the 1/N-over-episodes loss.
 REINFORCE_SGD: dict[str, Any] = {"normalize_advantage": False, "loss_scale": "episode", "n_critic_updates": 1}
 
 

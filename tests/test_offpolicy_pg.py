@@ -44,7 +44,7 @@ def make_offpolicy(gamma: float = 1.0, env: Any = None, **kwargs: Any) -> OffPol
     :param gamma: Discount factor
     :param env: The env (default: one TabularMDP)
     :param kwargs: Further constructor arguments
-    :return: The model at the fixed weights of ``test_gradients``, plain SGD steps on the notes' estimator
+    :return: The model at the fixed weights of ``test_gradients``, plain SGD steps on the estimator
     """
     settings: dict[str, Any] = dict(normalize_advantage=False, self_normalize=False, n_critic_updates=1)
     model = OffPolicyPG(

@@ -62,6 +62,9 @@ class NStepAC(SeparateCriticMixin, EpisodicOnPolicyAlgorithm):
     divided by the number of steps. Actor and critic have separate optimisers (the policy's ``optimizer_class``);
     a features extractor shared by both is trained by the actor only.
 
+    An option that the chosen configuration does not use gives a ``UserWarning`` when set away from its default;
+    invalid arguments raise a ``ValueError`` at construction that names them.
+
     :param policy: The policy model to use (MlpPolicy, CnnPolicy, MultiInputPolicy)
     :param env: The environment to learn from (if registered in Gym, can be str)
     :param learning_rate: Learning rate of the actor, constant or a function of the progress remaining (1 to 0)

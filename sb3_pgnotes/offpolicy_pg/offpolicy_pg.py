@@ -104,6 +104,9 @@ class OffPolicyPG(GuardedAlgorithm, SeparateCriticMixin, OffPolicyAlgorithm):
     (steps or episodes) ``gradient_steps`` steps follow, each on ``batch_size`` episodes sampled whole. Observations
     are stored as the policy saw them (after any ``VecNormalize``, with the statistics of that time).
 
+    An option that the chosen configuration does not use gives a ``UserWarning`` when set away from its default;
+    invalid arguments raise a ``ValueError`` at construction that names them.
+
     :param policy: The policy model to use (MlpPolicy, CnnPolicy, MultiInputPolicy)
     :param env: The environment to learn from (if registered in Gym, can be str)
     :param learning_rate: Learning rate of the policy, constant or a function of the progress remaining (1 to 0)

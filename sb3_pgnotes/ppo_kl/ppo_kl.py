@@ -61,6 +61,9 @@ class PPOKL(GuardedAlgorithm, OnPolicyAlgorithm):
     With ``beta = 0`` (fixed) the loss is the unclipped importance-sampled surrogate of the off-policy
     actor-critic (the paper's "no clipping or penalty").
 
+    An option that the chosen configuration does not use gives a ``UserWarning`` when set away from its default;
+    invalid arguments raise a ``ValueError`` at construction that names them.
+
     :param policy: The policy model to use (MlpPolicy, CnnPolicy, MultiInputPolicy)
     :param env: The environment to learn from (if registered in Gym, can be str)
     :param learning_rate: The learning rate, constant or a function of the progress remaining (from 1 to 0)

@@ -45,6 +45,9 @@ class Reinforce(SeparateCriticMixin, EpisodicOnPolicyAlgorithm):
     it is the mean over all steps instead, i.e. g times N / (number of steps). The entropy bonus is always a
     per-step mean. Advantage normalisation, when on, standardises ``w_t (R - b)`` over the batch.
 
+    An option that the chosen configuration does not use gives a ``UserWarning`` when set away from its default;
+    invalid arguments raise a ``ValueError`` at construction that names them.
+
     :param policy: The policy model to use (MlpPolicy, CnnPolicy, MultiInputPolicy)
     :param env: The environment to learn from (if registered in Gym, can be str)
     :param learning_rate: Learning rate of the policy, constant or a function of the progress remaining (1 to 0)
