@@ -206,20 +206,21 @@ def check_env_data(
     :param episode_times: Per env, the step's time index in its episode (to say where), or None
     :raises ValueError: Naming the env index, the step and the value
     """
-    items = observations.items() if isinstance(observations, dict) else [("", observations)]
-    arrays = [(f"observation{'[' + repr(key) + ']' if key else ''}", value) for key, value in items]
-    if rewards is not None:
-        arrays.append(("reward", rewards))
+    named = observations.items() if isinstance(observations, dict) else [(None, observations)]
+    arrays: list[tuple[Any, np.ndarray]] = [("reward", rewards)] if rewards is not None else []
+    arrays += [(("observation", key), value) for key, value in named]
     for what, values in arrays:
+        # The common case costs one isfinite per array.
         if values.dtype.kind != "f" or np.isfinite(values).all():
             continue
         env_idx = _first_non_finite(values)
-        if env_idx is not None:
-            when = "" if episode_times is None else f", step {int(episode_times[env_idx])} of its episode"
-            raise ValueError(
-                f"The env returned a non-finite {what} {values[env_idx].tolist()} (env index {env_idx}{when}, after "
-                f"{num_timesteps} env steps of training). Fix the env or wrap it so that it returns finite values."
-            )
+        if isinstance(what, tuple):
+            what = "observation" if what[1] is None else f"observation[{what[1]!r}]"
+        when = "" if episode_times is None else f", step {int(episode_times[env_idx])} of its episode"
+        raise ValueError(
+            f"The env returned a non-finite {what} {values[env_idx].tolist()} (env index {env_idx}{when}, after "
+            f"{num_timesteps} env steps of training). Fix the env or wrap it so that it returns finite values."
+        )
 
 
 def check_terminal_observations(infos: list[dict[str, Any]], dones: np.ndarray, num_timesteps: int) -> None:
