@@ -263,8 +263,10 @@ class EpisodeQuota(EpisodeSegments):
         return self.episodes_done < self.quotas
 
     def add_step(self, step: Step) -> None:
-        counted = self.counted()
         self.store(step)
+        if not step.dones.any():
+            return
+        counted = self.counted()
         for idx in np.flatnonzero(step.dones).tolist():
             if counted[idx]:
                 self.keep_episode_end(idx, step)
@@ -417,7 +419,8 @@ class Collector:
             if dones.any():
                 check_terminal_observations(infos, dones, model.num_timesteps)
             model._update_info_buffer(infos, dones)
-            counted = rule.counted()
+            # The guard looks at the envs whose steps counted before this one.
+            counted = rule.counted() if rule.needs_episode_ends else None
             # Stored before the callback runs, so that a stop leaves every open episode consistent.
             # The rule stores a copy of the times before they advance.
             rule.add_step(Step(model._last_obs, actions, rewards, dones, infos, log_probs, self.episode_times))  # type: ignore[arg-type]
