@@ -131,9 +131,10 @@ class Step:
     :param infos: The env's infos
     :param log_probs: Log-probabilities of the actions
     :param step_times: Time index of the step within each env's episode
+    :param any_done: Whether some env's episode ended
     """
 
-    __slots__ = ("actions", "dones", "infos", "log_probs", "observations", "rewards", "step_times")
+    __slots__ = ("actions", "any_done", "dones", "infos", "log_probs", "observations", "rewards", "step_times")
 
     def __init__(
         self,
@@ -144,6 +145,7 @@ class Step:
         infos: list[dict[str, Any]],
         log_probs: np.ndarray,
         step_times: np.ndarray,
+        any_done: bool,
     ) -> None:
         self.observations = observations
         self.actions = actions
@@ -152,6 +154,7 @@ class Step:
         self.infos = infos
         self.log_probs = log_probs
         self.step_times = step_times
+        self.any_done = any_done
 
     def truncated(self, env_idx: int) -> bool:
         """:return: Whether a time limit cut env ``env_idx``'s episode at this step"""
@@ -264,7 +267,7 @@ class EpisodeQuota(EpisodeSegments):
 
     def add_step(self, step: Step) -> None:
         self.store(step)
-        if not step.dones.any():
+        if not step.any_done:
             return
         counted = self.counted()
         for idx in np.flatnonzero(step.dones).tolist():
@@ -297,7 +300,7 @@ class StepsPerEnv(EpisodeSegments):
 
     def add_step(self, step: Step) -> None:
         self.store(step)
-        if step.dones.any():
+        if step.any_done:
             for idx in np.flatnonzero(step.dones).tolist():
                 self.keep_episode_end(idx, step)
 
@@ -404,29 +407,30 @@ class Collector:
         if callback is not None:
             callback.on_rollout_start()
         n_vec_steps = 0
+        # Envs that start an episode: all of them after a reset of the envs, later those that were done.
+        self.episode_times[np.asarray(model._last_episode_starts, dtype=bool)] = 0
         while rule.wants_more(n_vec_steps):
             self._resample_noise(n_vec_steps, env.num_envs)
-            # An env (re)started its episode: by an auto-reset after done, or by a reset of the envs.
-            starts = np.asarray(model._last_episode_starts, dtype=bool)
-            if starts.any():
-                self.episode_times[starts] = 0
             actions, log_probs = sample_actions(policy, model._last_obs, model.device)
             new_obs, rewards, dones, infos = env.step(env_actions(policy, actions))
             model.num_timesteps += env.num_envs
             n_vec_steps += 1
             # Checked before anything is stored or reaches the policy.
             check_env_data(rewards, new_obs, model.num_timesteps, self.episode_times)
-            if dones.any():
+            any_done = bool(dones.any())
+            if any_done:
                 check_terminal_observations(infos, dones, model.num_timesteps)
             model._update_info_buffer(infos, dones)
             # The guard looks at the envs whose steps counted before this one.
             counted = rule.counted() if rule.needs_episode_ends else None
             # Stored before the callback runs, so that a stop leaves every open episode consistent.
             # The rule stores a copy of the times before they advance.
-            rule.add_step(Step(model._last_obs, actions, rewards, dones, infos, log_probs, self.episode_times))  # type: ignore[arg-type]
+            rule.add_step(Step(model._last_obs, actions, rewards, dones, infos, log_probs, self.episode_times, any_done))  # type: ignore[arg-type]
             self.episode_times += 1
             if rule.needs_episode_ends:
                 self._check_step_limit(counted)
+            if any_done:
+                self.episode_times[dones] = 0
             model._last_obs = new_obs  # type: ignore[assignment]
             model._last_episode_starts = dones
 

@@ -12,7 +12,9 @@ from sb3_pgnotes.common.buffers import EpisodeBatch, as_batch, concatenate_obser
 from sb3_pgnotes.common.policies import build_actor_critic_optimizers, clip_gradient, fit_values
 
 
-def evaluate_values(policy: ActorCriticPolicy, batch: EpisodeBatch, bootstrap: bool = True) -> tuple[np.ndarray, np.ndarray]:
+def evaluate_values(
+    policy: ActorCriticPolicy, batch: EpisodeBatch, bootstrap: bool = True, device: th.device | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """
     The critic's ``V(s_t)`` at every step and, per episode, the bootstrap value ``V(s_T)`` of the observation after
     its last step where the episode was cut (truncated by a time limit or a rollout's edge; 0 where it terminated).
@@ -21,13 +23,14 @@ def evaluate_values(policy: ActorCriticPolicy, batch: EpisodeBatch, bootstrap: b
     :param policy: The policy whose value head is evaluated
     :param batch: The episodes or segments
     :param bootstrap: Whether to evaluate the bootstrap values (False: all 0)
+    :param device: The policy's device (``None``: ask the policy, which walks its parameters)
     :return: Per-step values and per-episode bootstrap values, float64
     """
     cut = np.array([bootstrap and obs is not None for obs in batch.terminal_observations], dtype=bool)
     terminal = [as_batch(obs) for obs, is_cut in zip(batch.terminal_observations, cut, strict=True) if is_cut]
     observations = concatenate_observations([batch.observations, *terminal]) if terminal else batch.observations
     with th.no_grad():
-        all_values = policy.predict_values(obs_as_tensor(observations, policy.device))  # type: ignore[arg-type]
+        all_values = policy.predict_values(obs_as_tensor(observations, device or policy.device))  # type: ignore[arg-type]
     all_values_np = all_values.flatten().cpu().numpy().astype(np.float64)
     bootstrap_values = np.zeros(batch.n_episodes)
     bootstrap_values[cut] = all_values_np[batch.n_steps :]

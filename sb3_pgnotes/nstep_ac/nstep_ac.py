@@ -224,7 +224,7 @@ class NStepAC(SeparateCriticMixin, EpisodicOnPolicyAlgorithm):
         :param batch: The segments collected
         :param rollout_buffer: The episodic rollout buffer
         """
-        batch.values, batch.bootstrap_values = evaluate_values(self.policy, batch)
+        batch.values, batch.bootstrap_values = evaluate_values(self.policy, batch, device=self.device)
         targets = self.value_targets(batch, batch.values, batch.bootstrap_values)
         rollout_buffer.load_batch(batch, batch.values, targets, targets - batch.values)  # type: ignore[attr-defined]
 
@@ -260,7 +260,7 @@ class NStepAC(SeparateCriticMixin, EpisodicOnPolicyAlgorithm):
         :param batch: The segments
         :return: Per-step ``V(s_t)`` and critic targets, from the current critic
         """
-        values, bootstrap_values = evaluate_values(self.policy, batch)
+        values, bootstrap_values = evaluate_values(self.policy, batch, device=self.device)
         return values, self.value_targets(batch, values, bootstrap_values)
 
     def train(self) -> None:

@@ -194,7 +194,7 @@ class Reinforce(SeparateCriticMixin, EpisodicOnPolicyAlgorithm):
         :param rollout_buffer: The episodic rollout buffer
         """
         if self.baseline == "value":
-            batch.values, batch.bootstrap_values = evaluate_values(self.policy, batch, bootstrap=self.bootstrap_truncated)
+            batch.values, batch.bootstrap_values = evaluate_values(self.policy, batch, self.bootstrap_truncated, self.device)
         else:
             batch.values, batch.bootstrap_values = np.zeros(batch.n_steps), np.zeros(batch.n_episodes)
         returns, _ = self.returns_and_step_weights(batch, batch.bootstrap_values)
