@@ -372,3 +372,15 @@ def test_ess_benchmark_table() -> None:
     assert len(rows) == 10
     ess_fractions = [float(row.split("|")[5]) for row in rows]
     assert all(0.0 < fraction <= 1.0 for fraction in ess_fractions), table
+
+
+@pytest.mark.parametrize("gradient_steps", [-1, 0])
+def test_gradient_steps_as_in_sb3(gradient_steps: int) -> None:
+    """-1: as many gradient steps as env steps collected; 0: collect only (SB3's OffPolicyAlgorithm semantics)."""
+    model = OffPolicyPG(
+        "MlpPolicy", "CartPole-v1", batch_size=2, train_freq=(1, "episode"), gradient_steps=gradient_steps, seed=0
+    )
+    model.learn(200)
+    assert model.replay_buffer is not None and model.replay_buffer.n_episodes > 0
+    expected = model.num_timesteps if gradient_steps == -1 else 0
+    assert model._n_updates == expected

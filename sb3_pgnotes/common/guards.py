@@ -4,6 +4,7 @@ What every sb3-pgnotes algorithm adds to SB3's ``BaseAlgorithm``: checks where i
 corrupt, hold another class's model, or would save non-finite parameters.
 """
 
+import inspect
 import io
 import json
 import pathlib
@@ -16,6 +17,8 @@ import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback, ConvertCallback
+from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
+from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback
 from stable_baselines3.common.vec_env import VecEnv
 
@@ -76,7 +79,7 @@ class EnvDataCheck(BaseCallback):
         return True
 
 
-def _model_file(path: Any) -> Any:
+def model_file_path(path: Any) -> Any:
     """:return: ``path`` with SB3's ``.zip`` suffix when it names a file that exists only with it"""
     if isinstance(path, (str, pathlib.Path)):
         path = pathlib.Path(path)
@@ -94,7 +97,7 @@ def read_model_data(path: Any) -> dict[str, Any]:
     :return: The ``data`` entry, with pickled objects left as SB3 wrote them (dicts with ``":serialized:"``)
     :raises ValueError: Naming the file and what is wrong with it
     """
-    path = _model_file(path)
+    path = model_file_path(path)
     start = path.tell() if isinstance(path, io.IOBase) and path.seekable() else None
     try:
         with zipfile.ZipFile(path) as archive:
@@ -125,11 +128,6 @@ def read_model_data(path: Any) -> dict[str, Any]:
 
 def own_parameters(algo_class: type[BaseAlgorithm]) -> list[str]:
     """:return: The constructor arguments of ``algo_class`` that SB3's base classes do not have"""
-    import inspect
-
-    from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
-    from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
-
     inherited = {name for base in (OnPolicyAlgorithm, OffPolicyAlgorithm) for name in inspect.signature(base).parameters}
     return [name for name in inspect.signature(algo_class).parameters if name not in inherited and not name.startswith("_")]
 
@@ -206,5 +204,5 @@ class GuardedAlgorithm:
         """
         check_saved_class(cls, read_model_data(path), path)  # type: ignore[arg-type]
         return super().load(  # type: ignore[misc]
-            _model_file(path), env, device, custom_objects, print_system_info, force_reset, **kwargs
+            model_file_path(path), env, device, custom_objects, print_system_info, force_reset, **kwargs
         )

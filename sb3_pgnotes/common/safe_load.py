@@ -22,7 +22,7 @@ from stable_baselines3.common.save_util import recursive_setattr
 from stable_baselines3.common.type_aliases import GymEnv
 from stable_baselines3.common.utils import get_device
 
-from sb3_pgnotes.common.guards import _model_file, check_saved_class, read_model_data
+from sb3_pgnotes.common.guards import check_saved_class, model_file_path, read_model_data
 
 Algorithm = TypeVar("Algorithm", bound=BaseAlgorithm)
 
@@ -125,7 +125,7 @@ def load_untrusted(
     data = read_model_data(path)
     check_saved_class(algo_class, data, path)
     device = get_device(device)
-    with zipfile.ZipFile(_model_file(path)) as archive:
+    with zipfile.ZipFile(model_file_path(path)) as archive:
         tensors = {
             name[: -len(".pth")]: th.load(io.BytesIO(archive.read(name)), map_location=device, weights_only=True)
             for name in archive.namelist()

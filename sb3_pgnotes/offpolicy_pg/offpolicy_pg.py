@@ -482,7 +482,8 @@ class OffPolicyPG(GuardedAlgorithm, SeparateCriticMixin, OffPolicyAlgorithm):
             progress_bar=progress_bar,
         )
         ran_to_the_end = self.num_timesteps >= self._total_timesteps
-        if self._n_updates == n_updates_before and ran_to_the_end and self.num_timesteps > self.learning_starts:
+        wanted_updates = self.gradient_steps != 0 and self.num_timesteps > self.learning_starts
+        if self._n_updates == n_updates_before and ran_to_the_end and wanted_updates:
             warnings.warn(
                 f"OffPolicyPG made no gradient step in {self.num_timesteps} env steps: no episode ended, and the estimator "
                 "needs whole episodes. Train for longer, or shorten the episodes (gymnasium.wrappers.TimeLimit).",
