@@ -59,14 +59,15 @@ def main() -> None:
             trained = stage
         _, callback = trainer._setup_learn(1, reset_num_timesteps=False)
         for _ in range(args.batches):
-            assert trainer.env is not None and trainer.collect_episodes(trainer.env, callback)
+            assert trainer.env is not None and trainer.collect_rollouts(trainer.env, callback, trainer.rollout_buffer)
+            assert trainer.episode_batch is not None
             timings = {}
             for name in ("mean", "optimal") if len(rows) % 2 == 0 else ("optimal", "mean"):
                 model = models[name]
                 model.policy.load_state_dict(trainer.policy.state_dict())
                 model.episode_batch = trainer.episode_batch
+                model.process_batch(trainer.episode_batch, model.rollout_buffer)
                 timings[name] = time_update(model, args.repeats)
-            assert trainer.episode_batch is not None
             rows.append((stage, trainer.episode_batch.n_steps, timings["mean"], timings["optimal"]))
 
     ratios = [optimal / mean for _, _, mean, optimal in rows]
