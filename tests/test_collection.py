@@ -222,3 +222,17 @@ def test_time_limit_episodes_are_whole_in_each_batch() -> None:
     assert model.episode_batch is not None
     assert model.episode_batch.episode_lengths.tolist() == [3, 3]
     assert model.episode_batch.truncated.all()
+
+
+@pytest.mark.parametrize("algo", [Reinforce, NStepAC])
+def test_dict_observations_fill_sb3s_dict_rollout_buffer(algo: type[BaseAlgorithm]) -> None:
+    from stable_baselines3.common.buffers import DictRolloutBuffer
+    from stable_baselines3.common.envs import SimpleMultiObsEnv
+
+    reader = RolloutBufferReader()
+    env = DummyVecEnv([lambda: SimpleMultiObsEnv(random_start=False)] * 2)
+    model = algo("MultiInputPolicy", env, seed=0, **({"n_episodes": 2} if algo is Reinforce else {"n_steps": 8}))
+    model.learn(100, callback=reader)
+    assert isinstance(model.rollout_buffer, DictRolloutBuffer)
+    batch = next(model.rollout_buffer.get(batch_size=4))
+    assert set(batch.observations) == set(env.observation_space.spaces)  # type: ignore[attr-defined]
