@@ -223,12 +223,16 @@ class EpisodeAssembler:
         """
         The stored steps of closed segments, one after another.
 
-        :param segments: ``(env_idx, start, stop)`` of each, as :meth:`close_segment` gave them
+        :param segments: ``(env_idx, start, stop)`` of each, as :meth:`close_segment` gave them, in env order and
+            each env's in time order (the order of the result)
         :return: Per field (``observations`` a dict for Dict spaces), the segments' steps concatenated
         """
-        rows = np.concatenate([np.arange(start, stop) for _, start, stop in segments]) - self._first_stored
-        envs = np.concatenate([np.full(stop - start, env_idx) for env_idx, start, stop in segments])
-        fields = {name: array[rows, envs] for name, array in self._arrays.items()}
+        n_rows = self._n_added - self._first_stored
+        # One boolean mask over the env-major view selects every segment in the order asked for.
+        keep = np.zeros((self.n_envs, n_rows), dtype=bool)
+        for env_idx, start, stop in segments:
+            keep[env_idx, start - self._first_stored : stop - self._first_stored] = True
+        fields = {name: array[:n_rows].swapaxes(0, 1)[keep] for name, array in self._arrays.items()}
         if self._observation_keys is not None:
             fields["observations"] = {key: fields.pop(f"observations/{key}") for key in self._observation_keys}
         return fields
