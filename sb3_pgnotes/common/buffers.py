@@ -232,7 +232,7 @@ class EpisodeAssembler:
         keep = np.zeros((self.n_envs, n_rows), dtype=bool)
         for env_idx, start, stop in segments:
             keep[env_idx, start - self._first_stored : stop - self._first_stored] = True
-        fields = {name: array[:n_rows].swapaxes(0, 1)[keep] for name, array in self._arrays.items()}
+        fields: dict[str, Any] = {name: array[:n_rows].swapaxes(0, 1)[keep] for name, array in self._arrays.items()}
         if self._observation_keys is not None:
             fields["observations"] = {key: fields.pop(f"observations/{key}") for key in self._observation_keys}
         return fields
