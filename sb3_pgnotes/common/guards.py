@@ -96,6 +96,7 @@ def read_model_data(path: Any) -> dict[str, Any]:
     :param path: A model file saved by SB3's ``save`` (or an open binary file)
     :return: The ``data`` entry, with pickled objects left as SB3 wrote them (dicts with ``":serialized:"``)
     :raises ValueError: Naming the file and what is wrong with it
+    :raises FileNotFoundError: If there is no such file (as SB3's ``load``)
     """
     path = model_file_path(path)
     start = path.tell() if isinstance(path, io.IOBase) and path.seekable() else None
@@ -117,7 +118,7 @@ def read_model_data(path: Any) -> dict[str, Any]:
     except (zipfile.BadZipFile, EOFError) as error:
         raise ValueError(f"{path} is not a valid model file (a zip archive as save() writes): {error}") from error
     except FileNotFoundError as error:
-        raise ValueError(f"No model file at {path}") from error
+        raise FileNotFoundError(f"No model file at {path} (nor with the .zip suffix)") from error
     finally:
         if start is not None:
             path.seek(start)
