@@ -7,6 +7,8 @@ The hand-computed cases use ``CountingEnv`` (observation and reward are the step
 """
 
 import csv
+import json
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +18,7 @@ import pytest
 import torch as th
 from envs import CountingEnv
 from gymnasium import spaces
+from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.logger import Logger, configure
 from stable_baselines3.common.vec_env import DummyVecEnv
 
@@ -459,3 +462,19 @@ def test_gsde_needs_box_actions_and_survives_save_load(tmp_path: Path) -> None:
     assert loaded.use_sde and loaded.sde_sample_freq == 2 and loaded.policy.use_sde
     obs = np.array([0.5, -0.5, 0.1], dtype=np.float32)
     np.testing.assert_allclose(model.predict(obs, deterministic=True)[0], loaded.predict(obs, deterministic=True)[0])
+
+
+def test_loads_whole_episode_models_saved_before_the_collection_argument(tmp_path: Path) -> None:
+    NStepAC("MlpPolicy", "CartPole-v1", critic_target="mc", n_episodes=2, seed=0).learn(50).save(tmp_path / "new.zip")
+    with zipfile.ZipFile(tmp_path / "new.zip") as new, zipfile.ZipFile(tmp_path / "old.zip", "w") as old:
+        for name in new.namelist():
+            content = new.read(name)
+            if name == "data":
+                data = json.loads(content)
+                del data["collection"], data["sb3_pgnotes_class"]
+                content = json.dumps(data).encode()
+            old.writestr(name, content)
+    loaded = NStepAC.load(tmp_path / "old.zip")
+    assert loaded.collection == "episodes" and loaded.n_steps == 0
+    loaded.set_env(make_vec_env("CartPole-v1"))
+    loaded.learn(50)

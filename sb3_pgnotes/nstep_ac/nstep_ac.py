@@ -207,6 +207,9 @@ class NStepAC(SeparateCriticMixin, EpisodicOnPolicyAlgorithm):
             self._setup_model()
 
     def _setup_model(self) -> None:
+        if self.n_steps == 0:
+            # A file saved before `collection` existed: its whole-episode models load with the default "rollout".
+            self.collection = "episodes"
         super()._setup_model()
         self._setup_critic()
 
