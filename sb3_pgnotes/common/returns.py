@@ -6,7 +6,12 @@ gives how many steps each episode has. Time indices are 0-based, so the textbook
 ``gamma**t`` here.
 """
 
+from typing import TypeVar
+
 import numpy as np
+import torch as th
+
+Weights = TypeVar("Weights", np.ndarray, th.Tensor)
 
 
 def _check_lengths(n_steps: int, episode_lengths: np.ndarray) -> None:
@@ -127,12 +132,12 @@ def discount_weights(step_times: np.ndarray, gamma: float) -> np.ndarray:
     return np.power(gamma, np.asarray(step_times), dtype=np.float64)
 
 
-def standardize(weights: np.ndarray) -> np.ndarray:
+def standardize(weights: Weights) -> Weights:
     """
     Advantage standardisation: zero mean and unit standard deviation over the batch. A batch of one step is returned
     unchanged (its standard deviation is 0).
 
-    :param weights: Per-step weights
+    :param weights: Per-step weights, an array or a tensor (whose ``std`` is the unbiased one, as in SB3's PPO)
     :return: ``(w - mean(w)) / (std(w) + 1e-8)``
     """
     if len(weights) < 2:

@@ -16,6 +16,7 @@ from sb3_pgnotes.common.kl import adapt_kl_beta, analytic_kl, sample_kl
 from sb3_pgnotes.common.guards import EnvDataCheck, GuardedAlgorithm, explain_policy_errors
 from sb3_pgnotes.common.on_policy import clamped_progress_remaining
 from sb3_pgnotes.common.policies import distribution_and_values, entropy_loss
+from sb3_pgnotes.common.returns import standardize
 from sb3_pgnotes.common.validation import (
     SUPPORTED_ACTION_SPACES,
     check_choice,
@@ -305,8 +306,8 @@ class PPOKL(GuardedAlgorithm, OnPolicyAlgorithm):
                 distribution, values = distribution_and_values(self.policy, rollout_data.observations)
                 log_prob = distribution.log_prob(actions)
                 advantages = rollout_data.advantages
-                if self.normalize_advantage and len(advantages) > 1:
-                    advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+                if self.normalize_advantage:
+                    advantages = standardize(advantages)
 
                 log_ratio = log_prob - rollout_data.old_log_prob
                 policy_loss = -(advantages * th.exp(log_ratio)).mean()
