@@ -92,3 +92,23 @@ def test_stop_at_threshold_evaluates_with_the_training_normalisation() -> None:
     model.learn(total_timesteps=200, callback=StopAtThreshold(eval_env, 100, 1, threshold=1e9))
     assert eval_env.obs_rms.count > 100
     np.testing.assert_allclose(eval_env.obs_rms.mean, env.obs_rms.mean)
+
+
+def test_optimal_baseline_variance_table(tmp_path: Path) -> None:
+    out = tmp_path / "table.md"
+    harness(
+        "benchmarks.optimal_baseline_variance",
+        "--episodes",
+        "4",
+        "--batches",
+        "3",
+        "--reference-episodes",
+        "8",
+        "--out",
+        str(out),
+    )
+    rows = [line for line in out.read_text().splitlines() if line.startswith("| ") and "| 4 |" in line]
+    assert len(rows) == 2
+    for row in rows:
+        ratio, *cosines = (float(cell) for cell in row.strip("|").split("|")[2:])
+        assert ratio > 0 and all(-1 <= cosine <= 1 for cosine in cosines)
