@@ -110,5 +110,5 @@ def test_optimal_baseline_variance_table(tmp_path: Path) -> None:
     rows = [line for line in out.read_text().splitlines() if line.startswith("| ") and "| 4 |" in line]
     assert len(rows) == 2
     for row in rows:
-        ratio, *cosines = (float(cell) for cell in row.strip("|").split("|")[2:])
-        assert ratio > 0 and all(-1 <= cosine <= 1 for cosine in cosines)
+        optimal, time_optimal, *cosines = (float(cell) for cell in row.strip("|").split("|")[2:])
+        assert optimal > 0 and time_optimal > 0 and all(-1 <= cosine <= 1 for cosine in cosines)

@@ -71,7 +71,15 @@ def test_unknown_variant_is_refused() -> None:
 def test_gradient_variance_on_cartpole() -> None:
     model = Reinforce("MlpPolicy", "CartPole-v1", seed=0)
     stats = gradient_variance(model.policy, model.get_env(), 0.99, n_batches=3, n_episodes=2, reference_episodes=4, seed=0)  # type: ignore[arg-type]
-    assert [entry.variant for entry in stats] == ["full_return", "reward_to_go", "rtg_mean", "rtg_optimal", "rtg_value", "gae"]
+    assert [entry.variant for entry in stats] == [
+        "full_return",
+        "reward_to_go",
+        "rtg_mean",
+        "rtg_optimal",
+        "rtg_time_optimal",
+        "rtg_value",
+        "gae",
+    ]
     for entry in stats:
         assert entry.total_variance > 0 and np.isfinite(entry.snr) and -1 <= entry.cosine_to_reference <= 1
 

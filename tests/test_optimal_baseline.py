@@ -165,6 +165,25 @@ def test_one_backward_pass_matches_per_episode_gradients(env_id: str) -> None:
         start += length
 
 
+@pytest.mark.parametrize("env_id", ["CartPole-v1", "Pendulum-v1"])
+def test_per_step_score_norms_match_per_step_gradients(env_id: str) -> None:
+    model = Reinforce("MlpPolicy", env_id, n_episodes=1, seed=0)
+    _, callback = model._setup_learn(1_000)
+    assert model.collect_rollouts(model.env, callback, model.rollout_buffer)  # type: ignore[arg-type]
+    batch = model.episode_batch
+    assert batch is not None
+    observations = obs_as_tensor(batch.observations, model.device)[:20]
+    actions = actions_to_tensor(batch.actions, model.action_space, model.device)[:20]
+    params = model._actor_parameters()
+    norms = gradients.per_step_score_norms(model.policy, params, observations, actions)
+    assert norms is not None
+    log_prob = model.policy.get_distribution(observations).log_prob(actions)
+    for step in range(len(actions)):
+        grads = th.autograd.grad(log_prob[step], params, retain_graph=True, allow_unused=True)
+        expected = gradients.flat_gradient(params, grads).square().sum()
+        th.testing.assert_close(norms[step], expected, rtol=1e-4, atol=1e-6)
+
+
 def test_cnn_policy_uses_per_episode_path() -> None:
     env = gym.wrappers.TimeLimit(FakeImageEnv(screen_height=36, screen_width=36, n_channels=1), 5)
     model = Reinforce("CnnPolicy", env, n_episodes=2, baseline="optimal", normalize_advantage=False, seed=0)

@@ -88,25 +88,39 @@ def per_episode_score_sums(
     return ScoreSums(th.stack(per_episode, dim=1), th.cat(log_probs), entropy)
 
 
-def linear_per_episode_score_sums(
-    policy: ActorCriticPolicy,
-    params: list[th.nn.Parameter],
-    observations: PyTorchObs,
-    actions: th.Tensor,
-    episode_lengths: np.ndarray,
-    step_weights: th.Tensor,
-) -> ScoreSums | None:
-    """
-    :func:`per_episode_score_sums` from one forward and one backward pass, for policies made of ``nn.Linear``
-    layers (plus a Gaussian ``log_std``).
+@dataclass
+class _LinearPass:
+    """One forward and one backward pass of ``sum_t log pi_t`` through a policy of ``nn.Linear`` layers."""
 
-    Steps are independent in the batch, so the gradient of ``sum_t log pi_t`` with respect to a layer's output
-    row t is step t's own. The per-sample weight gradient is then ``G_t A_t^T`` (output gradient times
-    input), and its weighted sum over an episode is one matrix product ``(c * G_i)^T A_i``.
+    linear_of: dict[int, tuple[th.nn.Module, str]]
+    log_std: th.nn.Parameter | None
+    calls: dict[th.nn.Module, list[tuple[th.Tensor, th.Tensor]]]
+    output_grads: dict[int, th.Tensor]
+    log_prob: th.Tensor
+    entropy: th.Tensor | None
+    scale: th.Tensor | None
 
-    :return: As :func:`per_episode_score_sums`, or None when some parameter is of another kind
+    def augmented_inputs(self, module: th.nn.Module) -> list[tuple[th.Tensor, th.Tensor]]:
+        """:return: Per call of the layer, its output gradient and its input with a column of ones (for the bias)"""
+        return [
+            (self.output_grads[id(output)].detach(), th.cat([x.detach(), x.new_ones(len(x), 1)], dim=1))
+            for x, output in self.calls[module]
+        ]
+
+    def log_std_scores(self) -> th.Tensor:
+        """:return: Per step, ``d log pi / d log_std`` (through ``scale = exp(log_std)``)"""
+        assert self.scale is not None
+        return (self.output_grads[id(self.scale)] * self.scale).detach()
+
+
+def _linear_pass(
+    policy: ActorCriticPolicy, params: list[th.nn.Parameter], observations: PyTorchObs, actions: th.Tensor
+) -> _LinearPass | None:
     """
-    linear_of = {}
+    :return: The pass, or None when some parameter is not an ``nn.Linear``'s weight or bias (or a Gaussian
+        ``log_std``), or a layer's input is not a batch of vectors
+    """
+    linear_of: dict[int, tuple[th.nn.Module, str]] = {}
     for module in policy.modules():
         if isinstance(module, th.nn.Linear):
             linear_of[id(module.weight)] = (module, "weight")
@@ -132,40 +146,114 @@ def linear_per_episode_score_sums(
     if any(layer_input.dim() != 2 for layer_input, _ in calls):
         return None
     log_prob = distribution.log_prob(actions)
-    entropy = distribution.entropy()
     scale = None
     if log_std is not None and any(p is log_std for p in params):
         assert isinstance(distribution.distribution, th.distributions.Normal)
         scale = distribution.distribution.scale
     targets = [output for _, output in calls] + ([scale] if scale is not None else [])
     output_grads = dict(zip(map(id, targets), th.autograd.grad(log_prob.sum(), targets), strict=True))
+    entropy = distribution.entropy()
+    return _LinearPass(
+        linear_of,
+        log_std if scale is not None else None,
+        {module: captured.get(module, []) for module in modules},
+        output_grads,
+        log_prob.detach(),
+        None if entropy is None else entropy.detach(),
+        scale,
+    )
 
+
+def linear_per_episode_score_sums(
+    policy: ActorCriticPolicy,
+    params: list[th.nn.Parameter],
+    observations: PyTorchObs,
+    actions: th.Tensor,
+    episode_lengths: np.ndarray,
+    step_weights: th.Tensor,
+) -> ScoreSums | None:
+    """
+    :func:`per_episode_score_sums` from one forward and one backward pass, for policies made of ``nn.Linear``
+    layers (plus a Gaussian ``log_std``).
+
+    Steps are independent in the batch, so the gradient of ``sum_t log pi_t`` with respect to a layer's output
+    row t is step t's own. The per-sample weight gradient is then ``G_t A_t^T`` (output gradient times
+    input), and its weighted sum over an episode is one matrix product ``(c * G_i)^T A_i``.
+
+    :return: As :func:`per_episode_score_sums`, or None when some parameter is of another kind
+    """
+    linear = _linear_pass(policy, params, observations, actions)
+    if linear is None:
+        return None
     bounds = list(itertools.pairwise(np.concatenate([[0], np.cumsum(episode_lengths)]).tolist()))
 
     def layer_sums(module: th.nn.Module) -> th.Tensor:
         # (K, N, out, in + 1): weight and bias gradients of one layer at once, the bias as a weight on a constant 1.
         per_call = []
-        for layer_input, output in captured[module]:
-            grad_output = output_grads[id(output)].detach()
-            augmented = th.cat([layer_input.detach(), layer_input.new_ones(len(layer_input), 1)], dim=1)
+        for grad_output, augmented in linear.augmented_inputs(module):
             weighted_input = step_weights[:, :, None] * augmented[None]  # (K, T, in + 1)
             # One product per episode serves all K weightings: (out, T_i) @ (K, T_i, in + 1) -> (K, out, in + 1).
             per_call.append(th.stack([grad_output[a:b].T @ weighted_input[:, a:b] for a, b in bounds], dim=1))
         return th.stack(per_call).sum(0)
 
-    per_layer = {module: layer_sums(module) for module in modules}
+    per_layer = {module: layer_sums(module) for module in linear.calls}
     columns = []
     for param in params:
-        if param is log_std:
-            assert scale is not None
-            # log_prob depends on log_std through scale = exp(log_std): d/dlog_std = d/dscale * scale.
-            per_step = (output_grads[id(scale)] * scale).detach()
+        if param is linear.log_std:
+            per_step = linear.log_std_scores()
             columns.append(th.stack([step_weights[:, a:b] @ per_step[a:b] for a, b in bounds], dim=1))
             continue
-        module, kind = linear_of[id(param)]
+        module, kind = linear.linear_of[id(param)]
         sums = per_layer[module]
         columns.append((sums[..., :-1] if kind == "weight" else sums[..., -1]).flatten(2))
-    return ScoreSums(th.cat(columns, dim=2), log_prob.detach(), None if entropy is None else entropy.detach())
+    return ScoreSums(th.cat(columns, dim=2), linear.log_prob, linear.entropy)
+
+
+def per_step_score_norms(
+    policy: ActorCriticPolicy, params: list[th.nn.Parameter], observations: PyTorchObs, actions: th.Tensor
+) -> th.Tensor | None:
+    """
+    Per step, the squared norm ``|grad log pi(a_t|s_t)|^2`` of the score over ``params``, for policies made of
+    ``nn.Linear`` layers (plus a Gaussian ``log_std``): a layer's per-step weight gradient is the outer product
+    ``G_t A_t^T``, whose squared norm is ``|G_t|^2 |A_t|^2``.
+
+    :param policy: The policy
+    :param params: The parameters of the score
+    :param observations: Per-step observations
+    :param actions: Per-step actions, as ``log_prob`` expects them
+    :return: Shape (n_steps,), or None when some parameter is of another kind or a layer runs more than once
+    """
+    linear = _linear_pass(policy, params, observations, actions)
+    if linear is None or any(len(calls) != 1 for calls in linear.calls.values()):
+        return None
+    norms = th.zeros_like(linear.log_prob)
+    for param in params:
+        if param is linear.log_std:
+            norms += linear.log_std_scores().square().sum(-1)
+            continue
+        module, kind = linear.linear_of[id(param)]
+        ((grad_output, augmented),) = linear.augmented_inputs(module)
+        input_norms = augmented[:, :-1].square().sum(-1) if kind == "weight" else 1.0
+        norms += grad_output.square().sum(-1) * input_norms
+    return norms
+
+
+def time_optimal_baseline(score_norms: np.ndarray, returns: np.ndarray, step_times: np.ndarray) -> np.ndarray:
+    """
+    The variance-minimising baseline per time step, ``B_t = E[|psi_t|^2 R_t] / E[|psi_t|^2]`` with ``psi_t`` the score
+    of the step at time t of its episode, when the terms of different time steps are treated as uncorrelated
+    (``docs/theory.md``, "Baselines"; Peters and Schaal 2008). A baseline of the time index alone keeps the estimator
+    unbiased as long as it is estimated from other episodes than those it is applied to.
+
+    :param score_norms: Per-step ``|psi_t|^2`` (:func:`per_step_score_norms`)
+    :param returns: Per-step returns the baseline is subtracted from
+    :param step_times: Per-step time index in the episode
+    :return: ``B`` per time index, 0 where no step had a non-zero score
+    """
+    norms = np.asarray(score_norms, dtype=np.float64)
+    numerator = np.bincount(step_times, weights=norms * np.asarray(returns, dtype=np.float64))
+    denominator = np.bincount(step_times, weights=norms)
+    return np.divide(numerator, denominator, out=np.zeros_like(numerator), where=denominator > 0)
 
 
 def optimal_baseline(x: th.Tensor, y: th.Tensor, leave_one_out: bool = True) -> th.Tensor:
