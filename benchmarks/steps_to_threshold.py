@@ -17,6 +17,7 @@ import argparse
 import ast
 import dataclasses
 import json
+import multiprocessing
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -158,7 +159,8 @@ def main(argv: list[str] | None = None) -> None:
         if (args.algo, args.env, args.label, seed, args.timesteps, args.threshold) not in done
     ]
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    with ProcessPoolExecutor(args.jobs) as pool:
+    # Spawned, not forked: a fork of a process whose torch threads have run can deadlock.
+    with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
         for record in pool.map(run_one, tasks):
             with open(args.out, "a") as file:
                 file.write(json.dumps(record) + "\n")

@@ -18,7 +18,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 def harness(*args: str) -> str:
     """Run ``python -m benchmarks.<args>`` from the repository root and return its stdout."""
-    return subprocess.run([sys.executable, "-m", *args], cwd=REPO, check=True, capture_output=True, text=True).stdout
+    return subprocess.run(
+        [sys.executable, "-m", *args], cwd=REPO, check=True, capture_output=True, text=True, timeout=240
+    ).stdout
 
 
 def test_run_resume_report(tmp_path: Path) -> None:

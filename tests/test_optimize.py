@@ -57,6 +57,8 @@ SEARCH = [
 ]
 #: Seconds a worker process is given to finish.
 WORKER_TIMEOUT = 240
+#: Seconds a PostgreSQL server command (initdb, start, createdb, stop) is given.
+SERVER_TIMEOUT = 60
 
 
 def start_worker(*args: str, log: Path) -> subprocess.Popen[bytes]:
@@ -282,16 +284,21 @@ def postgres() -> Iterator[str]:
             [*as_postgres, bindir / "initdb", "-D", data, "-U", "postgres", "--auth=trust", "--no-locale", "-E", "UTF8"],
             check=True,
             capture_output=True,
+            timeout=SERVER_TIMEOUT,
         )
         options = f"-p {port} -k {root} -c listen_addresses=127.0.0.1"
         start = [*as_postgres, bindir / "pg_ctl", "-D", data, "-o", options, "-l", root / "server.log", "-w", "start"]
-        subprocess.run(start, check=True, capture_output=True)
+        subprocess.run(start, check=True, capture_output=True, timeout=SERVER_TIMEOUT)
         try:
             createdb = [bindir / "createdb", "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "optuna"]
-            subprocess.run(createdb, check=True, capture_output=True)
+            subprocess.run(createdb, check=True, capture_output=True, timeout=SERVER_TIMEOUT)
             yield f"postgresql://postgres@127.0.0.1:{port}/optuna"
         finally:
-            subprocess.run([*as_postgres, bindir / "pg_ctl", "-D", data, "-m", "immediate", "-w", "stop"], check=True)
+            subprocess.run(
+                [*as_postgres, bindir / "pg_ctl", "-D", data, "-m", "immediate", "-w", "stop"],
+                check=True,
+                timeout=SERVER_TIMEOUT,
+            )
     finally:
         shutil.rmtree(root)
 

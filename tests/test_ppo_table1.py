@@ -15,7 +15,7 @@ REPO = Path(__file__).resolve().parents[1]
 def table1(*args: str) -> str:
     """Run ``python -m benchmarks.ppo_table1 <args>`` from the repository root and return its stdout."""
     command = [sys.executable, "-m", "benchmarks.ppo_table1", *args]
-    return subprocess.run(command, cwd=REPO, check=True, capture_output=True, text=True).stdout
+    return subprocess.run(command, cwd=REPO, check=True, capture_output=True, text=True, timeout=240).stdout
 
 
 def test_run_resume_report(tmp_path: Path) -> None:
