@@ -1,121 +1,84 @@
 """
-The variance of the reward-to-go estimator with the variance-minimising ("optimal") baseline against the batch-mean
-baseline, by the number of episodes per batch N, on random tabular MDPs whose rewards are all positive.
+The variance of ``Reinforce``'s update with ``baseline="optimal"`` against ``baseline="mean"`` and ``"none"``, by the
+number of episodes per update N, on random tabular MDPs whose rewards are all positive.
 
-Each MDP (random transitions, rewards ``offset + U(0, 1)``, a hard horizon, one-hot observations) gets a linear softmax
-policy at its seeded initial weights. On that fixed policy, ``--batches`` independent batches of N episodes are drawn
-for each N, and :func:`sb3_pgnotes.diagnostics.gradient_variance` gives each estimator's total variance (the trace of the
-covariance of one batch's gradient estimate) and the cosine between its mean and a large-batch reference. The table
-reports ``optimal / mean``: below 1, the optimal baseline lowers the variance.
+Each MDP (:meth:`sb3_pgnotes.diagnostics.tabular.TabularMDP.random`) gets a linear softmax policy at seeded random
+weights, trained by plain SGD at gamma 1 (reward-to-go, discount option 1, no standardisation). For each N,
+``--batches`` batches are drawn from that fixed policy and each is trained on once, the policy restored after each
+update (:func:`sb3_pgnotes.diagnostics.tabular.reinforce_update_statistics`); the optimal baseline's pool is filled by
+``optimal_baseline_horizon`` updates first, as in training. Every estimator sees the same batches. Reported: the
+total variance of the update direction relative to the mean baseline's, the cosine between each mean direction and
+the exact gradient (dynamic programming), and the norm of the mean baseline's mean direction over the exact
+gradient's (below 1: its bias, the batch mean including each episode's own return, shrinks the update).
 
 Example: ``python -m benchmarks.optimal_baseline_variance --out docs/benchmarks/optimal_baseline_variance.md``.
 """
 
 import argparse
 from pathlib import Path
-from typing import Any
 
-import gymnasium as gym
 import numpy as np
 import torch as th
-from gymnasium import spaces
-from stable_baselines3.common.vec_env import DummyVecEnv
 
-from sb3_pgnotes import Reinforce
-from sb3_pgnotes.diagnostics import gradient_variance
+from sb3_pgnotes.diagnostics.tabular import TabularMDP, UpdateStatistics, reinforce_update_statistics, tabular_reinforce
 
-
-class RandomTabularMDP(gym.Env):
-    """
-    A random episodic tabular MDP: Dirichlet transitions (with a terminal state), rewards ``offset + U(0, 1)``, at
-    most ``horizon`` steps.
-
-    :param n_states: Number of non-terminal states
-    :param n_actions: Number of actions
-    :param horizon: Longest episode
-    :param reward_offset: Added to every reward
-    :param seed: Seed of the MDP's tables
-    """
-
-    def __init__(self, n_states: int, n_actions: int, horizon: int, reward_offset: float, seed: int) -> None:
-        super().__init__()
-        rng = np.random.default_rng(seed)
-        self.transitions = rng.dirichlet(np.ones(n_states + 1), size=(n_states, n_actions))
-        self.rewards = reward_offset + rng.random((n_states, n_actions))
-        self.initial = rng.dirichlet(np.ones(n_states))
-        self.horizon = horizon
-        self.terminal = n_states
-        self.observation_space = spaces.Discrete(n_states + 1)
-        self.action_space = spaces.Discrete(n_actions)
-        self.state, self.t = 0, 0
-
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[int, dict]:
-        super().reset(seed=seed)
-        self.state, self.t = int(self.np_random.choice(len(self.initial), p=self.initial)), 0
-        return self.state, {}
-
-    def step(self, action: int) -> tuple[int, float, bool, bool, dict]:
-        reward = float(self.rewards[self.state, int(action)])
-        self.state = int(self.np_random.choice(self.terminal + 1, p=self.transitions[self.state, int(action)]))
-        self.t += 1
-        return self.state, reward, self.state == self.terminal or self.t >= self.horizon, False, {}
-
-
+#: Seed, size, horizon and reward offset varied; rewards are ``offset + U(0, 1)``.
 MDPS = {
-    "3 states, horizon 6, offset 1": dict(n_states=3, n_actions=2, horizon=6, reward_offset=1.0, seed=0),
-    "5 states, horizon 10, offset 2": dict(n_states=5, n_actions=3, horizon=10, reward_offset=2.0, seed=1),
+    "A: 3 states, 2 actions, horizon 6, offset 1": dict(n_states=3, n_actions=2, horizon=6, reward_offset=1.0, seed=0),
+    "B: 5 states, 3 actions, horizon 10, offset 2": dict(n_states=5, n_actions=3, horizon=10, reward_offset=2.0, seed=1),
+    "C: 4 states, 3 actions, horizon 8, offset 1": dict(n_states=4, n_actions=3, horizon=8, reward_offset=1.0, seed=5),
+    "D: 6 states, 2 actions, horizon 12, offset 3": dict(n_states=6, n_actions=2, horizon=12, reward_offset=3.0, seed=6),
+    "E: 8 states, 4 actions, horizon 20, offset 0.5": dict(n_states=8, n_actions=4, horizon=20, reward_offset=0.5, seed=2),
+    "F: 4 states, 2 actions, horizon 15, offset 5": dict(n_states=4, n_actions=2, horizon=15, reward_offset=5.0, seed=3),
 }
+BASELINES = ("optimal", "mean", "none")
+
+
+def compare(mdp: TabularMDP, n_episodes: int, n_batches: int, seed: int = 0) -> dict[str, UpdateStatistics]:
+    """
+    :param mdp: The MDP
+    :param n_episodes: Episodes per update
+    :param n_batches: Updates measured
+    :param seed: Seed of the model and of the episodes (the same batches for every baseline)
+    :return: Per baseline, its update statistics
+    """
+    stats = {}
+    for baseline in BASELINES:
+        model = tabular_reinforce(mdp, baseline, seed)
+        warm_up = model.optimal_baseline_horizon if baseline == "optimal" else 0
+        rng = np.random.default_rng([seed, n_episodes])
+        stats[baseline] = reinforce_update_statistics(model, mdp, n_episodes, n_batches, rng, warm_up)
+    return stats
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--episodes", nargs="+", type=int, default=[2, 4, 8, 16, 32, 64], help="N, episodes per batch")
-    parser.add_argument("--batches", type=int, default=200)
-    parser.add_argument("--reference-episodes", type=int, default=4000)
+    parser.add_argument("--episodes", nargs="+", type=int, default=[2, 4, 8, 16, 32, 64], help="N, episodes per update")
+    parser.add_argument("--batches", type=int, default=400, help="updates measured per N")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("docs/benchmarks/optimal_baseline_variance.md"))
     args = parser.parse_args()
     th.set_num_threads(1)
-
     lines = [
         "# Optimal against batch-mean baseline: variance by batch size",
         "",
-        "Produced by `python -m benchmarks.optimal_baseline_variance`. Reward-to-go estimator (discount option 1, "
-        f"gamma 1), a linear softmax policy at its seeded initial weights, {args.batches} batches per N; `optimal` is "
-        "`Reinforce(baseline='optimal')`'s per-parameter leave-one-out estimate, `mean` the batch mean of the "
-        "reward-to-go, `time-optimal` the diagnostics' per-time-step variance-minimising baseline "
-        f"(`rtg_time_optimal`) estimated from a separate pool of {args.reference_episodes} episodes, as statistics "
-        "pooled over earlier batches would give it. Ratio below 1: lower variance than the mean baseline. Cosine: "
-        "between each estimator's mean over the batches and the reference (optimal baseline, "
-        f"{args.reference_episodes} episodes).",
+        f"Produced by `python -m benchmarks.optimal_baseline_variance --batches {args.batches}` (the module's docstring "
+        "says how). Variance: total variance of `Reinforce`'s update direction over the batches, relative to "
+        "`baseline='mean'`'s on the same batches; below 1 is lower. Cosine: mean direction against the exact gradient. "
+        "Mean's norm ratio: the mean baseline's mean direction over the exact gradient's norm (its bias).",
         "",
-        "| MDP | N | variance, optimal / mean | variance, time-optimal / mean | cosine, optimal | cosine, time-optimal "
-        "| cosine, mean |",
+        "| MDP | N | optimal / mean | none / mean | cosine, optimal | cosine, mean | mean's norm ratio |",
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for name, spec in MDPS.items():
-        env = DummyVecEnv([lambda spec=spec: RandomTabularMDP(**spec)])  # type: ignore[misc]
-        model = Reinforce("MlpPolicy", env, policy_kwargs=dict(net_arch=dict(pi=[], vf=[])), seed=args.seed)
+        mdp = TabularMDP.random(**spec)  # type: ignore[arg-type]
         for n_episodes in args.episodes:
-            stats = {
-                entry.variant: entry
-                for entry in gradient_variance(
-                    model.policy,
-                    env,
-                    gamma=1.0,
-                    n_batches=args.batches,
-                    n_episodes=n_episodes,
-                    reference_episodes=args.reference_episodes,
-                    variants=("rtg_mean", "rtg_optimal", "rtg_time_optimal"),
-                    seed=args.seed,
-                )
-            }
-            mean = stats["rtg_mean"].total_variance
-            ratios = [stats[variant].total_variance / mean for variant in ("rtg_optimal", "rtg_time_optimal")]
-            cosines = [stats[variant].cosine_to_reference for variant in ("rtg_optimal", "rtg_time_optimal", "rtg_mean")]
+            stats = compare(mdp, n_episodes, args.batches, args.seed)
+            mean = stats["mean"].total_variance
             lines.append(
-                f"| {name} | {n_episodes} | {' | '.join(f'{r:.3g}' for r in ratios)} | "
-                f"{' | '.join(f'{c:.3f}' for c in cosines)} |"
+                f"| {name} | {n_episodes} | {stats['optimal'].total_variance / mean:.3f} | "
+                f"{stats['none'].total_variance / mean:.3f} | {stats['optimal'].cosine:.3f} | {stats['mean'].cosine:.3f} | "
+                f"{stats['mean'].norm_ratio:.2f} |"
             )
             print(lines[-1], flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)

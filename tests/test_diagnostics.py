@@ -8,13 +8,14 @@ import torch as th
 from stable_baselines3 import A2C, PPO
 from stable_baselines3.common.logger import configure
 from tabular import sample_episodes
-from test_gradients import exact_direction, make_model, matches, policy_probs, reinforce
+from test_gradients import estimated_gradient, exact_direction, make_model, matches, policy_probs, reinforce
 
 from sb3_pgnotes import Reinforce
+from sb3_pgnotes.common.gradients import TimeOptimalBaseline
 from sb3_pgnotes.diagnostics import GradientVarianceCallback, estimator_gradients, estimator_in_use, gradient_variance
 from sb3_pgnotes.diagnostics.cli import main
 
-ORDERED = ("full_return", "reward_to_go", "rtg_mean", "rtg_optimal")
+ORDERED = ("full_return", "reward_to_go", "rtg_mean", "rtg_optimal_component", "rtg_optimal")
 
 
 def tabular_estimates(reward_shift: float) -> tuple[dict[str, th.Tensor], th.Tensor]:
@@ -49,6 +50,7 @@ def test_variance_ordering_on_tabular_mdp() -> None:
     assert variance["full_return"] > 1.5 * variance["reward_to_go"], variance
     assert variance["reward_to_go"] > 1.5 * variance["rtg_mean"], variance
     assert variance["rtg_mean"] >= variance["rtg_optimal"], variance
+    assert variance["rtg_mean"] >= variance["rtg_optimal_component"], variance
 
 
 def test_value_variants_need_the_critic_and_match_reinforce_update() -> None:
@@ -56,9 +58,22 @@ def test_value_variants_need_the_critic_and_match_reinforce_update() -> None:
     model = make_model(reinforce(1.0, reward_to_go=True, baseline="value"))
     batch = sample_episodes(policy_probs(model), 200, np.random.default_rng(1))
     estimate = estimator_gradients(model.policy, batch, 1.0, ("rtg_value",))["rtg_value"].double()
-    from test_gradients import estimated_gradient
-
     th.testing.assert_close(estimate, estimated_gradient(model, batch), rtol=1e-4, atol=1e-5)
+
+
+def test_optimal_variant_matches_reinforce_update() -> None:
+    # rtg_optimal is Reinforce(baseline="optimal")'s estimator: same pool, same batch, same direction.
+    model = make_model(reinforce(1.0, reward_to_go=True, baseline="optimal", optimal_baseline_horizon=3))
+    pool = TimeOptimalBaseline(horizon=3)
+    rng = np.random.default_rng(1)
+    for _ in range(4):
+        batch = sample_episodes(policy_probs(model), 20, rng)
+        estimate = estimator_gradients(model.policy, batch, 1.0, ("rtg_optimal",), optimal_baseline_pool=pool)
+        before = [p.detach().clone() for p in model.policy.parameters()]
+        th.testing.assert_close(estimate["rtg_optimal"].double(), estimated_gradient(model, batch), rtol=1e-4, atol=1e-5)
+        with th.no_grad():
+            for param, value in zip(model.policy.parameters(), before, strict=True):
+                param.copy_(value)
 
 
 def test_unknown_variant_is_refused() -> None:
@@ -75,8 +90,8 @@ def test_gradient_variance_on_cartpole() -> None:
         "full_return",
         "reward_to_go",
         "rtg_mean",
+        "rtg_optimal_component",
         "rtg_optimal",
-        "rtg_time_optimal",
         "rtg_value",
         "gae",
     ]

@@ -1,5 +1,10 @@
-"""The variance-minimising baseline: exact per-episode gradients and convergence to b* = E[XY] / E[Y^2]."""
+"""
+The variance-minimising baselines: the per-time-step one of ``Reinforce(baseline="optimal")`` (its pooled estimate, its
+convergence to the exact B_t, its variance against the batch mean on random tabular MDPs) and the per-parameter one of
+the diagnostics, with the score computations both rest on.
+"""
 
+import warnings
 from typing import Any
 
 import gymnasium as gym
@@ -12,8 +17,8 @@ from stable_baselines3.common.utils import obs_as_tensor
 
 from sb3_pgnotes import Reinforce
 from sb3_pgnotes.common import gradients
-from sb3_pgnotes.common.buffers import EpisodeBatch
 from sb3_pgnotes.common.policies import actions_to_tensor
+from sb3_pgnotes.diagnostics.tabular import TabularMDP, reinforce_update_statistics, tabular_reinforce
 
 # Two-step tree: state 0, action a leads to state 1 + a, a second action ends the episode.
 TREE_REWARDS = np.array([[1.0, 0.0], [2.0, -1.0], [0.5, 3.0]])
@@ -50,77 +55,6 @@ def tree_model(**kwargs: Any) -> Reinforce:
     with th.no_grad():
         model.policy.action_net.weight.copy_(th.tensor([[0.5, -1.0, 0.3], [-0.2, 0.4, -0.6]]))
     return model
-
-
-def tree_batch(model: Reinforce, n_episodes: int, rng: np.random.Generator) -> EpisodeBatch:
-    probs = tree_probabilities(model)
-    first = (rng.random(n_episodes) < probs[0, 1]).astype(np.int64)
-    second_state = 1 + first
-    second = (rng.random(n_episodes) < probs[second_state, 1]).astype(np.int64)
-    return EpisodeBatch(
-        observations=np.stack([np.zeros(n_episodes, dtype=np.int64), second_state], 1).ravel(),
-        actions=np.stack([first, second], 1).ravel(),
-        rewards=np.stack([TREE_REWARDS[0, first], TREE_REWARDS[second_state, second]], 1).ravel().astype(np.float32),
-        log_probs=np.zeros(2 * n_episodes, dtype=np.float32),
-        episode_lengths=np.full(n_episodes, 2),
-        truncated=np.zeros(n_episodes, dtype=bool),
-        terminal_observations=[None] * n_episodes,
-    )
-
-
-def tree_probabilities(model: Reinforce) -> np.ndarray:
-    with th.no_grad():
-        logits = model.policy.get_distribution(th.arange(3)).distribution.logits  # type: ignore[union-attr]
-    return th.softmax(logits, -1).numpy()
-
-
-def exact_optimal_baseline(model: Reinforce, reward_to_go: bool) -> th.Tensor:
-    """b*_k = E[X_k Y_k] / E[Y_k^2] by enumerating the four trajectories."""
-    params = model._actor_parameters()
-    probs = tree_probabilities(model)
-
-    def score(state: int, action: int) -> th.Tensor:
-        log_prob = model.policy.get_distribution(th.tensor([state])).log_prob(th.tensor([action]))
-        return gradients.flat_gradient(params, th.autograd.grad(log_prob.sum(), params, allow_unused=True))
-
-    xy, yy = 0.0, 0.0
-    for first in (0, 1):
-        for second in (0, 1):
-            state = 1 + first
-            probability = probs[0, first] * probs[state, second]
-            first_reward, second_reward = TREE_REWARDS[0, first], TREE_REWARDS[state, second]
-            scores = (score(0, first), score(state, second))
-            if reward_to_go:
-                x = (first_reward + second_reward) * scores[0] + second_reward * scores[1]
-            else:
-                x = (first_reward + second_reward) * (scores[0] + scores[1])
-            y = scores[0] + scores[1]
-            xy = xy + probability * x * y
-            yy = yy + probability * y * y
-    return xy / yy
-
-
-@pytest.mark.parametrize("reward_to_go", [True, False])
-def test_batch_estimate_converges_to_exact_optimal_baseline(reward_to_go: bool) -> None:
-    model = tree_model(reward_to_go=reward_to_go, leave_one_out=False)
-    exact = exact_optimal_baseline(model, reward_to_go)
-    batch = tree_batch(model, 40_000, np.random.default_rng(0))
-    observations = obs_as_tensor(batch.observations, model.device)
-    actions = actions_to_tensor(batch.actions, model.action_space, model.device)
-    bootstrap = np.zeros(batch.n_episodes)
-    _, baselines, _ = model.optimal_baseline_gradient(
-        batch, observations, actions, *model.returns_and_step_weights(batch, bootstrap)
-    )
-    np.testing.assert_allclose(baselines[0].numpy(), exact.numpy(), rtol=0.03, atol=0.02)
-    # The optimal baseline differs from the plain mean return: the test would catch a mean-baseline mix-up.
-    mean_return = float(batch.rewards.reshape(-1, 2).sum(1).mean())
-    assert np.abs(exact.numpy() - mean_return).max() > 0.2
-
-    loo_model = tree_model(reward_to_go=reward_to_go, leave_one_out=True)
-    _, loo, _ = loo_model.optimal_baseline_gradient(
-        batch, observations, actions, *model.returns_and_step_weights(batch, bootstrap)
-    )
-    np.testing.assert_allclose(loo.numpy(), baselines.numpy(), rtol=1e-2, atol=1e-2)
 
 
 def test_leave_one_out_excludes_own_episode() -> None:
@@ -209,6 +143,110 @@ def test_optimal_baseline_rejects_normalized_advantages() -> None:
         Reinforce("MlpPolicy", "CartPole-v1", baseline="optimal", normalize_advantage=True)
 
 
-def test_leave_one_out_with_one_episode_warns() -> None:
+def test_time_optimal_baseline_pools_and_leaves_one_out() -> None:
+    # Two episodes of lengths 2 and 1: time 0 holds steps 0 and 2, time 1 step 1 only.
+    norms, returns, times = np.array([1.0, 2.0, 3.0]), np.array([4.0, 5.0, 6.0]), np.array([0, 1, 0])
+    pool = gradients.TimeOptimalBaseline(horizon=1)
+    # Leave-one-out: step 0 sees step 2 only (6), step 2 sees step 0 only (4); step 1 is alone at time 1 (0).
+    np.testing.assert_allclose(pool(norms, returns, times), [6.0, 0.0, 4.0])
+    # The next batch sees the first, itself left out: time 0 gives (1*4 + 3*6) / (1 + 3), time 1 gives 2*5 / 2.
+    np.testing.assert_allclose(pool(np.array([1.0, 2.0]), np.array([7.0, 8.0]), np.array([0, 1])), [22 / 4, 5.0])
+    # Horizon 1: the first batch has left the pool, only the second's step at time 0 (return 7) remains.
+    np.testing.assert_allclose(pool(np.array([1.0]), np.array([9.0]), np.array([0])), [7.0])
+    with_own = gradients.TimeOptimalBaseline(horizon=0, leave_one_out=False)
+    np.testing.assert_allclose(with_own(norms, returns, times), [(4 + 18) / 4, 5.0, (4 + 18) / 4])
+
+
+def tree_scores(model: Reinforce, state: int, action: int) -> th.Tensor:
+    params = model._actor_parameters()
+    log_prob = model.policy.get_distribution(th.tensor([state])).log_prob(th.tensor([action]))
+    return gradients.flat_gradient(params, th.autograd.grad(log_prob.sum(), params, allow_unused=True))
+
+
+def test_pooled_estimate_converges_to_exact_time_optimal_baseline() -> None:
+    # B_t = E[|psi_t|^2 R_t] / E[|psi_t|^2] by enumerating the tree's four trajectories.
+    model = tree_model(n_episodes=500, optimal_baseline_horizon=20)
+    with th.no_grad():
+        logits = model.policy.get_distribution(th.arange(3)).distribution.logits  # type: ignore[union-attr]
+    probs = th.softmax(logits, -1).numpy()
+    numerator, denominator = np.zeros(2), np.zeros(2)
+    for first in (0, 1):
+        for second in (0, 1):
+            state = 1 + first
+            probability = probs[0, first] * probs[state, second]
+            rewards = TREE_REWARDS[0, first], TREE_REWARDS[state, second]
+            for t, (s, a, to_go) in enumerate([(0, first, sum(rewards)), (state, second, rewards[1])]):
+                norm = float(tree_scores(model, s, a).square().sum())
+                numerator[t] += probability * norm * to_go
+                denominator[t] += probability * norm
+    exact = numerator / denominator
+    # The tree's B_t differ from the mean reward-to-go at t: a mix-up with a time-dependent mean would show.
+    assert abs(exact[0] - (probs[0] @ TREE_REWARDS[0] + 1.0)) > 0.1
+    # 21 collections from the unchanged policy (no update in between): the last batch's baselines pool all of them.
+    _, callback = model._setup_learn(10**6)
+    for _ in range(21):
+        assert model.collect_rollouts(model.env, callback, model.rollout_buffer)  # type: ignore[arg-type]
+    batch = model.episode_batch
+    assert batch is not None and batch.values is not None
+    for t in (0, 1):
+        np.testing.assert_allclose(batch.values[batch.step_times == t], exact[t], rtol=0.03)
+
+
+def test_per_step_score_norms_of_any_policy() -> None:
+    # A CNN takes the batched per-step path; the norms match per-step backward passes.
+    env = gym.wrappers.TimeLimit(FakeImageEnv(screen_height=36, screen_width=36, n_channels=1), 5)
+    model = Reinforce("CnnPolicy", env, n_episodes=2, baseline="optimal", normalize_advantage=False, seed=0)
+    _, callback = model._setup_learn(1_000)
+    assert model.collect_rollouts(model.env, callback, model.rollout_buffer)  # type: ignore[arg-type]
+    batch = model.episode_batch
+    assert batch is not None
+    observations = obs_as_tensor(batch.observations, model.device)
+    actions = actions_to_tensor(batch.actions, model.action_space, model.device)
+    params = model._actor_parameters()
+    norms = gradients.per_step_score_norms(model.policy, params, observations, actions)
+    log_prob = model.policy.get_distribution(observations).log_prob(actions)
+    for step in range(len(actions)):
+        grads = th.autograd.grad(log_prob[step], params, retain_graph=True, allow_unused=True)
+        th.testing.assert_close(norms[step], gradients.flat_gradient(params, grads).square().sum(), rtol=1e-4, atol=1e-6)
+    model.train()
+
+
+def test_optimal_baseline_horizon_is_checked() -> None:
+    with pytest.raises(ValueError, match="optimal_baseline_horizon must be an integer >= 0"):
+        Reinforce("MlpPolicy", "CartPole-v1", baseline="optimal", normalize_advantage=False, optimal_baseline_horizon=-1)
+
+
+def test_single_episode_without_pool_warns() -> None:
+    kwargs: dict[str, Any] = dict(baseline="optimal", normalize_advantage=False, n_episodes=1)
     with pytest.warns(UserWarning, match="no other episode"):
-        Reinforce("MlpPolicy", "CartPole-v1", baseline="optimal", normalize_advantage=False, n_episodes=1)
+        Reinforce("MlpPolicy", "CartPole-v1", optimal_baseline_horizon=0, **kwargs)
+    # With a pool the earlier updates supply the baseline.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        Reinforce("MlpPolicy", "CartPole-v1", **kwargs)
+
+
+#: Two of the benchmark's MDPs (docs/benchmarks/optimal_baseline_variance.md, rows A and C): seed, size, horizon and
+#: reward offset differ.
+PINNED_MDPS = [
+    pytest.param(dict(n_states=3, n_actions=2, horizon=6, reward_offset=1.0, seed=0), id="A"),
+    pytest.param(dict(n_states=4, n_actions=3, horizon=8, reward_offset=1.0, seed=5), id="C"),
+]
+
+
+@pytest.mark.parametrize("spec", PINNED_MDPS)
+def test_optimal_baseline_beats_batch_mean_at_every_batch_size(spec: dict[str, Any]) -> None:
+    mdp = TabularMDP.random(**spec)
+    for n_episodes in (2, 4, 8, 16, 32, 64):
+        stats = {}
+        for baseline in ("optimal", "mean"):
+            model = tabular_reinforce(mdp, baseline)
+            warm_up = model.optimal_baseline_horizon if baseline == "optimal" else 0
+            # More batches where they are small, so that the mean direction is precise enough for the cosine.
+            n_batches = max(200, 3200 // n_episodes)
+            stats[baseline] = reinforce_update_statistics(
+                model, mdp, n_episodes, n_batches, np.random.default_rng(n_episodes), warm_up
+            )
+        ratio = stats["optimal"].total_variance / stats["mean"].total_variance
+        assert ratio <= 0.9, (n_episodes, ratio)
+        assert stats["optimal"].cosine >= 0.99, (n_episodes, stats["optimal"])

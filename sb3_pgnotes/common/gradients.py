@@ -1,7 +1,9 @@
 """Per-episode policy-gradient terms and the variance-minimising ("optimal") baseline."""
 
 import itertools
+from collections import deque
 from dataclasses import dataclass
+
 import numpy as np
 import torch as th
 from stable_baselines3.common.policies import ActorCriticPolicy
@@ -211,21 +213,23 @@ def linear_per_episode_score_sums(
 
 def per_step_score_norms(
     policy: ActorCriticPolicy, params: list[th.nn.Parameter], observations: PyTorchObs, actions: th.Tensor
-) -> th.Tensor | None:
+) -> th.Tensor:
     """
-    Per step, the squared norm ``|grad log pi(a_t|s_t)|^2`` of the score over ``params``, for policies made of
-    ``nn.Linear`` layers (plus a Gaussian ``log_std``): a layer's per-step weight gradient is the outer product
-    ``G_t A_t^T``, whose squared norm is ``|G_t|^2 |A_t|^2``.
+    Per step, the squared norm ``|grad log pi(a_t|s_t)|^2`` of the score over ``params``.
+
+    For policies made of ``nn.Linear`` layers (plus a Gaussian ``log_std``), one forward and one backward pass: a
+    layer's per-step weight gradient is the outer product ``G_t A_t^T``, whose squared norm is ``|G_t|^2 |A_t|^2``.
+    Other policies (e.g. CNNs) take batched backward passes over chunks of :data:`SCORE_NORM_CHUNK` steps.
 
     :param policy: The policy
     :param params: The parameters of the score
     :param observations: Per-step observations
     :param actions: Per-step actions, as ``log_prob`` expects them
-    :return: Shape (n_steps,), or None when some parameter is of another kind or a layer runs more than once
+    :return: Shape (n_steps,)
     """
     linear = _linear_pass(policy, params, observations, actions)
     if linear is None or any(len(calls) != 1 for calls in linear.calls.values()):
-        return None
+        return _batched_score_norms(policy, params, observations, actions)
     norms = th.zeros_like(linear.log_prob)
     for param in params:
         if param is linear.log_std:
@@ -238,22 +242,71 @@ def per_step_score_norms(
     return norms
 
 
-def time_optimal_baseline(score_norms: np.ndarray, returns: np.ndarray, step_times: np.ndarray) -> np.ndarray:
-    """
-    The variance-minimising baseline per time step, ``B_t = E[|psi_t|^2 R_t] / E[|psi_t|^2]`` with ``psi_t`` the score
-    of the step at time t of its episode, when the terms of different time steps are treated as uncorrelated
-    (``docs/theory.md``, "Baselines"; Peters and Schaal 2008). A baseline of the time index alone keeps the estimator
-    unbiased as long as it is estimated from other episodes than those it is applied to.
+#: Steps per batched backward pass of :func:`per_step_score_norms` for policies that are not all ``nn.Linear``.
+SCORE_NORM_CHUNK = 64
 
-    :param score_norms: Per-step ``|psi_t|^2`` (:func:`per_step_score_norms`)
-    :param returns: Per-step returns the baseline is subtracted from
-    :param step_times: Per-step time index in the episode
-    :return: ``B`` per time index, 0 where no step had a non-zero score
+
+def _batched_score_norms(
+    policy: ActorCriticPolicy, params: list[th.nn.Parameter], observations: PyTorchObs, actions: th.Tensor
+) -> th.Tensor:
+    """:func:`per_step_score_norms` for any policy: per-step gradients from one-hot batched backward passes."""
+    log_prob = policy.get_distribution(observations).log_prob(actions)
+    n_steps = len(log_prob)
+    norms = []
+    for start in range(0, n_steps, SCORE_NORM_CHUNK):
+        rows = th.arange(start, min(start + SCORE_NORM_CHUNK, n_steps), device=log_prob.device)
+        one_hot = th.nn.functional.one_hot(rows, n_steps).to(log_prob.dtype)
+        grads = th.autograd.grad(
+            log_prob, params, grad_outputs=one_hot, is_grads_batched=True, retain_graph=True, allow_unused=True
+        )
+        norms.append(th.stack([g.flatten(1).square().sum(1) for g in grads if g is not None]).sum(0))
+    return th.cat(norms).detach()
+
+
+class TimeOptimalBaseline:
     """
-    norms = np.asarray(score_norms, dtype=np.float64)
-    numerator = np.bincount(step_times, weights=norms * np.asarray(returns, dtype=np.float64))
-    denominator = np.bincount(step_times, weights=norms)
-    return np.divide(numerator, denominator, out=np.zeros_like(numerator), where=denominator > 0)
+    The variance-minimising baseline per time step of the reward-to-go estimator (``docs/theory.md``, "Baselines";
+    Peters and Schaal 2008): ``B_t = E[|psi_t|^2 R_t] / E[|psi_t|^2]``, with ``psi_t`` the score of the step at time t
+    of its episode, which minimises the variance when the terms of different time steps are uncorrelated.
+
+    The expectations are estimated from running sums per time index over the last ``horizon`` batches and over the
+    current batch's other episodes. None of them depends on the episode the baseline is applied to, so the estimator
+    stays unbiased; the earlier batches keep the ratio stable when the batch is small.
+
+    :param horizon: Number of earlier batches whose statistics are pooled (0: the current batch only)
+    :param leave_one_out: Leave each episode out of its own baseline (unbiased); False counts it too (a bias of
+        order 1/N, as the batch mean's)
+    """
+
+    def __init__(self, horizon: int, leave_one_out: bool = True) -> None:
+        self.horizon = horizon
+        self.leave_one_out = leave_one_out
+        #: Per earlier batch, the sums of ``|psi_t|^2 R_t`` and of ``|psi_t|^2`` per time index, (2, batch's longest)
+        self.history: deque[np.ndarray] = deque(maxlen=horizon)
+
+    def __call__(self, score_norms: np.ndarray, returns: np.ndarray, step_times: np.ndarray) -> np.ndarray:
+        """
+        The baselines of a batch's steps; the batch's statistics then join the pool.
+
+        :param score_norms: Per-step ``|psi_t|^2`` (:func:`per_step_score_norms`)
+        :param returns: Per-step returns the baseline is subtracted from
+        :param step_times: Per-step time index in the episode
+        :return: Per-step baselines, 0 where no other step of the same time index had a non-zero score
+        """
+        norms = np.asarray(score_norms, dtype=np.float64)
+        weighted = norms * np.asarray(returns, dtype=np.float64)
+        sums = np.stack([np.bincount(step_times, weights=weighted), np.bincount(step_times, weights=norms)])
+        total = np.zeros((2, max(part.shape[1] for part in (*self.history, sums))))
+        for part in (*self.history, sums):
+            total[:, : part.shape[1]] += part
+        numerator, denominator = total[:, step_times]
+        if self.leave_one_out:
+            # An episode has one step per time index: removing the step removes the episode.
+            numerator, denominator = numerator - weighted, denominator - norms
+        # What the subtraction leaves of a step that was alone at its time index is rounding, not data.
+        known = denominator > 1e-9 * total[1, step_times]
+        self.history.append(sums)
+        return np.divide(numerator, denominator, out=np.zeros_like(numerator), where=known)
 
 
 def optimal_baseline(x: th.Tensor, y: th.Tensor, leave_one_out: bool = True) -> th.Tensor:

@@ -168,19 +168,20 @@ def baseline_values(
     """
     The baseline subtracted from the returns (``docs/theory.md``, "Baselines").
 
-    :param kind: ``"mean"`` (:func:`batch_mean_baseline`), ``"value"`` (the critic's ``V(s_t)``), or anything else
-        for none (the optimal baseline, per parameter component, has no per-step form)
+    :param kind: ``"mean"`` (:func:`batch_mean_baseline`), ``"value"`` (the critic's ``V(s_t)``) or ``"optimal"``
+        (:class:`~sb3_pgnotes.common.gradients.TimeOptimalBaseline`), both given per step in ``values``; anything else
+        for none
     :param returns: Flat per-step returns
     :param episode_lengths: Number of steps of each episode
-    :param values: Per-step ``V(s_t)``, needed for ``"value"``
+    :param values: The per-step baseline, needed for ``"value"`` and ``"optimal"``
     :param per_episode: For ``"mean"``: whether ``returns`` repeat each episode's full return
     :return: Per-step baseline, or a scalar
     """
     if kind == "mean":
         return batch_mean_baseline(returns, episode_lengths, per_episode)
-    if kind == "value":
+    if kind in ("value", "optimal"):
         if values is None:
-            raise ValueError("The value baseline needs the critic's values")
+            raise ValueError(f"The {kind} baseline needs its per-step values")
         return values
     return 0.0
 

@@ -10,14 +10,15 @@ import torch as th
 from gymnasium import spaces
 
 
-def check_positive_int(name: str, value: Any) -> None:
+def check_positive_int(name: str, value: Any, minimum: int = 1) -> None:
     """
     :param name: Argument name, for the error message
     :param value: The value to check
-    :raises ValueError: Unless ``value`` is an int >= 1
+    :param minimum: The smallest value allowed
+    :raises ValueError: Unless ``value`` is an int >= ``minimum``
     """
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
 
 
 def check_choice(name: str, value: Any, allowed: tuple) -> None:

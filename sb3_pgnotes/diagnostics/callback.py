@@ -86,6 +86,7 @@ class GradientVarianceCallback(BaseCallback):
             variants=tuple(dict.fromkeys((*variants, in_use))),
             gae_lambda=float(getattr(self.model, "gae_lambda", 0.95)),
             seed=self.seed,
+            optimal_baseline_horizon=int(getattr(self.model, "optimal_baseline_horizon", 10)),
         )
         for entry in stats:
             self.logger.record(f"train/grad_variance/{entry.variant}", entry.total_variance)

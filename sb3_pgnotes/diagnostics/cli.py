@@ -26,6 +26,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--gamma", type=float, help="discount of the returns (default: the model's)")
     parser.add_argument("--gae-lambda", type=float, default=0.95, help="lambda of the gae variant")
     parser.add_argument("--variants", nargs="+", choices=VARIANTS, help="variants to compare (default: all)")
+    parser.add_argument(
+        "--optimal-baseline-horizon",
+        type=int,
+        default=10,
+        help="earlier batches pooled into rtg_optimal's baseline, as Reinforce's optimal_baseline_horizon",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output-dir", default="logs/variance", help="folder of the PNG plot and markdown table")
     return parser.parse_args(argv)
@@ -56,6 +62,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         variants=variants,
         gae_lambda=args.gae_lambda,
         seed=args.seed,
+        optimal_baseline_horizon=args.optimal_baseline_horizon,
     )
     title = f"{args.env}, {args.model or 'initial policy'}: {args.batches} batches of {args.episodes} episodes"
     Console().print(variance_table(stats, title=title))

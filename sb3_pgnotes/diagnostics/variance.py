@@ -21,17 +21,17 @@ from sb3_pgnotes.common.buffers import EpisodeBatch
 from sb3_pgnotes.common.collection import Collector, EpisodeQuota
 from sb3_pgnotes.common.critic import evaluate_values
 from sb3_pgnotes.common.gradients import (
+    TimeOptimalBaseline,
     optimal_baseline,
     per_episode_score_sums,
     per_step_score_norms,
-    time_optimal_baseline,
 )
 from sb3_pgnotes.common.policies import actions_to_tensor, split_actor_critic_parameters
 from sb3_pgnotes.common.returns import batch_mean_baseline, full_returns, gae_advantages, reward_to_go
 
-#: Estimator variants, from the plain estimator to the lowest-variance ones. Those after ``rtg_time_optimal``
-#: need a learned value function.
-VARIANTS = ("full_return", "reward_to_go", "rtg_mean", "rtg_optimal", "rtg_time_optimal", "rtg_value", "gae")
+#: Estimator variants, from the plain estimator to the lowest-variance ones. Those after ``rtg_optimal`` need a
+#: learned value function.
+VARIANTS = ("full_return", "reward_to_go", "rtg_mean", "rtg_optimal_component", "rtg_optimal", "rtg_value", "gae")
 VALUE_VARIANTS = ("rtg_value", "gae")
 
 
@@ -60,14 +60,15 @@ def estimator_gradients(
     gamma: float,
     variants: tuple[str, ...] = VARIANTS,
     gae_lambda: float = 0.95,
-    time_baseline: np.ndarray | None = None,
+    optimal_baseline_pool: TimeOptimalBaseline | None = None,
 ) -> dict[str, th.Tensor]:
     """
     The policy-gradient estimate ``1/N sum_i sum_t A_t grad log pi(a_t|s_t)`` of each variant on one batch.
 
-    ``rtg_optimal`` subtracts the per-parameter variance-minimising constant, estimated leave-one-out from the batch
-    (:func:`~sb3_pgnotes.common.gradients.optimal_baseline`); ``rtg_time_optimal`` subtracts ``time_baseline``, the
-    per-time-step one estimated from other episodes (:func:`pooled_time_baseline`).
+    ``rtg_optimal`` subtracts ``Reinforce(baseline="optimal")``'s per-time-step variance-minimising baseline
+    (:class:`~sb3_pgnotes.common.gradients.TimeOptimalBaseline`); ``rtg_optimal_component`` the per-parameter
+    variance-minimising constant ``b*_k = E[X_k Y_k] / E[Y_k^2]``, estimated leave-one-out from the batch
+    (:func:`~sb3_pgnotes.common.gradients.optimal_baseline`).
 
     All variants share one pass over the per-episode score sums. Discount option 1 throughout (``gamma`` inside
     the returns); time-limit-truncated episodes are bootstrapped with the critic for the value-based variants.
@@ -77,14 +78,13 @@ def estimator_gradients(
     :param gamma: Discount factor
     :param variants: Which of :data:`VARIANTS` to compute
     :param gae_lambda: lambda of the ``gae`` variant
-    :param time_baseline: Per time index, the baseline of ``rtg_time_optimal`` (0 past its end)
+    :param optimal_baseline_pool: The pooled statistics of ``rtg_optimal``'s baseline, which the batch joins
+        (default: a new pool, the batch's other episodes only)
     :return: Flat gradient over the actor's parameters, per variant
     """
     unknown = set(variants) - set(VARIANTS)
     if unknown:
         raise ValueError(f"Unknown variants {sorted(unknown)}; allowed: {', '.join(VARIANTS)}")
-    if "rtg_time_optimal" in variants and time_baseline is None:
-        raise ValueError("The rtg_time_optimal variant needs time_baseline (see pooled_time_baseline)")
     device = policy.device
     observations = obs_as_tensor(batch.observations, device)  # type: ignore[arg-type]
     actions = actions_to_tensor(batch.actions, policy.action_space, device)
@@ -96,16 +96,15 @@ def estimator_gradients(
         "rtg_mean": rtg - batch_mean_baseline(rtg, lengths, per_episode=False),
         "score": np.ones_like(rtg),
     }
-    if time_baseline is not None:
-        known = batch.step_times < len(time_baseline)
-        baseline = np.where(known, time_baseline[np.minimum(batch.step_times, len(time_baseline) - 1)], 0.0)
-        weightings["rtg_time_optimal"] = rtg - baseline
+    actor_params, _ = split_actor_critic_parameters(policy)
+    if "rtg_optimal" in variants:
+        pool = TimeOptimalBaseline(horizon=0) if optimal_baseline_pool is None else optimal_baseline_pool
+        weightings["rtg_optimal"] = rtg - pool(per_step_norms(policy, batch), rtg, batch.step_times)
     if set(variants) & set(VALUE_VARIANTS):
         values, bootstrap = evaluate_values(policy, batch)
         weightings["rtg_value"] = reward_to_go(batch.rewards, lengths, gamma, bootstrap) - values
         weightings["gae"] = gae_advantages(batch.rewards, values, lengths, gamma, gae_lambda, bootstrap)
     names = list(weightings)
-    actor_params, _ = split_actor_critic_parameters(policy)
     scores = per_episode_score_sums(
         policy,
         actor_params,
@@ -117,7 +116,7 @@ def estimator_gradients(
     per_episode = dict(zip(names, scores.sums, strict=True))
     estimates = {}
     for variant in variants:
-        if variant == "rtg_optimal":
+        if variant == "rtg_optimal_component":
             x, y = per_episode["reward_to_go"], per_episode["score"]
             estimates[variant] = (x - optimal_baseline(x, y, leave_one_out=True) * y).mean(0)
         else:
@@ -170,23 +169,16 @@ class EpisodeSampler:
         return rule.batch()
 
 
-def pooled_time_baseline(policy: ActorCriticPolicy, batch: EpisodeBatch, gamma: float) -> np.ndarray:
+def per_step_norms(policy: ActorCriticPolicy, batch: EpisodeBatch) -> np.ndarray:
     """
-    The per-time-step variance-minimising baseline of the reward-to-go estimator, from a pool of episodes (as the
-    statistics of earlier batches would give it during training).
-
     :param policy: The policy
-    :param batch: The pool
-    :param gamma: Discount factor of the returns
-    :return: The baseline per time index (:func:`~sb3_pgnotes.common.gradients.time_optimal_baseline`); for a
-        policy that is not made of ``nn.Linear`` layers every score counts as 1 (the time-dependent mean return)
+    :param batch: Episodes
+    :return: Per step, the squared norm of the actor's score (:func:`~sb3_pgnotes.common.gradients.per_step_score_norms`)
     """
     observations = obs_as_tensor(batch.observations, policy.device)  # type: ignore[arg-type]
     actions = actions_to_tensor(batch.actions, policy.action_space, policy.device)
     actor_params, _ = split_actor_critic_parameters(policy)
-    norms = per_step_score_norms(policy, actor_params, observations, actions)
-    weights = np.ones(batch.n_steps) if norms is None else norms.cpu().numpy()
-    return time_optimal_baseline(weights, reward_to_go(batch.rewards, batch.episode_lengths, gamma), batch.step_times)
+    return per_step_score_norms(policy, actor_params, observations, actions).cpu().numpy()
 
 
 def gradient_variance(
@@ -199,6 +191,7 @@ def gradient_variance(
     variants: tuple[str, ...] | None = None,
     gae_lambda: float = 0.95,
     seed: int | None = None,
+    optimal_baseline_horizon: int = 10,
 ) -> list[VarianceStats]:
     """
     Measure the variance of each estimator variant on one policy snapshot.
@@ -209,10 +202,12 @@ def gradient_variance(
     :param n_batches: M, the number of independent batches
     :param n_episodes: Episodes per batch (the estimators' N)
     :param reference_episodes: Episodes of the large batch whose reward-to-go + optimal-baseline estimate is the
-        reference gradient (0: no reference, the cosine is NaN), and of the pool of ``rtg_time_optimal``'s baseline
+        reference gradient (0: no reference, the cosine is NaN)
     :param variants: Variants to compare; default: all of :data:`VARIANTS`
     :param gae_lambda: lambda of the ``gae`` variant
     :param seed: Seed of the sampling
+    :param optimal_baseline_horizon: ``rtg_optimal`` pools the statistics of this many earlier batches, as
+        ``Reinforce(baseline="optimal")`` does; the pool is filled with as many batches before the measured ones
     :return: One :class:`VarianceStats` per variant
     """
     if n_batches < 2:
@@ -220,13 +215,17 @@ def gradient_variance(
     variants = VARIANTS if variants is None else variants
     sampler = EpisodeSampler(policy, env, seed)
     policy.set_training_mode(False)
-    time_baseline = None
-    if "rtg_time_optimal" in variants:
-        time_baseline = pooled_time_baseline(policy, sampler.sample(max(reference_episodes, n_episodes)), gamma)
+    pool = TimeOptimalBaseline(optimal_baseline_horizon)
+    if "rtg_optimal" in variants:
+        # Measured as in training, where the earlier updates have filled the pool.
+        for _ in range(optimal_baseline_horizon):
+            warm_up = sampler.sample(n_episodes)
+            rtg = reward_to_go(warm_up.rewards, warm_up.episode_lengths, gamma)
+            pool(per_step_norms(policy, warm_up), rtg, warm_up.step_times)
     estimates: dict[str, list[th.Tensor]] = {variant: [] for variant in variants}
     for _ in range(n_batches):
         batch = sampler.sample(n_episodes)
-        for variant, gradient in estimator_gradients(policy, batch, gamma, variants, gae_lambda, time_baseline).items():
+        for variant, gradient in estimator_gradients(policy, batch, gamma, variants, gae_lambda, pool).items():
             estimates[variant].append(gradient)
     reference_gradient = None
     if reference_episodes > 0:

@@ -7,12 +7,12 @@ import numpy as np
 import torch as th
 from stable_baselines3.common.buffers import RolloutBuffer
 from stable_baselines3.common.policies import BasePolicy
-from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, PyTorchObs, Schedule
+from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
 from stable_baselines3.common.utils import explained_variance, obs_as_tensor
 
 from sb3_pgnotes.common.buffers import EpisodeBatch
 from sb3_pgnotes.common.critic import SeparateCriticMixin, evaluate_values
-from sb3_pgnotes.common.gradients import ScoreSums, optimal_baseline, per_episode_score_sums
+from sb3_pgnotes.common.gradients import TimeOptimalBaseline, per_step_score_norms
 from sb3_pgnotes.common.on_policy import EpisodicOnPolicyAlgorithm
 from sb3_pgnotes.common.policies import actions_to_tensor, entropy_loss
 from sb3_pgnotes.common.returns import baseline_values, discount_weights, full_returns, reward_to_go, standardize
@@ -56,12 +56,17 @@ class Reinforce(SeparateCriticMixin, EpisodicOnPolicyAlgorithm):
     :param reward_to_go: Weight each step by the reward-to-go (causality, 2.6) instead of the full return
     :param baseline: ``"none"``; ``"mean"``: the batch mean of the returns (2.7; per episode for full returns,
         per step for reward-to-go); ``"value"``: a learned state value V(s_t) fitted to the Monte Carlo
-        reward-to-go, evaluated before this update's critic steps; ``"optimal"``: per parameter component the
-        variance-minimising constant ``b*_k = E[X_k Y_k] / E[Y_k^2]`` estimated from the batch's per-episode
-        gradients (see :func:`sb3_pgnotes.common.gradients.optimal_baseline`)
-    :param leave_one_out: With ``baseline="optimal"``, estimate each episode's baseline from the other
-        episodes only (default): the baseline then does not depend on the episode it is applied to, so the
-        estimator stays exactly unbiased, at no extra cost. False uses one baseline from the whole batch.
+        reward-to-go, evaluated before this update's critic steps; ``"optimal"``: per time step t the
+        variance-minimising ``B_t = E[|grad log pi_t|^2 R_t] / E[|grad log pi_t|^2]`` (``docs/theory.md``,
+        "Baselines"), estimated from the statistics of earlier updates and of the batch's other episodes (see
+        :class:`sb3_pgnotes.common.gradients.TimeOptimalBaseline`)
+    :param leave_one_out: With ``baseline="optimal"``, leave each episode out of its own baseline (default): the
+        baseline then does not depend on the episode it is applied to, so the estimator stays exactly unbiased, at
+        no extra cost. False counts the episode too (a bias of order 1/N, as the batch mean's).
+    :param optimal_baseline_horizon: With ``baseline="optimal"``, the number of earlier updates whose statistics
+        are pooled into the baseline (0: the current batch only). They keep it stable with few episodes per update;
+        they come from slightly older policies, which costs some variance reduction but never unbiasedness. The
+        pool is not saved: a loaded model starts a new one.
     :param discount_option: 1: ``gamma^(t'-t)`` inside the reward-to-go only; 2: also weight step t by
         ``gamma^t`` (``docs/theory.md``, "Discounting")
     :param normalize_advantage: Standardise the per-step weights over the batch
@@ -102,6 +107,7 @@ class Reinforce(SeparateCriticMixin, EpisodicOnPolicyAlgorithm):
         discount_option: int = 1,
         normalize_advantage: bool = True,
         leave_one_out: bool = True,
+        optimal_baseline_horizon: int = 10,
         ent_coef: float = 0.0,
         max_grad_norm: float | None = None,
         loss_scale: str = "episode",
@@ -144,12 +150,14 @@ class Reinforce(SeparateCriticMixin, EpisodicOnPolicyAlgorithm):
         check_choice("bootstrap_truncated", bootstrap_truncated, (True, False))
         check_choice("leave_one_out", leave_one_out, (True, False))
         check_positive_int("n_critic_updates", n_critic_updates)
+        check_positive_int("optimal_baseline_horizon", optimal_baseline_horizon, minimum=0)
         check_schedule("critic_learning_rate", critic_learning_rate)
         if baseline != "value":
             warn_ignored("critic_learning_rate", critic_learning_rate, 3e-3, "only with baseline='value'")
             warn_ignored("n_critic_updates", n_critic_updates, 10, "only with baseline='value'")
         if baseline != "optimal":
             warn_ignored("leave_one_out", leave_one_out, True, "only with baseline='optimal'")
+            warn_ignored("optimal_baseline_horizon", optimal_baseline_horizon, 10, "only with baseline='optimal'")
         if not reward_to_go:
             warn_ignored(
                 "discount_option", discount_option, 1, "only with reward_to_go=True (with full returns both coincide)"
@@ -161,10 +169,11 @@ class Reinforce(SeparateCriticMixin, EpisodicOnPolicyAlgorithm):
                 "baseline='optimal' minimises the variance of the raw estimator; standardising the weights would undo "
                 "it: use normalize_advantage=False"
             )
-        if baseline == "optimal" and leave_one_out and n_episodes < 2:
+        if baseline == "optimal" and leave_one_out and n_episodes < 2 and optimal_baseline_horizon == 0:
             warnings.warn(
-                "baseline='optimal' with leave_one_out=True and n_episodes=1 has no other episode to estimate the "
-                "baseline from: it is 0 (no baseline). Use n_episodes >= 2, better several.",
+                "baseline='optimal' with leave_one_out=True, n_episodes=1 and optimal_baseline_horizon=0 has no other "
+                "episode to estimate the baseline from: it is 0 (no baseline). Pool earlier updates "
+                "(optimal_baseline_horizon >= 1) or use n_episodes >= 2.",
                 UserWarning,
             )
         self.reward_to_go = reward_to_go
@@ -172,6 +181,7 @@ class Reinforce(SeparateCriticMixin, EpisodicOnPolicyAlgorithm):
         self.discount_option = discount_option
         self.normalize_advantage = normalize_advantage
         self.leave_one_out = leave_one_out
+        self.optimal_baseline_horizon = optimal_baseline_horizon
         self.loss_scale = loss_scale
         self.critic_learning_rate = critic_learning_rate
         self.n_critic_updates = n_critic_updates
@@ -183,23 +193,43 @@ class Reinforce(SeparateCriticMixin, EpisodicOnPolicyAlgorithm):
         super()._setup_model()
         # Separate optimisers: the critic has its own learning rate and takes several steps per update.
         self._setup_critic()
+        self.optimal_baseline = TimeOptimalBaseline(self.optimal_baseline_horizon, self.leave_one_out)
+
+    def _excluded_save_params(self) -> list[str]:
+        # The pooled statistics of the optimal baseline are, like the rollout buffer, training state.
+        return [*super()._excluded_save_params(), "optimal_baseline"]
 
     def process_batch(self, batch: EpisodeBatch, rollout_buffer: RolloutBuffer) -> None:
         """
-        With the value baseline, evaluate the critic on the batch (and the truncated episodes' terminal observations
-        when ``bootstrap_truncated``); load the buffer with the returns R_t and the advantages ``w_t (R_t - b_t)``
-        (for the optimal baseline, which has no per-step form, ``w_t R_t``).
+        Evaluate the per-step baseline on the batch: the critic's ``V(s_t)`` (and the truncated episodes' terminal
+        observations when ``bootstrap_truncated``) or the optimal baseline's ``B_t``; load the buffer with the returns
+        R_t, the baselines and the advantages ``w_t (R_t - b_t)``.
 
         :param batch: The episodes collected
         :param rollout_buffer: The episodic rollout buffer
         """
+        batch.bootstrap_values = np.zeros(batch.n_episodes)
         if self.baseline == "value":
             batch.values, batch.bootstrap_values = evaluate_values(self.policy, batch, self.bootstrap_truncated, self.device)
+        elif self.baseline == "optimal":
+            batch.values = self._optimal_baselines(batch)
         else:
-            batch.values, batch.bootstrap_values = np.zeros(batch.n_steps), np.zeros(batch.n_episodes)
+            batch.values = np.zeros(batch.n_steps)
         returns, _ = self.returns_and_step_weights(batch, batch.bootstrap_values)
         advantages = self.advantages(batch, batch.values, batch.bootstrap_values)
         rollout_buffer.load_batch(batch, batch.values, returns, advantages)  # type: ignore[attr-defined]
+
+    def _optimal_baselines(self, batch: EpisodeBatch) -> np.ndarray:
+        """
+        :param batch: The episodes collected
+        :return: Per step, the optimal baseline ``B_t`` of its time index; the batch's statistics join the pool
+        """
+        observations = obs_as_tensor(batch.observations, self.device)  # type: ignore[arg-type]
+        actions = actions_to_tensor(batch.actions, self.action_space, self.device)
+        with th.enable_grad():
+            norms = per_step_score_norms(self.policy, self._actor_parameters(), observations, actions)
+        returns, _ = self.returns_and_step_weights(batch, np.zeros(batch.n_episodes))
+        return self.optimal_baseline(norms.cpu().numpy(), returns, batch.step_times)
 
     def returns_and_step_weights(self, batch: EpisodeBatch, bootstrap: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """
@@ -216,9 +246,9 @@ class Reinforce(SeparateCriticMixin, EpisodicOnPolicyAlgorithm):
     def advantages(self, batch: EpisodeBatch, values: np.ndarray | None, bootstrap: np.ndarray) -> np.ndarray:
         """
         :param batch: The episodes
-        :param values: Per-step V(s_t) (``baseline="value"`` only)
+        :param values: Per-step baseline b_t of the ``"value"`` and ``"optimal"`` baselines
         :param bootstrap: Per-episode value after the last step (0 unless truncated and bootstrapped)
-        :return: Per-step ``w_t (R_t - b_t)`` (no baseline for ``"optimal"``, which is per parameter component)
+        :return: Per-step ``w_t (R_t - b_t)``
         """
         returns, step_weights = self.returns_and_step_weights(batch, bootstrap)
         per_episode = not self.reward_to_go
@@ -226,70 +256,15 @@ class Reinforce(SeparateCriticMixin, EpisodicOnPolicyAlgorithm):
 
     def policy_gradient_weights(self, batch: EpisodeBatch, values: np.ndarray | None, bootstrap: np.ndarray) -> np.ndarray:
         """
-        The per-step factor that multiplies ``grad log pi(a_t|s_t)`` in the estimator (not for the optimal
-        baseline, which is per parameter component).
+        The per-step factor that multiplies ``grad log pi(a_t|s_t)`` in the estimator.
 
         :param batch: The episodes
-        :param values: Per-step V(s_t) (``baseline="value"`` only)
+        :param values: Per-step baseline b_t of the ``"value"`` and ``"optimal"`` baselines
         :param bootstrap: Per-episode value after the last step (0 unless truncated and bootstrapped)
         :return: Per-step weights ``w_t (R_t - b_t)``, standardised if ``normalize_advantage``
         """
         weights = self.advantages(batch, values, bootstrap)
         return standardize(weights) if self.normalize_advantage else weights
-
-    def optimal_baseline_gradient(
-        self,
-        batch: EpisodeBatch,
-        observations: PyTorchObs,
-        actions: th.Tensor,
-        returns: np.ndarray,
-        step_weights: np.ndarray,
-    ) -> tuple[th.Tensor, th.Tensor, ScoreSums]:
-        """
-        The estimator with the optimal baseline: ``g = 1/N sum_i (X_i - b_i * Y_i)`` with
-        ``X_i = sum_t w_t R_t grad log pi_t`` and ``Y_i = sum_t w_t grad log pi_t`` over episode i.
-
-        :param batch: The episodes
-        :param observations: Per-step observations
-        :param actions: Per-step actions
-        :param returns: Per-step returns R_t (see :meth:`returns_and_step_weights`)
-        :param step_weights: Per-step discount weights w_t
-        :return: The flat gradient estimate as a sum over episodes (divide by the loss normaliser), the
-            per-episode baselines, (n_episodes, n_params), and the score sums with their forward pass's outputs
-        """
-        weightings = th.as_tensor(np.stack([returns * step_weights, step_weights]), dtype=th.float32, device=self.device)
-        scores = per_episode_score_sums(
-            self.policy, self._actor_parameters(), observations, actions, batch.episode_lengths, weightings
-        )
-        x, y = scores.sums
-        baselines = optimal_baseline(x, y, self.leave_one_out)
-        return (x - baselines * y).sum(0), baselines, scores
-
-    def _optimal_baseline_step(
-        self, batch: EpisodeBatch, observations: PyTorchObs, actions: th.Tensor, bootstrap: np.ndarray, normaliser: int
-    ) -> tuple[th.Tensor, th.Tensor]:
-        """
-        Write the optimal-baseline estimate (and the entropy bonus's gradient) into the actor's ``.grad``.
-
-        :return: For the logs: the surrogate loss without baseline, whose gradient is the plain estimator, and the
-            entropy loss
-        """
-        returns, step_weights = self.returns_and_step_weights(batch, bootstrap)
-        gradient, baselines, scores = self.optimal_baseline_gradient(batch, observations, actions, returns, step_weights)
-        check_finite("policy gradient norm", gradient.norm())
-        # The per-component baseline has no per-step form: the estimate goes into .grad directly.
-        self._add_flat_gradient(-gradient / normaliser)
-        self.logger.record("train/optimal_baseline_mean", baselines.mean().item())
-        weights = th.as_tensor(returns * step_weights, dtype=th.float32, device=self.device)
-        policy_loss = -(scores.log_prob * weights).sum() / normaliser
-        if self.ent_coef > 0:
-            # The score sums' forward pass is spent: the entropy bonus needs a graph of its own.
-            distribution = self.policy.get_distribution(observations)
-            entropy_term = entropy_loss(distribution.entropy(), distribution.log_prob(actions))
-            check_finite("entropy loss", entropy_term)
-            (self.ent_coef * entropy_term).backward()
-            return policy_loss, entropy_term.detach()
-        return policy_loss, entropy_loss(scores.entropy, scores.log_prob)
 
     def _actor_parameters(self) -> list[th.nn.Parameter]:
         return [p for group in self.policy.optimizer.param_groups for p in group["params"]]
@@ -308,22 +283,16 @@ class Reinforce(SeparateCriticMixin, EpisodicOnPolicyAlgorithm):
         normaliser = batch.n_episodes if self.loss_scale == "episode" else batch.n_steps
 
         self.policy.optimizer.zero_grad()
-        if self.baseline == "optimal":
-            policy_loss, entropy_term = self._optimal_baseline_step(
-                batch, observations, actions, batch.bootstrap_values, normaliser
-            )
-            loss = policy_loss + self.ent_coef * entropy_term
-        else:
-            distribution = self.policy.get_distribution(observations)
-            log_prob = distribution.log_prob(actions)
-            entropy_term = entropy_loss(distribution.entropy(), log_prob)
-            weights = th.as_tensor(
-                self.policy_gradient_weights(batch, batch.values, batch.bootstrap_values), dtype=th.float32, device=self.device
-            )
-            policy_loss = -(log_prob * weights).sum() / normaliser
-            loss = policy_loss + self.ent_coef * entropy_term
-            check_finite("policy loss", loss)
-            loss.backward()
+        distribution = self.policy.get_distribution(observations)
+        log_prob = distribution.log_prob(actions)
+        entropy_term = entropy_loss(distribution.entropy(), log_prob)
+        weights = th.as_tensor(
+            self.policy_gradient_weights(batch, batch.values, batch.bootstrap_values), dtype=th.float32, device=self.device
+        )
+        policy_loss = -(log_prob * weights).sum() / normaliser
+        loss = policy_loss + self.ent_coef * entropy_term
+        check_finite("policy loss", loss)
+        loss.backward()
         grad_norm = self._clip_actor_gradient()
         self.policy.optimizer.step()
         self._n_updates += 1
@@ -340,16 +309,6 @@ class Reinforce(SeparateCriticMixin, EpisodicOnPolicyAlgorithm):
         self.logger.record("train/loss", loss.item())
         self.logger.record("train/grad_norm", grad_norm)
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
-
-    def _add_flat_gradient(self, gradient: th.Tensor) -> None:
-        """
-        :param gradient: A flat gradient over the actor parameters, added to their ``.grad``
-        """
-        offset = 0
-        for param in self._actor_parameters():
-            chunk = gradient[offset : offset + param.numel()].view_as(param)
-            param.grad = chunk.clone() if param.grad is None else param.grad + chunk
-            offset += param.numel()
 
     def learn(
         self: SelfReinforce,
