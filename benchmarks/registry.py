@@ -111,8 +111,8 @@ ALGOS: dict[str, AlgoSpec] = {
             )
             for baseline in ("none", "mean", "value", "optimal")
         ),
-        # The same with 4 episodes per update: with one (Acrobot's YAML) the leave-one-out optimal baseline has no
-        # other episode to learn from and is 0, and the batch mean is the episode's own.
+        # The same with 4 episodes per update: with one (Acrobot's YAML) the batch mean is the episode's own return and
+        # the optimal baseline comes from earlier updates only.
         *(
             AlgoSpec(
                 f"reinforce_{baseline}_4ep",

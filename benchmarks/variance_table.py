@@ -1,8 +1,13 @@
 """
-Variance of the policy-gradient estimators at the initial policy and at a partly trained one.
+Variance of Reinforce's estimator with each baseline, by episodes per batch, at the initial policy and at a partly
+trained one.
 
 For each env, Reinforce is built from ``hyperparams/reinforce.yml``; its initial policy is measured, then it trains
-``--train-steps`` env steps and is measured again. Each snapshot's mean evaluation return is reported with it.
+``--train-steps`` env steps and is measured again. Each snapshot's mean evaluation return is reported with it. At each
+snapshot and batch size N, :func:`sb3_pgnotes.diagnostics.gradient_variance` draws ``--batches`` batches and computes
+the reward-to-go estimator with no baseline (``reward_to_go``), the batch mean (``rtg_mean``), the optimal baseline
+(``rtg_optimal``, its pool filled first as in training) and the snapshot's critic (``rtg_value``; untrained at the
+initial policy), plus the full-return estimator for scale.
 
 Example: ``python -m benchmarks.variance_table --envs CartPole-v1 Acrobot-v1 --out docs/benchmarks/variance``.
 """
@@ -15,7 +20,38 @@ from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
 
 from benchmarks.registry import ALGOS, resolve
-from sb3_pgnotes.diagnostics import gradient_variance, plot_variance, variance_markdown
+from sb3_pgnotes.diagnostics import VarianceStats, gradient_variance
+
+VARIANTS = ("full_return", "reward_to_go", "rtg_mean", "rtg_optimal", "rtg_value")
+LABELS = {
+    "full_return": "full return",
+    "reward_to_go": "none",
+    "rtg_mean": "mean",
+    "rtg_optimal": "optimal",
+    "rtg_value": "value",
+}
+
+
+def snapshot_table(rows: dict[int, list[VarianceStats]]) -> list[str]:
+    """
+    :param rows: Per batch size, the statistics of :data:`VARIANTS`
+    :return: Markdown lines: per N, each baseline's total variance relative to the batch mean's, then its SNR
+    """
+    lines = [
+        "| N | "
+        + " | ".join(f"variance, {LABELS[v]} / mean" for v in VARIANTS)
+        + " | "
+        + " | ".join(f"SNR, {LABELS[v]}" for v in VARIANTS)
+        + " |",
+        "|---:|" + "---:|" * (2 * len(VARIANTS)),
+    ]
+    for n_episodes, stats in rows.items():
+        by_variant = {entry.variant: entry for entry in stats}
+        mean = by_variant["rtg_mean"].total_variance
+        relative = " | ".join(f"{by_variant[v].total_variance / mean:.3g}" for v in VARIANTS)
+        snr = " | ".join(f"{by_variant[v].snr:.3g}" for v in VARIANTS)
+        lines.append(f"| {n_episodes} | {relative} | {snr} |")
+    return lines
 
 
 def main() -> None:
@@ -25,8 +61,7 @@ def main() -> None:
         "--train-steps", nargs="+", type=int, default=[10_000, 10_000], help="per env, before the 2nd snapshot"
     )
     parser.add_argument("--batches", type=int, default=20)
-    parser.add_argument("--episodes", nargs="+", type=int, default=[10, 5], help="episodes per batch, per env")
-    parser.add_argument("--reference-episodes", nargs="+", type=int, default=[200, 50], help="per env")
+    parser.add_argument("--episodes", nargs="+", type=int, default=[4, 10, 32], help="N, episodes per batch")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("docs/benchmarks/variance"))
     args = parser.parse_args()
@@ -34,18 +69,16 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
 
     sections = [
-        "# Policy-gradient estimator variance",
+        "# Reinforce's estimator variance by baseline and batch size",
         "",
-        "Produced by `python -m benchmarks.variance_table`. Each estimator's gradient is computed on "
-        f"{args.batches} independent batches drawn from the same policy snapshot (Reinforce, `hyperparams/reinforce.yml`); "
-        "total variance is the trace of the covariance of one batch's estimate, SNR is `|mean|^2 / total variance`, "
-        "and the cosine compares the mean estimate with a large-batch reward-to-go + optimal-baseline gradient. "
-        "`rtg_value` and `gae` use the snapshot's critic (untrained at the initial policy).",
+        f"Produced by `python -m benchmarks.variance_table` (the module's docstring says how): {args.batches} batches per "
+        "snapshot and batch size N, Reinforce from `hyperparams/reinforce.yml`, reward-to-go with discount option 1. "
+        "Variance: trace of the covariance of one batch's estimate, relative to the batch mean's (below 1 is lower). "
+        "SNR: `|mean|^2 / total variance`, which a biased estimator cannot improve by shrinking. `value` uses the "
+        "snapshot's critic, untrained at the initial policy.",
         "",
     ]
-    for env_id, train_steps, n_episodes, reference in zip(
-        args.envs, args.train_steps, args.episodes, args.reference_episodes, strict=True
-    ):
+    for env_id, train_steps in zip(args.envs, args.train_steps, strict=True):
         config = resolve(ALGOS["reinforce"], env_id)
         model = config.algo_class(config.policy, env_id, seed=args.seed, **config.model_kwargs)
         measure_env = make_vec_env(env_id, n_envs=1, seed=args.seed + 1)
@@ -53,20 +86,22 @@ def main() -> None:
             if steps:
                 model.learn(steps)
             eval_return, _ = evaluate_policy(model, make_vec_env(env_id, n_envs=1, seed=args.seed + 2), n_eval_episodes=10)
-            stats = gradient_variance(
-                model.policy,  # type: ignore[arg-type]
-                measure_env,
-                gamma=float(model.gamma),  # type: ignore[attr-defined]
-                n_batches=args.batches,
-                n_episodes=n_episodes,
-                reference_episodes=reference,
-                seed=args.seed,
-            )
-            title = f"{env_id}, {label} (eval return {eval_return:.1f}), batches of {n_episodes} episodes"
-            stem = f"{env_id}_{'initial' if steps == 0 else 'trained'}"
-            plot_variance(stats, args.out / f"{stem}.png", title=title)
-            sections += [f"## {title}", "", variance_markdown(stats), f"![{stem}]({stem}.png)", ""]
-            print(title, flush=True)
+            rows = {
+                n_episodes: gradient_variance(
+                    model.policy,  # type: ignore[arg-type]
+                    measure_env,
+                    gamma=float(model.gamma),  # type: ignore[attr-defined]
+                    n_batches=args.batches,
+                    n_episodes=n_episodes,
+                    reference_episodes=0,
+                    variants=VARIANTS,
+                    seed=args.seed,
+                )
+                for n_episodes in args.episodes
+            }
+            title = f"{env_id}, {label} (eval return {eval_return:.1f})"
+            sections += [f"## {title}", "", *snapshot_table(rows), ""]
+            print("\n".join(sections[-len(rows) - 4 :]), flush=True)
     (args.out / "README.md").write_text("\n".join(sections), encoding="utf-8")
 
 

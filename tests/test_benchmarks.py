@@ -104,3 +104,16 @@ def test_optimal_baseline_variance_table(tmp_path: Path) -> None:
     for row in rows:
         optimal, none, *cosines, norm_ratio = (float(cell) for cell in row.strip("|").split("|")[2:])
         assert optimal > 0 and none > 0 and norm_ratio > 0 and all(-1 <= cosine <= 1 for cosine in cosines)
+
+
+def test_variance_table(tmp_path: Path) -> None:
+    argv = ["benchmarks.variance_table", "--envs", "CartPole-v1", "--train-steps", "300", "--batches", "2"]
+    harness(*argv, "--episodes", "2", "3", "--out", str(tmp_path))
+    text = (tmp_path / "README.md").read_text()
+    assert "## CartPole-v1, initial policy" in text and "## CartPole-v1, after 300 training steps" in text
+    rows = [line for line in text.splitlines() if line.startswith(("| 2 |", "| 3 |"))]
+    assert len(rows) == 4
+    for row in rows:
+        cells = [float(cell) for cell in row.strip("|").split("|")[1:]]
+        # The batch mean's own relative variance is 1 by construction.
+        assert len(cells) == 10 and cells[2] == 1 and all(cell > 0 for cell in cells)

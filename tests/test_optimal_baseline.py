@@ -238,15 +238,25 @@ PINNED_MDPS = [
 def test_optimal_baseline_beats_batch_mean_at_every_batch_size(spec: dict[str, Any]) -> None:
     mdp = TabularMDP.random(**spec)
     for n_episodes in (2, 4, 8, 16, 32, 64):
+        # At least 1600 episodes per batch size, so that the mean direction is precise enough to judge its bias.
+        n_batches = max(200, 1600 // n_episodes)
         stats = {}
         for baseline in ("optimal", "mean"):
             model = tabular_reinforce(mdp, baseline)
             warm_up = model.optimal_baseline_horizon if baseline == "optimal" else 0
-            # More batches where they are small, so that the mean direction is precise enough for the cosine.
-            n_batches = max(200, 3200 // n_episodes)
-            stats[baseline] = reinforce_update_statistics(
-                model, mdp, n_episodes, n_batches, np.random.default_rng(n_episodes), warm_up
-            )
-        ratio = stats["optimal"].total_variance / stats["mean"].total_variance
-        assert ratio <= 0.9, (n_episodes, ratio)
-        assert stats["optimal"].cosine >= 0.99, (n_episodes, stats["optimal"])
+            rng = np.random.default_rng(n_episodes)
+            stats[baseline] = reinforce_update_statistics(model, mdp, n_episodes, n_batches, rng, warm_up)
+        optimal = stats["optimal"]
+        assert optimal.total_variance <= 0.9 * stats["mean"].total_variance, (n_episodes, stats)
+        # Unbiased: the mean direction is as far from the exact gradient as its own noise allows (the expected squared
+        # distance is total_variance / n_batches; a bias adds its squared norm).
+        assert optimal.squared_error <= 6 * optimal.total_variance / n_batches, (n_episodes, optimal)
+        if n_episodes * n_batches >= 12_800:
+            assert optimal.cosine >= 0.99, (n_episodes, optimal)
+
+
+def test_bias_check_rejects_the_batch_mean_at_two_episodes() -> None:
+    # The unbiasedness check above has power: the batch mean, which includes each episode's own return, fails it.
+    mdp = TabularMDP.random(**PINNED_MDPS[0].values[0])  # type: ignore[arg-type]
+    mean = reinforce_update_statistics(tabular_reinforce(mdp, "mean"), mdp, 2, 800, np.random.default_rng(2))
+    assert mean.squared_error > 6 * mean.total_variance / 800, mean

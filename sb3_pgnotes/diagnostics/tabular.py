@@ -228,11 +228,14 @@ class UpdateStatistics:
     :param total_variance: Trace of the covariance of one batch's update direction
     :param cosine: Cosine between the mean direction and the exact policy gradient
     :param norm_ratio: Norm of the mean direction over the exact gradient's
+    :param squared_error: Squared distance between the mean direction and the exact gradient: for an unbiased
+        estimator its expectation is ``total_variance / n_batches``, a bias adds its squared norm
     """
 
     total_variance: float
     cosine: float
     norm_ratio: float
+    squared_error: float
 
 
 def reinforce_update_statistics(
@@ -280,4 +283,5 @@ def reinforce_update_statistics(
         total_variance=float(stacked.var(0).sum()),
         cosine=float(th.nn.functional.cosine_similarity(mean, exact, dim=0)),
         norm_ratio=float(mean.norm() / exact.norm()),
+        squared_error=float((mean - exact).square().sum()),
     )
