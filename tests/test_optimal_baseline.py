@@ -4,7 +4,10 @@ convergence to the exact B_t, its variance against the batch mean on random tabu
 the diagnostics, with the score computations both rest on.
 """
 
+import json
 import warnings
+import zipfile
+from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
@@ -260,3 +263,17 @@ def test_bias_check_rejects_the_batch_mean_at_two_episodes() -> None:
     mdp = TabularMDP.random(**PINNED_MDPS[0].values[0])  # type: ignore[arg-type]
     mean = reinforce_update_statistics(tabular_reinforce(mdp, "mean"), mdp, 2, 800, np.random.default_rng(2))
     assert mean.squared_error > 6 * mean.total_variance / 800, mean
+
+
+def test_pool_is_training_state_not_saved(tmp_path: Path) -> None:
+    kwargs: dict[str, Any] = dict(baseline="optimal", normalize_advantage=False, n_episodes=2, optimal_baseline_horizon=3)
+    model = Reinforce("MlpPolicy", "CartPole-v1", seed=0, **kwargs).learn(300)
+    assert len(model.optimal_baseline.history) == 3
+    model.save(tmp_path / "m")
+    with zipfile.ZipFile(tmp_path / "m.zip") as archive:
+        saved = json.loads(archive.read("data"))
+    assert "optimal_baseline" not in saved and saved["optimal_baseline_horizon"] == 3
+    loaded = Reinforce.load(tmp_path / "m", env=model.get_env())
+    assert loaded.optimal_baseline.horizon == 3 and not loaded.optimal_baseline.history
+    loaded.learn(100, reset_num_timesteps=False)
+    assert loaded.optimal_baseline.history
