@@ -100,8 +100,9 @@ def main() -> None:
                 for n_episodes in args.episodes
             }
             title = f"{env_id}, {label} (eval return {eval_return:.1f})"
-            sections += [f"## {title}", "", *snapshot_table(rows), ""]
-            print("\n".join(sections[-len(rows) - 4 :]), flush=True)
+            table = snapshot_table(rows)
+            sections += [f"## {title}", "", *table, ""]
+            print(title, *table, sep="\n", flush=True)
     (args.out / "README.md").write_text("\n".join(sections), encoding="utf-8")
 
 
