@@ -20,7 +20,7 @@ from stable_baselines3.common.utils import obs_as_tensor
 
 from sb3_pgnotes import Reinforce
 from sb3_pgnotes.common import gradients
-from sb3_pgnotes.common.policies import actions_to_tensor
+from sb3_pgnotes.common.policies import actions_to_tensor, split_actor_critic_parameters
 from sb3_pgnotes.diagnostics.tabular import TabularMDP, reinforce_update_statistics, tabular_reinforce
 
 # Two-step tree: state 0, action a leads to state 1 + a, a second action ends the episode.
@@ -85,7 +85,7 @@ def test_one_backward_pass_matches_per_episode_gradients(env_id: str) -> None:
     observations = obs_as_tensor(batch.observations, model.device)
     actions = actions_to_tensor(batch.actions, model.action_space, model.device)
     weights = th.randn(2, batch.n_steps, generator=th.Generator().manual_seed(0))
-    params = model._actor_parameters()
+    params = split_actor_critic_parameters(model.policy)[0]
     scores = gradients.linear_per_episode_score_sums(
         model.policy, params, observations, actions, batch.episode_lengths, weights
     )
@@ -111,7 +111,7 @@ def test_per_step_score_norms_match_per_step_gradients(env_id: str) -> None:
     assert batch is not None
     observations = obs_as_tensor(batch.observations, model.device)[:20]
     actions = actions_to_tensor(batch.actions, model.action_space, model.device)[:20]
-    params = model._actor_parameters()
+    params = split_actor_critic_parameters(model.policy)[0]
     norms = gradients.per_step_score_norms(model.policy, params, observations, actions)
     assert norms is not None
     log_prob = model.policy.get_distribution(observations).log_prob(actions)
@@ -131,7 +131,7 @@ def test_cnn_policy_uses_per_episode_path() -> None:
     observations = obs_as_tensor(batch.observations, model.device)
     actions = actions_to_tensor(batch.actions, model.action_space, model.device)
     weights = th.ones(2, batch.n_steps)
-    params = model._actor_parameters()
+    params = split_actor_critic_parameters(model.policy)[0]
     args = (model.policy, params, observations, actions, batch.episode_lengths, weights)
     assert gradients.linear_per_episode_score_sums(*args) is None
     sums = gradients.per_episode_score_sums(*args).sums
@@ -161,7 +161,7 @@ def test_time_optimal_baseline_pools_and_leaves_one_out() -> None:
 
 
 def tree_scores(model: Reinforce, state: int, action: int) -> th.Tensor:
-    params = model._actor_parameters()
+    params = split_actor_critic_parameters(model.policy)[0]
     log_prob = model.policy.get_distribution(th.tensor([state])).log_prob(th.tensor([action]))
     return gradients.flat_gradient(params, th.autograd.grad(log_prob.sum(), params, allow_unused=True))
 
@@ -205,7 +205,7 @@ def test_per_step_score_norms_of_any_policy() -> None:
     assert batch is not None
     observations = obs_as_tensor(batch.observations, model.device)
     actions = actions_to_tensor(batch.actions, model.action_space, model.device)
-    params = model._actor_parameters()
+    params = split_actor_critic_parameters(model.policy)[0]
     norms = gradients.per_step_score_norms(model.policy, params, observations, actions)
     log_prob = model.policy.get_distribution(observations).log_prob(actions)
     for step in range(len(actions)):

@@ -9,8 +9,10 @@ import torch as th
 from stable_baselines3.common.policies import ActorCriticPolicy
 
 from stable_baselines3.common.type_aliases import PyTorchObs
+from stable_baselines3.common.utils import obs_as_tensor
 
-from sb3_pgnotes.common.policies import slice_observations
+from sb3_pgnotes.common.buffers import EpisodeBatch
+from sb3_pgnotes.common.policies import actions_to_tensor, slice_observations, split_actor_critic_parameters
 
 
 def flat_gradient(params: list[th.nn.Parameter], grads: tuple[th.Tensor | None, ...]) -> th.Tensor:
@@ -240,6 +242,20 @@ def per_step_score_norms(
         input_norms = augmented[:, :-1].square().sum(-1) if kind == "weight" else 1.0
         norms += grad_output.square().sum(-1) * input_norms
     return norms
+
+
+def batch_score_norms(policy: ActorCriticPolicy, batch: EpisodeBatch) -> np.ndarray:
+    """
+    :param policy: The policy
+    :param batch: Episodes
+    :return: Per step of the batch, the squared norm of the actor's score (:func:`per_step_score_norms`), float64
+    """
+    observations = obs_as_tensor(batch.observations, policy.device)  # type: ignore[arg-type]
+    actions = actions_to_tensor(batch.actions, policy.action_space, policy.device)
+    actor_params, _ = split_actor_critic_parameters(policy)
+    with th.enable_grad():
+        norms = per_step_score_norms(policy, actor_params, observations, actions)
+    return norms.cpu().numpy().astype(np.float64)
 
 
 #: Steps per batched backward pass of :func:`per_step_score_norms` for policies that are not all ``nn.Linear``.

@@ -22,9 +22,9 @@ from sb3_pgnotes.common.collection import Collector, EpisodeQuota
 from sb3_pgnotes.common.critic import evaluate_values
 from sb3_pgnotes.common.gradients import (
     TimeOptimalBaseline,
+    batch_score_norms,
     optimal_baseline,
     per_episode_score_sums,
-    per_step_score_norms,
 )
 from sb3_pgnotes.common.policies import actions_to_tensor, split_actor_critic_parameters
 from sb3_pgnotes.common.returns import batch_mean_baseline, full_returns, gae_advantages, reward_to_go
@@ -99,7 +99,7 @@ def estimator_gradients(
     actor_params, _ = split_actor_critic_parameters(policy)
     if "rtg_optimal" in variants:
         pool = TimeOptimalBaseline(horizon=0) if optimal_baseline_pool is None else optimal_baseline_pool
-        weightings["rtg_optimal"] = rtg - pool(per_step_norms(policy, batch), rtg, batch.step_times)
+        weightings["rtg_optimal"] = rtg - pool(batch_score_norms(policy, batch), rtg, batch.step_times)
     if set(variants) & set(VALUE_VARIANTS):
         values, bootstrap = evaluate_values(policy, batch)
         weightings["rtg_value"] = reward_to_go(batch.rewards, lengths, gamma, bootstrap) - values
@@ -169,18 +169,6 @@ class EpisodeSampler:
         return rule.batch()
 
 
-def per_step_norms(policy: ActorCriticPolicy, batch: EpisodeBatch) -> np.ndarray:
-    """
-    :param policy: The policy
-    :param batch: Episodes
-    :return: Per step, the squared norm of the actor's score (:func:`~sb3_pgnotes.common.gradients.per_step_score_norms`)
-    """
-    observations = obs_as_tensor(batch.observations, policy.device)  # type: ignore[arg-type]
-    actions = actions_to_tensor(batch.actions, policy.action_space, policy.device)
-    actor_params, _ = split_actor_critic_parameters(policy)
-    return per_step_score_norms(policy, actor_params, observations, actions).cpu().numpy()
-
-
 def gradient_variance(
     policy: ActorCriticPolicy,
     env: VecEnv,
@@ -221,7 +209,7 @@ def gradient_variance(
         for _ in range(optimal_baseline_horizon):
             warm_up = sampler.sample(n_episodes)
             rtg = reward_to_go(warm_up.rewards, warm_up.episode_lengths, gamma)
-            pool(per_step_norms(policy, warm_up), rtg, warm_up.step_times)
+            pool(batch_score_norms(policy, warm_up), rtg, warm_up.step_times)
     estimates: dict[str, list[th.Tensor]] = {variant: [] for variant in variants}
     for _ in range(n_batches):
         batch = sampler.sample(n_episodes)

@@ -12,7 +12,7 @@ from stable_baselines3.common.utils import explained_variance, obs_as_tensor
 
 from sb3_pgnotes.common.buffers import EpisodeBatch
 from sb3_pgnotes.common.critic import SeparateCriticMixin, evaluate_values
-from sb3_pgnotes.common.gradients import TimeOptimalBaseline, per_step_score_norms
+from sb3_pgnotes.common.gradients import TimeOptimalBaseline, batch_score_norms
 from sb3_pgnotes.common.on_policy import EpisodicOnPolicyAlgorithm
 from sb3_pgnotes.common.policies import actions_to_tensor, entropy_loss
 from sb3_pgnotes.common.returns import baseline_values, discount_weights, full_returns, reward_to_go, standardize
@@ -224,12 +224,8 @@ class Reinforce(SeparateCriticMixin, EpisodicOnPolicyAlgorithm):
         :param batch: The episodes collected
         :return: Per step, the optimal baseline ``B_t`` of its time index; the batch's statistics join the pool
         """
-        observations = obs_as_tensor(batch.observations, self.device)  # type: ignore[arg-type]
-        actions = actions_to_tensor(batch.actions, self.action_space, self.device)
-        with th.enable_grad():
-            norms = per_step_score_norms(self.policy, self._actor_parameters(), observations, actions)
         returns, _ = self.returns_and_step_weights(batch, np.zeros(batch.n_episodes))
-        return self.optimal_baseline(norms.cpu().numpy(), returns, batch.step_times)
+        return self.optimal_baseline(batch_score_norms(self.policy, batch), returns, batch.step_times)
 
     def returns_and_step_weights(self, batch: EpisodeBatch, bootstrap: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """
@@ -265,9 +261,6 @@ class Reinforce(SeparateCriticMixin, EpisodicOnPolicyAlgorithm):
         """
         weights = self.advantages(batch, values, bootstrap)
         return standardize(weights) if self.normalize_advantage else weights
-
-    def _actor_parameters(self) -> list[th.nn.Parameter]:
-        return [p for group in self.policy.optimizer.param_groups for p in group["params"]]
 
     def train(self) -> None:
         """
