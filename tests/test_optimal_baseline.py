@@ -20,6 +20,7 @@ from stable_baselines3.common.utils import obs_as_tensor
 
 from sb3_pgnotes import Reinforce
 from sb3_pgnotes.common import gradients
+from sb3_pgnotes.common.buffers import EpisodeBatch
 from sb3_pgnotes.common.policies import actions_to_tensor, split_actor_critic_parameters
 from sb3_pgnotes.diagnostics.tabular import TabularMDP, reinforce_update_statistics, tabular_reinforce
 
@@ -111,17 +112,11 @@ def test_per_step_score_norms_match_per_step_gradients(env_id: str) -> None:
     assert batch is not None
     observations = obs_as_tensor(batch.observations, model.device)[:20]
     actions = actions_to_tensor(batch.actions, model.action_space, model.device)[:20]
-    params = split_actor_critic_parameters(model.policy)[0]
-    norms = gradients.per_step_score_norms(model.policy, params, observations, actions)
-    assert norms is not None
-    log_prob = model.policy.get_distribution(observations).log_prob(actions)
-    for step in range(len(actions)):
-        grads = th.autograd.grad(log_prob[step], params, retain_graph=True, allow_unused=True)
-        expected = gradients.flat_gradient(params, grads).square().sum()
-        th.testing.assert_close(norms[step], expected, rtol=1e-4, atol=1e-6)
+    assert_norms_match_per_step_gradients(model, observations, actions, split_actor_critic_parameters(model.policy)[0])
 
 
-def test_cnn_policy_uses_per_episode_path() -> None:
+def cnn_batch() -> tuple[Reinforce, EpisodeBatch, th.Tensor, th.Tensor, list[th.nn.Parameter]]:
+    """:return: Reinforce with a CNN policy, one collected batch of 2 episodes, its observations, actions and actor"""
     env = gym.wrappers.TimeLimit(FakeImageEnv(screen_height=36, screen_width=36, n_channels=1), 5)
     model = Reinforce("CnnPolicy", env, n_episodes=2, baseline="optimal", normalize_advantage=False, seed=0)
     _, callback = model._setup_learn(1_000)
@@ -130,8 +125,23 @@ def test_cnn_policy_uses_per_episode_path() -> None:
     assert batch is not None
     observations = obs_as_tensor(batch.observations, model.device)
     actions = actions_to_tensor(batch.actions, model.action_space, model.device)
+    return model, batch, observations, actions, split_actor_critic_parameters(model.policy)[0]
+
+
+def assert_norms_match_per_step_gradients(
+    model: Reinforce, observations: th.Tensor, actions: th.Tensor, params: list[th.nn.Parameter]
+) -> None:
+    norms = gradients.per_step_score_norms(model.policy, params, observations, actions)
+    log_prob = model.policy.get_distribution(observations).log_prob(actions)
+    for step in range(len(actions)):
+        grads = th.autograd.grad(log_prob[step], params, retain_graph=True, allow_unused=True)
+        expected = gradients.flat_gradient(params, grads).square().sum()
+        th.testing.assert_close(norms[step], expected, rtol=1e-4, atol=1e-6)
+
+
+def test_cnn_policy_uses_per_episode_path() -> None:
+    model, batch, observations, actions, params = cnn_batch()
     weights = th.ones(2, batch.n_steps)
-    params = split_actor_critic_parameters(model.policy)[0]
     args = (model.policy, params, observations, actions, batch.episode_lengths, weights)
     assert gradients.linear_per_episode_score_sums(*args) is None
     sums = gradients.per_episode_score_sums(*args).sums
@@ -196,21 +206,9 @@ def test_pooled_estimate_converges_to_exact_time_optimal_baseline() -> None:
 
 
 def test_per_step_score_norms_of_any_policy() -> None:
-    # A CNN takes the batched per-step path; the norms match per-step backward passes.
-    env = gym.wrappers.TimeLimit(FakeImageEnv(screen_height=36, screen_width=36, n_channels=1), 5)
-    model = Reinforce("CnnPolicy", env, n_episodes=2, baseline="optimal", normalize_advantage=False, seed=0)
-    _, callback = model._setup_learn(1_000)
-    assert model.collect_rollouts(model.env, callback, model.rollout_buffer)  # type: ignore[arg-type]
-    batch = model.episode_batch
-    assert batch is not None
-    observations = obs_as_tensor(batch.observations, model.device)
-    actions = actions_to_tensor(batch.actions, model.action_space, model.device)
-    params = split_actor_critic_parameters(model.policy)[0]
-    norms = gradients.per_step_score_norms(model.policy, params, observations, actions)
-    log_prob = model.policy.get_distribution(observations).log_prob(actions)
-    for step in range(len(actions)):
-        grads = th.autograd.grad(log_prob[step], params, retain_graph=True, allow_unused=True)
-        th.testing.assert_close(norms[step], gradients.flat_gradient(params, grads).square().sum(), rtol=1e-4, atol=1e-6)
+    # A CNN takes the batched per-step path.
+    model, _, observations, actions, params = cnn_batch()
+    assert_norms_match_per_step_gradients(model, observations, actions, params)
     model.train()
 
 
