@@ -170,14 +170,15 @@ class TabularMDP(gym.Env):
         return surrogate
 
 
-def linear_softmax_probs(action_net: th.nn.Linear, n_states: int) -> th.Tensor:
+def linear_softmax_probs(weight: th.Tensor, bias: th.Tensor, n_states: int) -> th.Tensor:
     """
-    :param action_net: The actor head of a policy with ``net_arch=dict(pi=[])`` on one-hot states: the logits of state
-        s are ``weight[:, s] + bias``
+    :param weight: The weight of the actor head of a policy with ``net_arch=dict(pi=[])`` on one-hot states: the
+        logits of state s are ``weight[:, s] + bias``
+    :param bias: The head's bias
     :param n_states: Number of non-terminal states
     :return: Per non-terminal state action probabilities, (n_states, n_actions), float64, differentiable
     """
-    return th.softmax(action_net.weight.double().T + action_net.bias.double(), dim=-1)[:n_states]
+    return th.softmax(weight.double().T + bias.double(), dim=-1)[:n_states]
 
 
 def exact_policy_gradient(mdp: TabularMDP, action_net: th.nn.Linear, gamma: float) -> th.Tensor:
@@ -189,8 +190,8 @@ def exact_policy_gradient(mdp: TabularMDP, action_net: th.nn.Linear, gamma: floa
     """
     weight = action_net.weight.detach().double().requires_grad_(True)
     bias = action_net.bias.detach().double().requires_grad_(True)
-    probs = th.softmax(weight.T + bias, dim=-1)[: mdp.n_states]
-    grad_weight, grad_bias = th.autograd.grad(mdp.expected_return(probs, gamma), [weight, bias])
+    objective = mdp.expected_return(linear_softmax_probs(weight, bias, mdp.n_states), gamma)
+    grad_weight, grad_bias = th.autograd.grad(objective, [weight, bias])
     return th.cat([grad_weight.flatten(), grad_bias])
 
 
@@ -263,7 +264,7 @@ def reinforce_update_statistics(
     assert isinstance(action_net, th.nn.Linear)
     params = [action_net.weight, action_net.bias]
     start = [param.detach().clone() for param in params]
-    probs = linear_softmax_probs(action_net, mdp.n_states).detach().numpy()
+    probs = linear_softmax_probs(action_net.weight, action_net.bias, mdp.n_states).detach().numpy()
     directions = []
     for update in range(warm_up + n_batches):
         batch = mdp.sample_episodes(probs, n_episodes, rng)
