@@ -9,6 +9,7 @@ import pytest
 import torch as th
 from gymnasium import spaces
 from stable_baselines3 import PPO
+from stable_baselines3.common.buffers import RolloutBuffer
 from stable_baselines3.common.distributions import (
     BernoulliDistribution,
     CategoricalDistribution,
@@ -19,6 +20,7 @@ from stable_baselines3.common.logger import configure
 from torch.nn import functional as F
 
 from sb3_pgnotes import PPOKL
+from sb3_pgnotes.common.buffers import IndexedRolloutBuffer
 from sb3_pgnotes.common.kl import adapt_kl_beta, analytic_kl, sample_kl
 from sb3_pgnotes.zoo import ZOO_ALGORITHMS
 
@@ -315,3 +317,26 @@ def test_seeded_initial_policy_matches_sb3_ppo() -> None:
     assert ppo.keys() == ppo_kl.keys()
     for name, param in ppo.items():
         th.testing.assert_close(ppo_kl[name], param)
+
+
+@pytest.mark.parametrize(
+    ("env_id", "kwargs"),
+    [
+        ("CartPole-v1", {}),
+        ("Pendulum-v1", {"use_sde": True}),
+        ("Pendulum-v1", {"policy_kwargs": {"share_features_extractor": False}}),
+    ],
+)
+def test_rollout_latents_computed_once_give_the_same_training(env_id: str, kwargs: dict) -> None:
+    # The default buffer keeps its minibatch indices, so the rollout policy's latents come from one pass per update;
+    # SB3's plain buffer makes PPOKL run the frozen copy per minibatch. Both must train identically.
+    params = []
+    for buffer_class in (None, RolloutBuffer):
+        model = PPOKL(
+            "MlpPolicy", env_id, n_steps=64, batch_size=16, n_epochs=3, seed=0, rollout_buffer_class=buffer_class, **kwargs
+        )
+        model.learn(256)
+        assert isinstance(model.rollout_buffer, IndexedRolloutBuffer) == (buffer_class is None)
+        assert model.logger.name_to_value["train/kl"] > 0
+        params.append(th.nn.utils.parameters_to_vector(model.policy.parameters()).detach())
+    np.testing.assert_array_equal(params[0].numpy(), params[1].numpy())

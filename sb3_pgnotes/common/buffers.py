@@ -324,6 +324,25 @@ class EpisodicDictRolloutBuffer(_EpisodicBufferMixin, DictRolloutBuffer):
     """A :class:`~stable_baselines3.common.buffers.DictRolloutBuffer` holding the last collected batch of episodes."""
 
 
+class _SampleIndicesMixin:
+    """Keeps the indices of the last minibatch drawn, so that per-state data computed once can be matched to it."""
+
+    #: Indices, into the flattened buffer, of the samples last returned by ``get``
+    sample_indices: np.ndarray | None = None
+
+    def _get_samples(self, batch_inds: np.ndarray, env: Any = None) -> Any:
+        self.sample_indices = batch_inds
+        return super()._get_samples(batch_inds, env)  # type: ignore[misc]
+
+
+class IndexedRolloutBuffer(_SampleIndicesMixin, RolloutBuffer):
+    """A :class:`~stable_baselines3.common.buffers.RolloutBuffer` that keeps the indices of its last minibatch."""
+
+
+class IndexedDictRolloutBuffer(_SampleIndicesMixin, DictRolloutBuffer):
+    """A :class:`~stable_baselines3.common.buffers.DictRolloutBuffer` that keeps the indices of its last minibatch."""
+
+
 def episodic_rollout_buffer_class(observation_space: spaces.Space) -> type[RolloutBuffer]:
     """
     :param observation_space: The env's observation space

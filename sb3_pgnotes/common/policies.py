@@ -4,8 +4,9 @@ import numpy as np
 import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.distributions import Distribution
-from stable_baselines3.common.policies import ActorCriticPolicy
+from stable_baselines3.common.policies import ActorCriticPolicy, BasePolicy
 from stable_baselines3.common.type_aliases import PyTorchObs
+from stable_baselines3.common.utils import obs_as_tensor
 from torch.nn import functional as F
 
 from sb3_pgnotes.common.validation import check_finite
@@ -72,6 +73,31 @@ def entropy_loss(entropy: th.Tensor | None, log_prob: th.Tensor) -> th.Tensor:
     :return: ``-mean(entropy)``, or ``mean(log_prob)`` (a sample estimate of it) without a closed form
     """
     return th.mean(log_prob) if entropy is None else -th.mean(entropy)
+
+
+def actor_latents(
+    policy: ActorCriticPolicy, observations: np.ndarray | dict[str, np.ndarray], chunk_size: int, device: th.device
+) -> th.Tensor:
+    """
+    The actor's latent features (the input of its action head, as ``get_distribution`` computes them) of many states,
+    ``chunk_size`` at a time so that a large buffer of images does not need all its activations at once.
+
+    :param policy: The policy
+    :param observations: Observations, one per row (or a dict of such arrays)
+    :param chunk_size: Rows per forward pass
+    :param device: The policy's device
+    :return: Latents, one row per observation
+    """
+    n_rows = len(next(iter(observations.values())) if isinstance(observations, dict) else observations)
+    latents = []
+    for start in range(0, n_rows, chunk_size):
+        rows = slice(start, start + chunk_size)
+        chunk = (
+            {key: value[rows] for key, value in observations.items()} if isinstance(observations, dict) else observations[rows]
+        )
+        features = BasePolicy.extract_features(policy, obs_as_tensor(chunk, device), policy.pi_features_extractor)
+        latents.append(policy.mlp_extractor.forward_actor(features))
+    return th.cat(latents)
 
 
 def distribution_and_values(policy: ActorCriticPolicy, obs: PyTorchObs) -> tuple[Distribution, th.Tensor]:

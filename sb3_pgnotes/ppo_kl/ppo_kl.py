@@ -12,10 +12,11 @@ from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, PyTorch
 from stable_baselines3.common.utils import explained_variance
 from torch.nn import functional as F
 
+from sb3_pgnotes.common.buffers import IndexedDictRolloutBuffer, IndexedRolloutBuffer
 from sb3_pgnotes.common.kl import adapt_kl_beta, analytic_kl, sample_kl
 from sb3_pgnotes.common.guards import EnvDataCheck, GuardedAlgorithm, explain_policy_errors
 from sb3_pgnotes.common.on_policy import clamped_progress_remaining
-from sb3_pgnotes.common.policies import distribution_and_values, entropy_loss
+from sb3_pgnotes.common.policies import actor_latents, distribution_and_values, entropy_loss
 from sb3_pgnotes.common.returns import standardize
 from sb3_pgnotes.common.validation import (
     SUPPORTED_ACTION_SPACES,
@@ -221,10 +222,16 @@ class PPOKL(GuardedAlgorithm, OnPolicyAlgorithm):
         self.kl_estimator = kl_estimator
         self.normalize_advantage = normalize_advantage
         self.old_policy: ActorCriticPolicy | None = None
+        #: The rollout policy's actor latents of the rollout's states (``_old_distribution``), per update
+        self._old_latents: th.Tensor | None = None
         if _init_setup_model:
             self._setup_model()
 
     def _setup_model(self) -> None:
+        if self.rollout_buffer_class is None and self.kl_estimator == "analytic":
+            # Minibatches that say which states they hold, so the rollout policy's latents are computed once per update.
+            dict_obs = isinstance(self.observation_space, spaces.Dict)
+            self.rollout_buffer_class = IndexedDictRolloutBuffer if dict_obs else IndexedRolloutBuffer
         with explain_policy_errors(self.observation_space):
             super()._setup_model()
         if self.kl_estimator == "analytic":
@@ -238,7 +245,7 @@ class PPOKL(GuardedAlgorithm, OnPolicyAlgorithm):
             self.old_policy = old_policy.requires_grad_(False).to(self.device)
 
     def _excluded_save_params(self) -> list[str]:
-        return [*super()._excluded_save_params(), "old_policy"]
+        return [*super()._excluded_save_params(), "old_policy", "_old_latents"]
 
     def _init_callback(self, callback: MaybeCallback, progress_bar: bool = False) -> BaseCallback:
         # SB3's collection loop is kept: the env's data are checked by a callback it calls after each env step.
@@ -248,21 +255,43 @@ class PPOKL(GuardedAlgorithm, OnPolicyAlgorithm):
         # The last rollout of n_steps * n_envs steps can overshoot total_timesteps.
         self._current_progress_remaining = clamped_progress_remaining(num_timesteps, total_timesteps)
 
-    def kl(self, observations: PyTorchObs, new_distribution: Distribution, log_ratio: th.Tensor) -> th.Tensor:
+    def kl(
+        self,
+        observations: PyTorchObs,
+        new_distribution: Distribution,
+        log_ratio: th.Tensor,
+        buffer_indices: np.ndarray | None = None,
+    ) -> th.Tensor:
         """
         Per-sample ``KL(pi_old(.|s) || pi(.|s))`` with the chosen estimator.
 
         :param observations: The minibatch's observations
         :param new_distribution: The current policy's distribution over these observations
         :param log_ratio: ``log pi(a|s) - log pi_old(a|s)`` of the minibatch's actions
+        :param buffer_indices: Where the minibatch's states sit in the (flattened) rollout buffer, if they come from it:
+            the rollout policy's actor latents of the whole buffer are then computed once per update and only its
+            action head runs per minibatch
         :return: Tensor of shape (B,)
         """
         if self.kl_estimator == "sample":
             return sample_kl(log_ratio)
-        assert self.old_policy is not None
+        old_policy = self.old_policy
+        assert old_policy is not None
         with th.no_grad():
-            old_distribution = self.old_policy.get_distribution(observations)
+            if buffer_indices is None:
+                old_distribution = old_policy.get_distribution(observations)
+            else:
+                if self._old_latents is None:
+                    # get() has flattened the buffer before its first minibatch.
+                    self._old_latents = actor_latents(
+                        old_policy, self.rollout_buffer.observations, self.batch_size, self.device
+                    )
+                old_distribution = old_policy._get_action_dist_from_latent(self._old_latents[buffer_indices])
         return analytic_kl(old_distribution, new_distribution)
+
+    def _buffer_indices(self) -> np.ndarray | None:
+        """:return: The indices of the rollout buffer's last minibatch, if the buffer keeps them (the default one does)"""
+        return getattr(self.rollout_buffer, "sample_indices", None)
 
     def _actions(self, actions: th.Tensor) -> th.Tensor:
         """
@@ -283,7 +312,8 @@ class PPOKL(GuardedAlgorithm, OnPolicyAlgorithm):
                 actions = self._actions(rollout_data.actions)
                 distribution = self.policy.get_distribution(rollout_data.observations)
                 log_ratio = distribution.log_prob(actions) - rollout_data.old_log_prob
-                total += self.kl(rollout_data.observations, distribution, log_ratio).sum().item()
+                kl = self.kl(rollout_data.observations, distribution, log_ratio, self._buffer_indices())
+                total += kl.sum().item()
                 count += len(actions)
         return total / count
 
@@ -295,6 +325,7 @@ class PPOKL(GuardedAlgorithm, OnPolicyAlgorithm):
         self._update_learning_rate(self.policy.optimizer)
         if self.old_policy is not None:
             self.old_policy.load_state_dict(self.policy.state_dict())
+        self._old_latents = None
         beta = self.beta
 
         pg_losses, kl_losses, value_losses, entropy_losses = [], [], [], []
@@ -316,7 +347,7 @@ class PPOKL(GuardedAlgorithm, OnPolicyAlgorithm):
                 loss = policy_loss + self.ent_coef * entropy_term + self.vf_coef * value_loss
                 if beta > 0:
                     # The penalty is subtracted from the objective J, so it is added to the loss.
-                    kl_loss = self.kl(rollout_data.observations, distribution, log_ratio).mean()
+                    kl_loss = self.kl(rollout_data.observations, distribution, log_ratio, self._buffer_indices()).mean()
                     loss = loss + beta * kl_loss
                     kl_losses.append(kl_loss.item())
                 check_finite("loss", loss)
