@@ -22,7 +22,16 @@ from sb3_pgnotes import Reinforce
 from sb3_pgnotes.common import gradients
 from sb3_pgnotes.common.buffers import EpisodeBatch
 from sb3_pgnotes.common.policies import actions_to_tensor, split_actor_critic_parameters
-from sb3_pgnotes.diagnostics.tabular import TabularMDP, reinforce_update_statistics, tabular_reinforce
+from sb3_pgnotes.common.returns import reward_to_go, time_indices
+from sb3_pgnotes.diagnostics.tabular import (
+    TabularMDP,
+    baseline_update_statistics,
+    linear_softmax_probs,
+    linear_softmax_score_norms,
+    linear_softmax_scores,
+    reinforce_update_statistics,
+    tabular_reinforce,
+)
 
 # Two-step tree: state 0, action a leads to state 1 + a, a second action ends the episode.
 TREE_REWARDS = np.array([[1.0, 0.0], [2.0, -1.0], [0.5, 3.0]])
@@ -254,6 +263,54 @@ def test_optimal_baseline_beats_batch_mean_at_every_batch_size(spec: dict[str, A
         assert optimal.squared_error <= 6 * optimal.total_variance / n_batches, (n_episodes, optimal)
         if n_episodes * n_batches >= 12_800:
             assert optimal.cosine >= 0.99, (n_episodes, optimal)
+
+
+def pinned_model_and_probs(baseline: str = "mean") -> tuple[TabularMDP, Reinforce, th.Tensor]:
+    mdp = TabularMDP.random(**PINNED_MDPS[1].values[0])  # type: ignore[arg-type]
+    model = tabular_reinforce(mdp, baseline)
+    action_net = model.policy.action_net
+    return mdp, model, linear_softmax_probs(action_net.weight, action_net.bias, mdp.n_states).detach()
+
+
+def test_linear_softmax_scores_match_autograd() -> None:
+    mdp, model, probs = pinned_model_and_probs()
+    batch = mdp.sample_episodes(probs.numpy(), 3, np.random.default_rng(0))
+    action_net = model.policy.action_net
+    expected = []
+    for observation, action in zip(batch.observations, batch.actions, strict=True):
+        log_prob = model.policy.get_distribution(th.tensor([observation])).log_prob(th.tensor([action]))
+        grads = th.autograd.grad(log_prob.sum(), [action_net.weight, action_net.bias])
+        expected.append(th.cat([grad.flatten() for grad in grads]).numpy())
+    scores = linear_softmax_scores(probs.numpy(), batch.observations, batch.actions, mdp.n_states + 1)
+    np.testing.assert_allclose(scores, expected, atol=1e-6)
+    norms = linear_softmax_score_norms(probs).numpy()[batch.observations, batch.actions]
+    np.testing.assert_allclose(norms, np.square(scores).sum(axis=1), rtol=1e-6)
+
+
+def test_exact_time_optimal_baseline_matches_samples() -> None:
+    mdp, _, probs = pinned_model_and_probs()
+    exact = mdp.time_optimal_baseline(probs, 1.0, linear_softmax_score_norms(probs)).numpy()
+    batch = mdp.sample_episodes(probs.numpy(), 100_000, np.random.default_rng(0))
+    norms = linear_softmax_score_norms(probs).numpy()[batch.observations, batch.actions]
+    returns = reward_to_go(batch.rewards, batch.episode_lengths, 1.0)
+    times = time_indices(batch.episode_lengths)
+    sampled = np.bincount(times, weights=norms * returns) / np.bincount(times, weights=norms)
+    np.testing.assert_allclose(exact, sampled, rtol=0.01)
+    # B_t moves with t (the return to go shrinks), so a time-independent mix-up would show.
+    assert exact[0] > 1.5 * exact[-1]
+
+
+def test_direct_update_is_reinforces_update() -> None:
+    # The same batches through Reinforce and through the direct computation, with the batch-mean baseline.
+    mdp, model, _ = pinned_model_and_probs()
+    through_model = reinforce_update_statistics(model, mdp, 4, 50, np.random.default_rng(3))
+
+    def step_mean(batch: EpisodeBatch) -> np.ndarray:
+        return np.full(batch.n_steps, reward_to_go(batch.rewards, batch.episode_lengths, 1.0).mean())
+
+    direct = baseline_update_statistics(mdp, model.policy.action_net, 4, 50, np.random.default_rng(3), step_mean)
+    np.testing.assert_allclose(direct.total_variance, through_model.total_variance, rtol=1e-4)
+    np.testing.assert_allclose(direct.cosine, through_model.cosine, atol=1e-6)
 
 
 def test_bias_check_rejects_the_batch_mean_at_two_episodes() -> None:

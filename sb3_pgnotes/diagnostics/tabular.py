@@ -9,6 +9,7 @@ REINFORCE estimator does not need the Markov property (``docs/theory.md``, "The 
 stays unbiased on this non-stationary problem.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +20,7 @@ from gymnasium import spaces
 from stable_baselines3.common.logger import Logger
 
 from sb3_pgnotes.common.buffers import EpisodeBatch
+from sb3_pgnotes.common.returns import reward_to_go
 from sb3_pgnotes.reinforce import Reinforce
 
 
@@ -155,19 +157,45 @@ class TabularMDP(gym.Env):
         :param discount_decisions: Weight decision t by ``gamma^t``
         :return: Scalar surrogate, differentiable with respect to ``probs``
         """
+        occupancies, action_values = self.occupancies_and_action_values(probs.detach(), gamma)
+        weights = th.tensor([gamma**t if discount_decisions else 1.0 for t in range(self.horizon)], dtype=th.float64)
+        return th.einsum("t,ts,sa,tsa->", weights, occupancies, probs, action_values)
+
+    def occupancies_and_action_values(self, probs: th.Tensor, gamma: float) -> tuple[th.Tensor, th.Tensor]:
+        """
+        :param probs: Per non-terminal state action probabilities, (n_states, n_actions), float64
+        :param gamma: Discount factor
+        :return: The occupancies ``d_t(s)``, the probability that the episode is in state s at time t (forward
+            recursion; the mass lost is the episodes over), (horizon, n_states), and the discounted action values to
+            go ``Q_t(s, a) = E[sum_{t'>=t} gamma^(t'-t) r_t' | s_t = s, a_t = a]`` (backward recursion over the
+            remaining horizon), (horizon, n_states, n_actions)
+        """
         initial, transitions, rewards = self._tables()
-        fixed = probs.detach()
         occupancies = [initial]
         for _ in range(self.horizon - 1):
-            occupancies.append(th.einsum("s,sa,sax->x", occupancies[-1], fixed, transitions))
-        surrogate = th.zeros((), dtype=th.float64)
+            occupancies.append(th.einsum("s,sa,sax->x", occupancies[-1], probs, transitions))
+        action_values = []
         value_to_go = th.zeros(self.n_states, dtype=th.float64)
-        for t in reversed(range(self.horizon)):
-            action_values = rewards + gamma * th.einsum("sax,x->sa", transitions, value_to_go)
-            value_to_go = (fixed * action_values).sum(dim=-1)
-            weight = gamma**t if discount_decisions else 1.0
-            surrogate = surrogate + weight * th.einsum("s,sa,sa->", occupancies[t], probs, action_values)
-        return surrogate
+        for _ in range(self.horizon):
+            action_values.append(rewards + gamma * th.einsum("sax,x->sa", transitions, value_to_go))
+            value_to_go = (probs * action_values[-1]).sum(dim=-1)
+        return th.stack(occupancies), th.stack(action_values[::-1])
+
+    def time_optimal_baseline(self, probs: th.Tensor, gamma: float, score_norms: th.Tensor) -> th.Tensor:
+        """
+        The exact per-time-step optimal baseline ``B_t = E[|psi_t|^2 G_t] / E[|psi_t|^2]`` (``docs/theory.md``,
+        "Baselines"), which :class:`~sb3_pgnotes.common.gradients.TimeOptimalBaseline` estimates from samples:
+        ``E[|psi_t|^2 G_t] = sum_{s,a} d_t(s) pi(a|s) |psi(s, a)|^2 Q_t(s, a)``.
+
+        :param probs: Per non-terminal state action probabilities, (n_states, n_actions), float64
+        :param gamma: Discount factor of the reward-to-go
+        :param score_norms: ``|psi(s, a)|^2`` per state and action (:func:`linear_softmax_score_norms`)
+        :return: ``B_t`` per time index, (horizon,); 0 at times no episode reaches
+        """
+        occupancies, action_values = self.occupancies_and_action_values(probs, gamma)
+        weights = th.einsum("ts,sa,sa->tsa", occupancies, probs, score_norms)
+        numerator, denominator = (weights * action_values).sum(dim=(1, 2)), weights.sum(dim=(1, 2))
+        return th.where(denominator > 0, numerator / denominator.clamp_min(th.finfo(th.float64).tiny), 0.0)
 
 
 def linear_softmax_probs(weight: th.Tensor, bias: th.Tensor, n_states: int) -> th.Tensor:
@@ -179,6 +207,33 @@ def linear_softmax_probs(weight: th.Tensor, bias: th.Tensor, n_states: int) -> t
     :return: Per non-terminal state action probabilities, (n_states, n_actions), float64, differentiable
     """
     return th.softmax(weight.double().T + bias.double(), dim=-1)[:n_states]
+
+
+def linear_softmax_score_norms(probs: th.Tensor) -> th.Tensor:
+    """
+    :param probs: Per non-terminal state action probabilities of a linear softmax over one-hot states (see
+        :func:`linear_softmax_probs`), (n_states, n_actions)
+    :return: ``|grad log pi(a|s)|^2`` with respect to the head's weight and bias, (n_states, n_actions): the score of
+        both is ``e_a - pi(.|s)`` (the weight's on state s's column only), so the squared norm is twice its own
+    """
+    return 2 * (1 - 2 * probs + probs.square().sum(dim=-1, keepdim=True))
+
+
+def linear_softmax_scores(probs: np.ndarray, observations: np.ndarray, actions: np.ndarray, n_observations: int) -> np.ndarray:
+    """
+    :param probs: Per non-terminal state action probabilities (see :func:`linear_softmax_probs`), (n_states, n_actions)
+    :param observations: Per-step state indices
+    :param actions: Per-step actions
+    :param n_observations: Size of the one-hot observation
+    :return: Per-step ``grad log pi(a_t|s_t)`` with respect to the head's weight and bias, flattened as
+        :func:`exact_policy_gradient` orders them, (n_steps, n_actions * (n_observations + 1))
+    """
+    steps = np.arange(len(actions))
+    centred = -probs[observations]
+    centred[steps, actions] += 1
+    weight = np.zeros((len(actions), probs.shape[1], n_observations))
+    weight[steps, :, observations] = centred
+    return np.concatenate([weight.reshape(len(actions), -1), centred], axis=1)
 
 
 def exact_policy_gradient(mdp: TabularMDP, action_net: th.nn.Linear, gamma: float) -> th.Tensor:
@@ -238,6 +293,21 @@ class UpdateStatistics:
     norm_ratio: float
     squared_error: float
 
+    @classmethod
+    def of(cls, directions: th.Tensor, exact: th.Tensor) -> "UpdateStatistics":
+        """
+        :param directions: One update direction per batch, (n_batches, n_parameters), float64
+        :param exact: The exact gradient
+        :return: Their statistics
+        """
+        mean = directions.mean(0)
+        return cls(
+            total_variance=float(directions.var(0).sum()),
+            cosine=float(th.nn.functional.cosine_similarity(mean, exact, dim=0)),
+            norm_ratio=float(mean.norm() / exact.norm()),
+            squared_error=float((mean - exact).square().sum()),
+        )
+
 
 def reinforce_update_statistics(
     model: Reinforce, mdp: TabularMDP, n_episodes: int, n_batches: int, rng: np.random.Generator, warm_up: int = 0
@@ -278,11 +348,36 @@ def reinforce_update_statistics(
                 param.copy_(before)
         if update >= warm_up:
             directions.append(step.double() / learning_rate)
-    stacked = th.stack(directions)
-    mean, exact = stacked.mean(0), exact_policy_gradient(mdp, action_net, model.gamma)
-    return UpdateStatistics(
-        total_variance=float(stacked.var(0).sum()),
-        cosine=float(th.nn.functional.cosine_similarity(mean, exact, dim=0)),
-        norm_ratio=float(mean.norm() / exact.norm()),
-        squared_error=float((mean - exact).square().sum()),
-    )
+    return UpdateStatistics.of(th.stack(directions), exact_policy_gradient(mdp, action_net, model.gamma))
+
+
+def baseline_update_statistics(
+    mdp: TabularMDP,
+    action_net: th.nn.Linear,
+    n_episodes: int,
+    n_batches: int,
+    rng: np.random.Generator,
+    baseline: Callable[[EpisodeBatch], np.ndarray],
+) -> UpdateStatistics:
+    """
+    The statistics of the reward-to-go estimator ``g = 1/N sum_i sum_t psi_t (G_t - b_t)`` (gamma 1, discount option
+    1) with a baseline given from outside, e.g. an exact one from dynamic programming, computed directly from the
+    scores: the update ``Reinforce`` would make with it (see :func:`reinforce_update_statistics`), in float64.
+
+    :param mdp: The MDP
+    :param action_net: The actor head of a linear softmax policy (see :func:`linear_softmax_probs`)
+    :param n_episodes: Episodes per batch
+    :param n_batches: Batches measured
+    :param rng: Random generator of the episodes
+    :param baseline: Per-step baselines of a batch
+    :return: The statistics of g over the batches
+    """
+    probs = linear_softmax_probs(action_net.weight, action_net.bias, mdp.n_states).detach().numpy()
+    directions = []
+    for _ in range(n_batches):
+        batch = mdp.sample_episodes(probs, n_episodes, rng)
+        assert isinstance(batch.observations, np.ndarray)  # state indices
+        scores = linear_softmax_scores(probs, batch.observations, batch.actions, mdp.n_states + 1)
+        advantages = reward_to_go(batch.rewards, batch.episode_lengths, 1.0) - baseline(batch)
+        directions.append(th.as_tensor(scores.T @ advantages / n_episodes))
+    return UpdateStatistics.of(th.stack(directions), exact_policy_gradient(mdp, action_net, 1.0))
