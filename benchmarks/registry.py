@@ -127,6 +127,21 @@ ALGOS: dict[str, AlgoSpec] = {
         # Importance-sampled policy gradient over replayed episodes; compared with Reinforce at equal env steps (no SB3
         # analogue for the throughput mode). Envs missing from offpolicy_pg.yml use OffPolicyPG's defaults.
         AlgoSpec("offpolicy_pg", "sb3_pgnotes:OffPolicyPG", REPO_HYPERPARAMS / "offpolicy_pg.yml"),
+        # OffPolicyPG at Reinforce's work per update, for the throughput comparison: each update collects 10 episodes
+        # and takes one actor step on those 10 (weights near 1) and 10 critic steps, as Reinforce's CartPole-v1 entry.
+        AlgoSpec(
+            "offpolicy_pg_matched",
+            "sb3_pgnotes:OffPolicyPG",
+            REPO_HYPERPARAMS / "offpolicy_pg.yml",
+            analogue="reinforce",
+            overrides={
+                "train_freq": (10, "episode"),
+                "gradient_steps": 1,
+                "batch_size": 10,
+                "max_buffer_episodes": 10,
+                "n_critic_updates": 10,
+            },
+        ),
     )
 }
 

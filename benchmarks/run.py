@@ -22,7 +22,7 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
-from stable_baselines3.common.vec_env import VecEnv, VecNormalize, sync_envs_normalization
+from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv, VecNormalize, sync_envs_normalization
 
 from benchmarks.registry import ALGOS, RunConfig, resolve
 from benchmarks.results import append_records, load_records, run_key
@@ -82,16 +82,24 @@ class EvalCurveCallback(BaseCallback):
             self._evaluate()
 
 
-def make_env(env_id: str, n_envs: int, seed: int, normalize_kwargs: dict[str, Any] | None, training: bool = True) -> VecEnv:
+def make_env(
+    env_id: str,
+    n_envs: int,
+    seed: int,
+    normalize_kwargs: dict[str, Any] | None,
+    training: bool = True,
+    vec_env_cls: type[DummyVecEnv | SubprocVecEnv] = DummyVecEnv,
+) -> VecEnv:
     """
     :param env_id: Gymnasium env id.
-    :param n_envs: Number of envs in the ``DummyVecEnv``.
+    :param n_envs: Number of envs.
     :param seed: Seed of the first env.
     :param normalize_kwargs: ``VecNormalize`` kwargs, or None for no normalisation.
     :param training: False for an eval env (frozen statistics, raw rewards).
+    :param vec_env_cls: ``DummyVecEnv`` (one process) or ``SubprocVecEnv`` (one process per env).
     :return: The vectorised, Monitor-wrapped env.
     """
-    env = make_vec_env(env_id, n_envs=n_envs, seed=seed)
+    env = make_vec_env(env_id, n_envs=n_envs, seed=seed, vec_env_cls=vec_env_cls)
     if normalize_kwargs is None:
         return env
     if not training:
