@@ -8,8 +8,7 @@ policy's actions to the env's bounds, clip the others; gSDE noise resampling; ``
 """
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any, Protocol, cast
 
 import numpy as np
@@ -25,15 +24,18 @@ from sb3_pgnotes.common.buffers import EpisodeAssembler, EpisodeBatch, Observati
 from sb3_pgnotes.common.validation import check_env_data, check_terminal_observations
 
 
-@contextmanager
-def without_distribution_validation() -> Iterator[None]:
-    """Turn off the argument validation of new ``torch.distributions`` objects, and restore it on exit."""
-    previous = th.distributions.Distribution._validate_args
-    th.distributions.Distribution.set_default_validate_args(False)
-    try:
-        yield
-    finally:
-        th.distributions.Distribution.set_default_validate_args(previous)
+class without_distribution_validation:
+    """
+    Turn off the argument validation of new ``torch.distributions`` objects, and restore it on exit. A class rather
+    than a ``contextlib.contextmanager``: it runs at every env step, where the generator machinery costs more.
+    """
+
+    def __enter__(self) -> None:
+        self.previous = th.distributions.Distribution._validate_args
+        th.distributions.Distribution.set_default_validate_args(False)
+
+    def __exit__(self, *exc_info: object) -> None:
+        th.distributions.Distribution.set_default_validate_args(self.previous)
 
 
 def sample_actions(
@@ -242,6 +244,8 @@ class EpisodeQuota(EpisodeSegments):
         self.n_episodes = n_episodes
         self.quotas = np.zeros(0, dtype=np.int64)
         self.episodes_done = np.zeros(0, dtype=np.int64)
+        #: Episodes still to collect (the quotas' sum less the episodes done)
+        self.episodes_missing = 0
 
     @staticmethod
     def episode_quotas(n_episodes: int, n_envs: int) -> np.ndarray:
@@ -258,9 +262,10 @@ class EpisodeQuota(EpisodeSegments):
         super().start(n_envs)
         self.quotas = self.episode_quotas(self.n_episodes, n_envs)
         self.episodes_done = np.zeros(n_envs, dtype=np.int64)
+        self.episodes_missing = self.n_episodes
 
     def wants_more(self, n_vec_steps: int) -> bool:
-        return bool(np.any(self.episodes_done < self.quotas))
+        return self.episodes_missing > 0
 
     def counted(self) -> np.ndarray:
         return self.episodes_done < self.quotas
@@ -274,6 +279,7 @@ class EpisodeQuota(EpisodeSegments):
             if counted[idx]:
                 self.keep_episode_end(idx, step)
                 self.episodes_done[idx] += 1
+                self.episodes_missing -= 1
             else:
                 self.assembler.drop_segment(idx)
 
@@ -421,14 +427,13 @@ class Collector:
             if any_done:
                 check_terminal_observations(infos, dones, model.num_timesteps)
             model._update_info_buffer(infos, dones)
-            # The guard looks at the envs whose steps counted before this one.
-            counted = rule.counted() if rule.needs_episode_ends else None
+            # The step that takes an episode past the limit, among the envs whose steps still count before this one.
+            if rule.needs_episode_ends and (self.episode_times >= model.episode_step_limit).any():
+                self._check_step_limit(rule.counted())
             # Stored before the callback runs, so that a stop leaves every open episode consistent.
             # The rule stores a copy of the times before they advance.
             rule.add_step(Step(model._last_obs, actions, rewards, dones, infos, log_probs, self.episode_times, any_done))  # type: ignore[arg-type]
             self.episode_times += 1
-            if rule.needs_episode_ends:
-                self._check_step_limit(counted)
             if any_done:
                 self.episode_times[dones] = 0
             model._last_obs = new_obs  # type: ignore[assignment]
@@ -448,7 +453,7 @@ class Collector:
 
     def _check_step_limit(self, counted: np.ndarray | None) -> None:
         limit = self.model.episode_step_limit
-        over = self.episode_times > limit
+        over = self.episode_times >= limit
         if over.any() and (counted is None or over[counted].any()):
             raise ValueError(
                 f"An episode ran for more than episode_step_limit={limit} steps without ending. "

@@ -154,14 +154,16 @@ class EpisodeReplayBuffer(ReplayBuffer):
                 "importance weights are ratios against it"
             )
         action = np.asarray(action).reshape((self.n_envs, *cast(tuple[int, ...], self.action_space.shape)))
-        self.pending.add_step(obs, action, reward, log_prob, self.pending.open_lengths)
+        step_times = self.pending.open_lengths
+        self.pending.add_step(obs, action, reward, log_prob, step_times)
         for idx in np.flatnonzero(done).tolist():
             terminal = infos[idx].get("terminal_observation")
             if terminal is None and next_obs is not None:
                 terminal = select_env(next_obs, idx)
             episode = self.pending.end_segment(idx, bool(infos[idx].get("TimeLimit.truncated", False)), None)
             self.add_episode(episode, terminal)
-        too_long = np.flatnonzero(self.pending.open_lengths > self.buffer_size)
+        # An episode still open now holds step_times + 1 steps.
+        too_long = np.flatnonzero((step_times >= self.buffer_size) & ~np.asarray(done, dtype=bool))
         if len(too_long):
             raise ValueError(
                 f"The episode of env {int(too_long[0])} has run {self.buffer_size + 1} steps without ending: more than "
