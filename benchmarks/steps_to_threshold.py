@@ -1,16 +1,20 @@
 """
-Env steps until a policy first reaches a return threshold, over many seeds: a cheap screen of hyperparameter
-variants where only the time to learn matters (e.g. OffPolicyPG against Reinforce on CartPole-v1).
+Env steps and wall-clock seconds until a policy first reaches a return threshold, over many seeds: a screen of
+hyperparameter variants where only the time to learn matters (e.g. OffPolicyPG against Reinforce on CartPole-v1),
+and the time-to-solve comparison of several algorithms.
 
 Each run evaluates every ``--eval-freq`` env steps (``--eval-episodes`` deterministic episodes on a separate env)
 and stops at the first evaluation whose mean reaches ``--threshold``, or at ``--timesteps``. One JSON line per run
-is appended to ``--out`` (``first``: env steps at that evaluation, ``null`` if never), and finished runs are
-skipped on a rerun. ``--set key=value`` overrides the algorithm's hyperparameters (values are Python literals,
-applied to the YAML entry, so ``policy_kwargs`` may be rl-zoo3's string form) and ``--label`` names the variant:
+is appended to ``--out`` (``first``: env steps at that evaluation, ``first_train_s``: seconds of training before it,
+evaluations excluded, both ``null`` if never; ``eval_s``: seconds spent evaluating), and finished runs are skipped on
+a rerun. With several ``--algos`` the runs alternate, seed by seed, so that machine noise over time hits all of them.
+``--set key=value`` overrides the algorithms' hyperparameters (values are Python literals, applied to the YAML
+entry, so ``policy_kwargs`` may be rl-zoo3's string form) and ``--label`` names the variant:
 
-    python -m benchmarks.steps_to_threshold --algo offpolicy_pg --label gradient_steps_8 --set gradient_steps=8 \
+    python -m benchmarks.steps_to_threshold --algos offpolicy_pg --label gradient_steps_8 --set gradient_steps=8 \
         --seeds 0 1 2 3 4 5 6 7 8 9 --out screen.jsonl
-    python -m benchmarks.steps_to_threshold --algo offpolicy_pg --summary --out screen.jsonl
+    python -m benchmarks.steps_to_threshold --algos reinforce ppo a2c --seeds 0 1 2 3 4 --out solve.jsonl
+    python -m benchmarks.steps_to_threshold --algos offpolicy_pg --summary --out screen.jsonl
 """
 
 import argparse
@@ -50,15 +54,23 @@ class StopAtThreshold(BaseCallback):
         self.eval_episodes = eval_episodes
         self.threshold = threshold
         self.next_eval = eval_freq
-        self.curve: list[tuple[int, float]] = []
+        #: Per evaluation: env steps, mean return, and the seconds of training before it (evaluations excluded)
+        self.curve: list[tuple[int, float, float]] = []
+        self.eval_seconds = 0.0
+        self._start = 0.0
+
+    def _on_training_start(self) -> None:
+        self._start = time.perf_counter()
 
     def _on_step(self) -> bool:
         if self.num_timesteps < self.next_eval:
             return True
         self.next_eval += self.eval_freq
+        eval_start = time.perf_counter()
         sync_envs_normalization(self.training_env, self.eval_env)
         mean, _ = evaluate_policy(self.model, self.eval_env, self.eval_episodes)  # type: ignore[arg-type]
-        self.curve.append((self.num_timesteps, float(mean)))
+        self.curve.append((self.num_timesteps, float(mean), eval_start - self._start - self.eval_seconds))
+        self.eval_seconds += time.perf_counter() - eval_start
         return float(mean) < self.threshold
 
 
@@ -78,11 +90,13 @@ def run_one(task: dict[str, Any]) -> dict[str, Any]:
     callback = StopAtThreshold(eval_env, task["eval_freq"], task["eval_episodes"], task["threshold"])
     start = time.perf_counter()
     model.learn(total_timesteps=task["timesteps"], callback=callback)
-    first = next((steps for steps, mean in callback.curve if mean >= task["threshold"]), None)
+    reached = next(((steps, seconds) for steps, mean, seconds in callback.curve if mean >= task["threshold"]), None)
     return {
         **task,
         "overrides": {key: repr(value) for key, value in task["overrides"].items()},
-        "first": first,
+        "first": None if reached is None else reached[0],
+        "first_train_s": None if reached is None else reached[1],
+        "eval_s": callback.eval_seconds,
         "curve": callback.curve,
         "wall_time_s": time.perf_counter() - start,
     }
@@ -98,25 +112,29 @@ def parse_override(text: str) -> tuple[str, Any]:
 
 def summarise(records: list[dict[str, Any]]) -> str:
     """
-    :return: A markdown table: per env, threshold, algo and variant, the seeds, how many reached the threshold,
-        the median env steps (a run that never reached it counts as its budget) and each seed's steps
+    :return: A markdown table: per env, threshold, algo and variant, the seeds, how many reached the threshold, the
+        median env steps (a run that never reached it counts as its budget) and each seed's steps, then the median
+        seconds of training to the threshold (evaluations excluded; a run that never reached it counts as never, so
+        the median is "-" when half of them did not) and the median seconds spent evaluating
     """
     groups: dict[tuple[str, float, str, str], list[dict[str, Any]]] = {}
     for record in records:
         groups.setdefault((record["env"], record["threshold"], record["algo"], record["label"]), []).append(record)
     lines = [
-        "| Env | Threshold | Algo | Variant | Seeds | Reached | Median steps | Per seed |",
-        "|---|---:|---|---|---|---:|---:|---|",
+        "| Env | Threshold | Algo | Variant | Seeds | Reached | Median steps | Per seed | Median train s | Median eval s |",
+        "|---|---:|---|---|---|---:|---:|---|---:|---:|",
     ]
     for (env, threshold, algo, label), runs in sorted(groups.items()):
         runs = sorted(runs, key=lambda record: record["seed"])
         steps = [record["first"] if record["first"] is not None else record["timesteps"] for record in runs]
         per_seed = ", ".join("-" if record["first"] is None else f"{record['first'] / 1000:g}k" for record in runs)
+        seconds = np.median([np.inf if record.get("first_train_s") is None else record["first_train_s"] for record in runs])
+        eval_seconds = np.median([record.get("eval_s", np.nan) for record in runs])
         seeds = f"{runs[0]['seed']}-{runs[-1]['seed']}"
         reached = sum(record["first"] is not None for record in runs)
         lines.append(
             f"| {env} | {threshold:g} | {algo} | {label} | {seeds} | {reached}/{len(runs)} | {np.median(steps):,.0f} "
-            f"| {per_seed} |"
+            f"| {per_seed} | {'-' if np.isinf(seconds) else f'{seconds:.1f}'} | {eval_seconds:.1f} |"
         )
     return "\n".join(lines)
 
@@ -124,7 +142,9 @@ def summarise(records: list[dict[str, Any]]) -> str:
 def main(argv: list[str] | None = None) -> None:
     """:param argv: Command-line arguments (default: ``sys.argv[1:]``)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--algo", required=True, choices=sorted(ALGOS))
+    parser.add_argument(
+        "--algos", "--algo", nargs="+", required=True, choices=sorted(ALGOS), help="Several run alternately, seed by seed"
+    )
     parser.add_argument("--env", default="CartPole-v1")
     parser.add_argument("--label", default="yaml", help="Name of the variant in the results")
     parser.add_argument("--set", type=parse_override, action="append", default=[], metavar="KEY=VALUE")
@@ -143,9 +163,11 @@ def main(argv: list[str] | None = None) -> None:
         print(summarise(records))
         return
     done = {(r["algo"], r["env"], r["label"], r["seed"], r["timesteps"], r["threshold"]) for r in records}
+    # Seed by seed, the algorithms in an order rotated each seed, so that machine noise over time hits all of them.
+    runs = [(seed, args.algos[(i + seed) % len(args.algos)]) for seed in args.seeds for i in range(len(args.algos))]
     tasks = [
         {
-            "algo": args.algo,
+            "algo": algo,
             "env": args.env,
             "label": args.label,
             "overrides": dict(args.set),
@@ -155,8 +177,8 @@ def main(argv: list[str] | None = None) -> None:
             "eval_episodes": args.eval_episodes,
             "threshold": args.threshold,
         }
-        for seed in args.seeds
-        if (args.algo, args.env, args.label, seed, args.timesteps, args.threshold) not in done
+        for seed, algo in runs
+        if (algo, args.env, args.label, seed, args.timesteps, args.threshold) not in done
     ]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     # Spawned, not forked: a fork of a process whose torch threads have run can deadlock.
@@ -164,7 +186,7 @@ def main(argv: list[str] | None = None) -> None:
         for record in pool.map(run_one, tasks):
             with open(args.out, "a") as file:
                 file.write(json.dumps(record) + "\n")
-            print(f"{record['label']} seed {record['seed']}: first {record['first']}", flush=True)
+            print(f"{record['algo']} {record['label']} seed {record['seed']}: first {record['first']}", flush=True)
 
 
 if __name__ == "__main__":

@@ -58,12 +58,24 @@ def test_steps_to_threshold_stops_at_threshold_and_resumes(tmp_path: Path) -> No
     assert first["first"] == first["curve"][0][0] >= 500 and len(first["curve"]) == 1
     assert first["overrides"] == {"learning_rate": "0.001"}
     assert unreached["first"] is None and unreached["curve"][-1][0] >= 2500
+    # Seconds of training before the first evaluation, evaluations excluded (and timed apart).
+    assert 0 < first["first_train_s"] == first["curve"][0][2] < first["wall_time_s"] and first["eval_s"] > 0
+    assert unreached["first_train_s"] is None and unreached["eval_s"] > first["eval_s"]
 
     harness(*reached)
     assert len(out.read_text().splitlines()) == 2
     summary = harness("benchmarks.steps_to_threshold", "--algo", "a2c", "--summary", "--out", str(out))
-    assert f"| CartPole-v1 | 1 | a2c | lr | 0-0 | 1/1 | {first['first']:,} | {first['first'] / 1000:g}k |" in summary
-    assert "| CartPole-v1 | 1000 | a2c | lr | 0-0 | 0/1 | 3,000 | - |" in summary
+    reached_row = f"| CartPole-v1 | 1 | a2c | lr | 0-0 | 1/1 | {first['first']:,} | {first['first'] / 1000:g}k "
+    assert f"{reached_row}| {first['first_train_s']:.1f} | {first['eval_s']:.1f} |" in summary
+    assert f"| CartPole-v1 | 1000 | a2c | lr | 0-0 | 0/1 | 3,000 | - | - | {unreached['eval_s']:.1f} |" in summary
+
+
+def test_time_to_solve_alternates_the_algorithms(tmp_path: Path) -> None:
+    out = tmp_path / "solve.jsonl"
+    argv = ["benchmarks.steps_to_threshold", "--algos", "a2c", "ppo", "--seeds", "0", "1", "--threshold", "1"]
+    harness(*argv, "--timesteps", "1000", "--eval-freq", "200", "--eval-episodes", "1", "--jobs", "1", "--out", str(out))
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [(record["seed"], record["algo"]) for record in records] == [(0, "a2c"), (0, "ppo"), (1, "ppo"), (1, "a2c")]
 
 
 def table_rows(lines: list[str], first_cells: tuple[str, ...]) -> list[list[str]]:
