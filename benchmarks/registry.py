@@ -124,23 +124,42 @@ ALGOS: dict[str, AlgoSpec] = {
         ),
         # Envs missing from ppo_kl.yml use PPOKL's defaults (the PPO paper's MuJoCo settings, adaptive KL d_targ 0.01).
         AlgoSpec("ppo_kl", "sb3_pgnotes:PPOKL", REPO_HYPERPARAMS / "ppo_kl.yml", analogue="ppo"),
+        # The sampled KL (from the log-ratios the surrogate already needs) instead of the analytic one, whose rollout
+        # distributions are extra work per minibatch: what the closed form costs, in the throughput comparison.
+        AlgoSpec(
+            "ppo_kl_sample",
+            "sb3_pgnotes:PPOKL",
+            REPO_HYPERPARAMS / "ppo_kl.yml",
+            analogue="ppo",
+            overrides={"kl_estimator": "sample"},
+        ),
         # Importance-sampled policy gradient over replayed episodes; compared with Reinforce at equal env steps (no SB3
         # analogue for the throughput mode). Envs missing from offpolicy_pg.yml use OffPolicyPG's defaults.
         AlgoSpec("offpolicy_pg", "sb3_pgnotes:OffPolicyPG", REPO_HYPERPARAMS / "offpolicy_pg.yml"),
         # OffPolicyPG at Reinforce's work per update, for the throughput comparison: each update collects 10 episodes
-        # and takes one actor step on those 10 (weights near 1) and 10 critic steps, as Reinforce's CartPole-v1 entry.
+        # and takes one actor step on those 10 and 10 critic steps, as Reinforce's CartPole-v1 entry. Both at learning
+        # rate 0 (every gradient still computed and applied), so that they collect the same episodes: otherwise the
+        # one that learns faster has longer episodes, fewer updates per env step and more env steps/s.
         AlgoSpec(
             "offpolicy_pg_matched",
             "sb3_pgnotes:OffPolicyPG",
             REPO_HYPERPARAMS / "offpolicy_pg.yml",
-            analogue="reinforce",
+            analogue="reinforce_fixed_policy",
             overrides={
                 "train_freq": (10, "episode"),
                 "gradient_steps": 1,
                 "batch_size": 10,
                 "max_buffer_episodes": 10,
                 "n_critic_updates": 10,
+                "learning_rate": 0.0,
+                "critic_learning_rate": 0.0,
             },
+        ),
+        AlgoSpec(
+            "reinforce_fixed_policy",
+            "sb3_pgnotes:Reinforce",
+            REPO_HYPERPARAMS / "reinforce.yml",
+            overrides={"learning_rate": 0.0, "critic_learning_rate": 0.0},
         ),
     )
 }

@@ -323,7 +323,7 @@ def main(argv: list[str] | None = None) -> None:
     """:param argv: Command-line arguments (default: ``sys.argv[1:]``)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     with_analogue = sorted(name for name, spec in ALGOS.items() if spec.analogue)
-    parser.add_argument("--algos", nargs="+", default=["reinforce"], choices=with_analogue)
+    parser.add_argument("--algos", "--algo", nargs="+", default=["reinforce"], choices=with_analogue)
     parser.add_argument("--env", default="CartPole-v1")
     parser.add_argument("--timesteps", type=int, default=20_000, help="Env steps per run")
     parser.add_argument("--rounds", type=int, default=5)

@@ -2,14 +2,16 @@
 Variance of Reinforce's estimator with each baseline, by episodes per batch, at the initial policy and at a partly
 trained one.
 
-For each env, Reinforce is built from ``hyperparams/reinforce.yml``; its initial policy is measured, then it trains
-``--train-steps`` env steps and is measured again. Each snapshot's mean evaluation return is reported with it. At each
+For each env, Reinforce is built from a registry entry (``--algos``, one per env; ``reinforce`` is
+``hyperparams/reinforce.yml``'s); its initial policy is measured, then it trains ``--train-steps`` env steps and is
+measured again. Each snapshot's mean evaluation return is reported with it. At each
 snapshot and batch size N, :func:`sb3_pgnotes.diagnostics.gradient_variance` draws ``--batches`` batches and computes
 the reward-to-go estimator with no baseline (``reward_to_go``), the batch mean (``rtg_mean``), the optimal baseline
 (``rtg_optimal``, its pool filled first as in training) and the snapshot's critic (``rtg_value``; untrained at the
 initial policy), plus the full-return estimator for scale.
 
-Example: ``python -m benchmarks.variance_table --envs CartPole-v1 Acrobot-v1 --out docs/benchmarks/variance``.
+Example: ``python -m benchmarks.variance_table --envs CartPole-v1 Acrobot-v1 --algos reinforce reinforce_value_4ep
+--train-steps 10000 20000 --out docs/benchmarks/variance``.
 """
 
 import argparse
@@ -58,6 +60,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--envs", nargs="+", default=["CartPole-v1", "Acrobot-v1"])
     parser.add_argument(
+        "--algos", nargs="+", help="per env, the Reinforce registry entry that trains (default: reinforce for every env)"
+    )
+    parser.add_argument(
         "--train-steps", nargs="+", type=int, default=[10_000, 10_000], help="per env, before the 2nd snapshot"
     )
     parser.add_argument("--batches", type=int, default=20)
@@ -65,21 +70,23 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("docs/benchmarks/variance"))
     args = parser.parse_args()
+    algos = args.algos or ["reinforce"] * len(args.envs)
     th.set_num_threads(1)
     args.out.mkdir(parents=True, exist_ok=True)
 
     sections = [
         "# Reinforce's estimator variance by baseline and batch size",
         "",
-        f"Produced by `python -m benchmarks.variance_table` (the module's docstring says how): {args.batches} batches per "
-        "snapshot and batch size N, Reinforce from `hyperparams/reinforce.yml`, reward-to-go with discount option 1. "
+        f"Produced by `python -m benchmarks.variance_table --envs {' '.join(args.envs)} --algos {' '.join(algos)} "
+        f"--train-steps {' '.join(map(str, args.train_steps))}` (the module's docstring says how): {args.batches} batches "
+        "per snapshot and batch size N, reward-to-go with discount option 1. "
         "Variance: trace of the covariance of one batch's estimate, relative to the batch mean's (below 1 is lower). "
         "SNR: `|mean|^2 / total variance`, which a biased estimator cannot improve by shrinking. `value` uses the "
         "snapshot's critic, untrained at the initial policy.",
         "",
     ]
-    for env_id, train_steps in zip(args.envs, args.train_steps, strict=True):
-        config = resolve(ALGOS["reinforce"], env_id)
+    for env_id, algo, train_steps in zip(args.envs, algos, args.train_steps, strict=True):
+        config = resolve(ALGOS[algo], env_id)
         model = config.algo_class(config.policy, env_id, seed=args.seed, **config.model_kwargs)
         measure_env = make_vec_env(env_id, n_envs=1, seed=args.seed + 1)
         for label, steps in (("initial policy", 0), (f"after {train_steps} training steps", train_steps)):
@@ -99,7 +106,7 @@ def main() -> None:
                 )
                 for n_episodes in args.episodes
             }
-            title = f"{env_id}, {label} (eval return {eval_return:.1f})"
+            title = f"{env_id}, {algo}, {label} (eval return {eval_return:.1f})"
             table = snapshot_table(rows)
             sections += [f"## {title}", "", *table, ""]
             print(title, *table, sep="\n", flush=True)

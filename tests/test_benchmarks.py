@@ -108,7 +108,7 @@ def test_throughput_matches_episodes_per_update(tmp_path: Path) -> None:
     text = out.read_text()
     # 12 envs: the 10 episodes per update are raised to 12, for OffPolicyPG and for its Reinforce analogue.
     assert "- offpolicy_pg_matched, 12 envs: Both collect 12 episodes per update." in text
-    assert len(table_rows(text.splitlines(), ("| offpolicy_pg_matched | reinforce | 12 |",))) == 1
+    assert len(table_rows(text.splitlines(), ("| offpolicy_pg_matched | reinforce_fixed_policy | 12 |",))) == 1
 
 
 def test_phase_timer_restores_what_it_wrapped() -> None:
