@@ -43,6 +43,15 @@ class AlgoSpec:
         return getattr(importlib.import_module(module), attr)
 
 
+#: Reinforce's fallback hyperparameters for envs its YAML lacks.
+REINFORCE_DEFAULTS = {
+    "n_envs": 4,
+    "n_episodes": 8,
+    "learning_rate": 3e-3,
+    "gamma": 0.99,
+    "reward_to_go": True,
+    "baseline": "value",
+}
 #: NStepAC's fallback hyperparameters for envs its YAML lacks (A2C's 8 envs x 5 steps).
 NSTEP_AC_DEFAULTS = {"n_envs": 8, "mode": "batch", "critic_target": "nstep", "n_steps": 5, "target_n": 5}
 
@@ -56,14 +65,7 @@ ALGOS: dict[str, AlgoSpec] = {
             "reinforce",
             "sb3_pgnotes:Reinforce",
             REPO_HYPERPARAMS / "reinforce.yml",
-            default_kwargs={
-                "n_envs": 4,
-                "n_episodes": 8,
-                "learning_rate": 3e-3,
-                "gamma": 0.99,
-                "reward_to_go": True,
-                "baseline": "value",
-            },
+            default_kwargs=REINFORCE_DEFAULTS,
             analogue="a2c",
         ),
         AlgoSpec(
@@ -159,6 +161,7 @@ ALGOS: dict[str, AlgoSpec] = {
             "reinforce_fixed_policy",
             "sb3_pgnotes:Reinforce",
             REPO_HYPERPARAMS / "reinforce.yml",
+            default_kwargs=REINFORCE_DEFAULTS,
             overrides={"learning_rate": 0.0, "critic_learning_rate": 0.0},
         ),
     )

@@ -13,6 +13,7 @@ from stable_baselines3.common.vec_env import VecNormalize
 from sb3_pgnotes.common import collection
 
 from benchmarks import throughput
+from benchmarks.registry import ALGOS, resolve
 from benchmarks.run import make_env
 from benchmarks.steps_to_threshold import StopAtThreshold
 
@@ -154,3 +155,10 @@ def test_variance_table(tmp_path: Path) -> None:
         cells = [float(cell) for cell in row.strip("|").split("|")[1:]]
         # The batch mean's own relative variance is 1 by construction.
         assert len(cells) == 10 and cells[2] == 1 and all(cell > 0 for cell in cells)
+
+
+def test_episodic_analogue_sets_its_episodes_on_envs_without_an_entry() -> None:
+    # On an env that no YAML entry covers, the Reinforce analogue still has episodes per update to match.
+    for name in ("offpolicy_pg_matched", "reinforce_fixed_policy"):
+        kwargs = resolve(ALGOS[name], "MountainCar-v0").model_kwargs
+        assert throughput.episodes_per_update(kwargs) is not None, name

@@ -222,7 +222,7 @@ class PPOKL(GuardedAlgorithm, OnPolicyAlgorithm):
         self.kl_estimator = kl_estimator
         self.normalize_advantage = normalize_advantage
         self.old_policy: ActorCriticPolicy | None = None
-        #: The rollout policy's actor latents of the rollout's states (``_old_distribution``), per update
+        #: The rollout policy's actor latents of the rollout's states (see ``kl``), computed once per update
         self._old_latents: th.Tensor | None = None
         if _init_setup_model:
             self._setup_model()
