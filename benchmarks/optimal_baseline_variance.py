@@ -8,8 +8,9 @@ weights, trained by plain SGD at gamma 1 (reward-to-go, discount option 1, no st
 update (:func:`sb3_pgnotes.diagnostics.tabular.reinforce_update_statistics`); the optimal baseline's pool is filled by
 ``optimal_baseline_horizon`` updates first, as in training. Two exact baselines from dynamic programming, applied
 directly to the same batches as the mean baseline (:func:`sb3_pgnotes.diagnostics.tabular.baseline_update_statistics`),
-show what the estimate could reach at best: the time-optimal ``B_t`` that ``baseline="optimal"`` estimates, and the
-true value ``V_t(s)`` of each step's state at its time, the best state-dependent baseline a critic could learn.
+are the references: the time-optimal ``B_t`` that ``baseline="optimal"`` estimates (what the estimate could reach at
+best), and the true value ``V_t(s)`` of each step's state at its time, what a learned critic regresses on (given the
+time too).
 Reported: the total variance of the update direction relative to the mean baseline's, the cosine between each mean
 direction and the exact gradient, and the norm of the mean baseline's mean direction over the exact gradient's
 (below 1: its bias, the batch mean including each episode's own return, shrinks the update).
@@ -54,7 +55,7 @@ def exact_baselines(mdp: TabularMDP, model: Reinforce) -> dict[str, Callable[[Ep
     :param mdp: The MDP
     :param model: A model from :func:`~sb3_pgnotes.diagnostics.tabular.tabular_reinforce` on it
     :return: The two exact baselines, as functions of a batch: the time-optimal ``B_t`` that ``baseline="optimal"``
-        estimates, and the true value ``V_t(s)`` of the step's state at its time (the best a learned critic could do)
+        estimates, and the true value ``V_t(s)`` of the step's state at its time (a learned critic's regression target)
     """
     action_net = model.policy.action_net
     probs = linear_softmax_probs(action_net.weight, action_net.bias, mdp.n_states).detach()
