@@ -213,10 +213,13 @@ def linear_softmax_score_norms(probs: th.Tensor) -> th.Tensor:
     """
     :param probs: Per non-terminal state action probabilities of a linear softmax over one-hot states (see
         :func:`linear_softmax_probs`), (n_states, n_actions)
-    :return: ``|grad log pi(a|s)|^2`` with respect to the head's weight and bias, (n_states, n_actions): the score of
-        both is ``e_a - pi(.|s)`` (the weight's on state s's column only), so the squared norm is twice its own
+    :return: ``|grad log pi(a|s)|^2`` with respect to the head's weight and bias (:func:`linear_softmax_scores`) for
+        every state and action, (n_states, n_actions), float64
     """
-    return 2 * (1 - 2 * probs + probs.square().sum(dim=-1, keepdim=True))
+    n_states, n_actions = probs.shape
+    states, actions = np.divmod(np.arange(n_states * n_actions), n_actions)
+    scores = linear_softmax_scores(probs.detach().cpu().double().numpy(), states, actions, n_states + 1)
+    return th.as_tensor(np.square(scores).sum(axis=1).reshape(n_states, n_actions))
 
 
 def linear_softmax_scores(probs: np.ndarray, observations: np.ndarray, actions: np.ndarray, n_observations: int) -> np.ndarray:
