@@ -3,6 +3,9 @@ Run algorithms x envs x seeds at a fixed step budget and append one record per r
 
 Finished runs (same algo, env, seed and budget) are skipped, so an interrupted sweep resumes where it stopped.
 Example: ``python -m benchmarks.run --algos a2c ppo --envs CartPole-v1 --seeds 0 1 --timesteps 20000``.
+
+With ``--storage`` (a PostgreSQL URL), workers started with the same command on several machines share the sweep
+through an Optuna study, each cell run once, a dead worker's cell run again by another (:mod:`benchmarks.sweep`).
 """
 
 import argparse
@@ -24,6 +27,9 @@ from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv, VecNormalize, sync_envs_normalization
 
+from sb3_pgnotes.zoo.optimize import DEFAULT_HEARTBEAT_INTERVAL
+
+from benchmarks import sweep
 from benchmarks.registry import ALGOS, RunConfig, resolve
 from benchmarks.results import append_records, load_records, run_key
 
@@ -178,7 +184,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--results", type=Path, default=DEFAULT_RESULTS, help="Results folder")
     parser.add_argument("--jobs", type=int, default=2, help="Parallel worker processes (1: run in this process)")
     parser.add_argument("--device", default="cpu")
+    shared = parser.add_argument_group("workers sharing the sweep through a database (benchmarks.sweep)")
+    shared.add_argument("--storage", help="database URL, e.g. postgresql://user@host:5432/db; one worker per process")
+    shared.add_argument("--study-name", default="benchmarks", help="the sweep's study in --storage")
+    shared.add_argument("--heartbeat-interval", type=int, default=DEFAULT_HEARTBEAT_INTERVAL, help="seconds")
     args = parser.parse_args(argv)
+    if args.storage is not None and args.jobs != 1:
+        parser.error("--storage runs one worker per process: give --jobs 1 and start one worker per core")
+    if args.heartbeat_interval < 1:
+        parser.error("--heartbeat-interval must be at least 1 second")
 
     done = {run_key(record) for record in load_records(args.results)}
     tasks = [
@@ -199,7 +213,11 @@ def main(argv: list[str] | None = None) -> int:
     pending = [task for task in tasks if run_key(task) not in done]
     print(f"{len(tasks) - len(pending)} of {len(tasks)} runs already in {args.results}, {len(pending)} to run")
     failures = 0
-    if args.jobs == 1:
+    if args.storage is not None:
+        study = sweep.open_sweep(args.storage, args.study_name, pending, args.heartbeat_interval)
+        failures = sweep.work(study, run_one, _describe, args.heartbeat_interval)
+        print(f"{sweep.export_records(study, args.results)} records from the study appended to {args.results}")
+    elif args.jobs == 1:
         for task in pending:
             record = run_one(task)
             append_records(args.results, [record])
