@@ -10,8 +10,8 @@ the reward-to-go estimator with no baseline (``reward_to_go``), the batch mean (
 (``rtg_optimal``, its pool filled first as in training) and the snapshot's critic (``rtg_value``; untrained at the
 initial policy), plus the full-return estimator for scale.
 
-Example: ``python -m benchmarks.variance_table --envs CartPole-v1 Acrobot-v1 --algos reinforce reinforce_value_4ep
---train-steps 10000 20000 --out docs/benchmarks/variance``.
+Example: ``python -m benchmarks.variance_table --envs CartPole-v1 Acrobot-v1 --algos reinforce reinforce_optimal
+--train-steps 10000 5000 --out docs/benchmarks/variance``.
 """
 
 import argparse
