@@ -1,12 +1,26 @@
 """
-Render the results file into a markdown table and one learning-curve PNG per env.
+Render the results file into a report: per env, a final-score table and learning curves; over envs, aggregate
+statistics of normalised scores computed with rliable (Agarwal et al. 2021, https://arxiv.org/abs/2108.13264).
 
-Example: ``python -m benchmarks.report --results docs/benchmarks/results --out docs/benchmarks``.
+- Final score of a run: the mean return of its last evaluation, at the end of its budget.
+- Per env: the IQM (interquartile mean) of the final scores over seeds with a 95% percentile-bootstrap confidence
+  interval, the mean and standard deviation, and the steps to the threshold; curves plot the IQM over seeds at each
+  evaluation with its bootstrap band.
+- Normalised score: 0 is a uniformly random policy's mean return (100 episodes, measured once per env and kept in the
+  results folder's ``random_policy.json``), 1 the best IQM final score of the algorithms compared on that env.
+- Aggregates, separately over the envs with discrete actions and those with continuous actions, for each compared
+  algorithm with runs on every env of the group: IQM, median and mean of the normalised final scores with stratified
+  bootstrap confidence intervals, performance profiles, and the probability that a run of one of ours beats a run of
+  its SB3 analogue on the same env.
+
+Nothing is retrained. Example: ``python -m benchmarks.report --results docs/benchmarks/results --out docs/benchmarks``.
 Thresholds default to the env's ``reward_threshold`` (CartPole-v1: 475, Acrobot-v1: -100); override with
 ``--threshold ENV=VALUE``.
 """
 
 import argparse
+import json
+import warnings
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -14,15 +28,39 @@ from typing import Any
 import gymnasium as gym
 import matplotlib
 import numpy as np
+from rliable import library as rly
+from rliable import metrics, plot_utils
 
+from benchmarks.ppo_table1 import random_policy_return
 from benchmarks.results import load_records, run_key
 from benchmarks.run import DEFAULT_RESULTS
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+import seaborn as sns
+from matplotlib.lines import Line2D
+
+# rliable seeds arch's bootstrap with a RandomState, which arch deprecates.
+warnings.filterwarnings("ignore", "random_state is deprecated", FutureWarning)
 
 REPORT_FILE = "report.md"
+RANDOM_FILE = "random_policy.json"
 Group = tuple[str, str, int]
+Record = dict[str, Any]
+#: The algorithms the aggregates compare: ours, then SB3's with rl-zoo3's hyperparameters.
+OURS = ("reinforce", "nstep_ac", "ppo_kl", "offpolicy_pg")
+SB3 = ("a2c", "ppo", "sac")
+#: Each of ours against the SB3 algorithm closest to it in what it estimates; OffPolicyPG, which reuses old data
+#: through importance weights, against PPO (which reuses a rollout for several epochs) and SAC (a replay buffer).
+ANALOGUES = (
+    ("reinforce", "a2c"),
+    ("nstep_ac", "a2c"),
+    ("ppo_kl", "ppo"),
+    ("offpolicy_pg", "ppo"),
+    ("offpolicy_pg", "sac"),
+)
+#: Normalised score thresholds of the performance profiles.
+TAUS = np.linspace(0.0, 1.2, 49)
 
 
 def default_threshold(env_id: str) -> float | None:
@@ -30,7 +68,7 @@ def default_threshold(env_id: str) -> float | None:
     return gym.spec(env_id).reward_threshold
 
 
-def steps_to_threshold(record: dict[str, Any], threshold: float) -> int | None:
+def steps_to_threshold(record: Record, threshold: float) -> int | None:
     """
     :param record: A run record.
     :param threshold: Return to reach.
@@ -41,7 +79,7 @@ def steps_to_threshold(record: dict[str, Any], threshold: float) -> int | None:
     return next((t for t, mean in curve if t > 0 and mean >= threshold), None)
 
 
-def common_curve(records: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
+def common_curve(records: list[Record]) -> tuple[np.ndarray, np.ndarray]:
     """
     Put the seeds' evaluation curves on one grid (linear interpolation; episodic algorithms overshoot the budget).
 
@@ -54,97 +92,259 @@ def common_curve(records: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]
     return grid, np.stack([np.interp(grid, record["eval_timesteps"], record["eval_mean"]) for record in records])
 
 
-def bootstrap_ci(values: np.ndarray, n_resamples: int = 2000, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
-    """
-    :param values: ``(n_seeds, T)`` returns.
-    :param n_resamples: Bootstrap resamples of the seeds.
-    :param level: Confidence level.
-    :return: Lower and upper percentile-bootstrap bounds of the mean over seeds, each ``(T,)``.
-    """
-    rng = np.random.default_rng(0)
-    index = rng.integers(0, len(values), size=(n_resamples, len(values)))
-    means = values[index].mean(axis=1)
-    tail = 100 * (1 - level) / 2
-    return np.percentile(means, tail, axis=0), np.percentile(means, 100 - tail, axis=0)
+def final_scores(records: list[Record]) -> np.ndarray:
+    """:return: The final scores of the runs, ordered by seed."""
+    return np.array([record["eval_mean"][-1] for record in sorted(records, key=lambda record: record["seed"])])
 
 
-def group_records(records: list[dict[str, Any]]) -> dict[Group, list[dict[str, Any]]]:
+def iqm_interval(scores: np.ndarray, reps: int) -> tuple[np.ndarray, np.ndarray]:
+    """
+    :param scores: ``(n_runs, n_tasks, T)`` scores.
+    :param reps: Bootstrap resamples.
+    :return: The IQM over runs and tasks at each of the T columns ``(T,)``, and its 95% stratified-bootstrap interval
+        ``(2, T)``.
+    """
+
+    def column_iqm(values: np.ndarray) -> np.ndarray:
+        # rliable's aggregate_iqm, scipy's 25% trimmed mean, of every column at once: the same cut, without scipy's
+        # per-call overhead, which dominated the report's time with thousands of resamples per curve.
+        ordered = np.sort(values.reshape(-1, values.shape[-1]), axis=0)
+        cut = int(0.25 * len(ordered))
+        return ordered[cut : len(ordered) - cut].mean(axis=0)
+
+    point, interval = rly.get_interval_estimates({"x": scores}, column_iqm, reps=reps, random_state=np.random.RandomState(0))
+    return point["x"], interval["x"]
+
+
+def group_records(records: list[Record]) -> dict[Group, list[Record]]:
     """
     :param records: All run records (a repeated run keeps its latest record).
     :return: Records grouped by ``(env, algo, timesteps)``, sorted.
     """
     latest = {run_key(record): record for record in records}
-    groups: dict[Group, list[dict[str, Any]]] = defaultdict(list)
+    groups: dict[Group, list[Record]] = defaultdict(list)
     for record in latest.values():
         groups[record["env"], record["algo"], record["timesteps"]].append(record)
     return dict(sorted(groups.items()))
 
 
-def table_row(group: Group, records: list[dict[str, Any]], threshold: float | None) -> str:
-    """:return: One markdown table row summarising the seeds of ``group``."""
-    env_id, algo, timesteps = group
-    finals = np.array([record["eval_mean"][-1] for record in records])
-    speed = np.mean([record["steps_per_s"] for record in records])
-    to_threshold, reached = "-", "-"
-    if threshold is not None:
-        steps = [s for s in (steps_to_threshold(record, threshold) for record in records) if s is not None]
-        reached = f"{len(steps)}/{len(records)}"
-        to_threshold = f"{np.median(steps):,.0f}" if steps else "never"
-    threshold_text = "-" if threshold is None else f"{threshold:g}"
-    return (
-        f"| {env_id} | {algo} | {timesteps:,} | {len(records)} | {finals.mean():.1f} ± {finals.std():.1f} | "
-        f"{threshold_text} | {to_threshold} | {reached} | {speed:,.0f} |"
-    )
+def matrix_groups(groups: dict[Group, list[Record]]) -> dict[tuple[str, str], list[Record]]:
+    """:return: Per ``(env, algo)`` of the compared algorithms, the runs of its largest budget."""
+    chosen: dict[tuple[str, str], tuple[int, list[Record]]] = {}
+    for (env_id, algo, timesteps), records in groups.items():
+        if algo in OURS + SB3 and timesteps >= chosen.get((env_id, algo), (0, []))[0]:
+            chosen[env_id, algo] = (timesteps, records)
+    return {key: records for key, (_, records) in chosen.items()}
 
 
-def plot_env(env_id: str, groups: dict[Group, list[dict[str, Any]]], threshold: float | None, path: Path) -> None:
-    """Plot mean eval return over seeds with a 95% bootstrap band, one line per algorithm and budget."""
+def random_scores(results_dir: Path, env_ids: list[str]) -> dict[str, float]:
+    """
+    :param results_dir: Folder holding the results file; the scores are cached in its ``random_policy.json``.
+    :param env_ids: Envs that need a score; the missing ones are measured (100 episodes of uniformly random actions).
+    :return: The random policy's mean return per env.
+    """
+    path = results_dir / RANDOM_FILE
+    scores = json.loads(path.read_text()) if path.exists() else {}
+    missing = [env_id for env_id in env_ids if env_id not in scores]
+    for env_id in missing:
+        scores[env_id] = float(np.mean(random_policy_return(env_id, seed=0)))
+    if missing:
+        path.write_text(json.dumps(dict(sorted(scores.items())), indent=1) + "\n")
+    return scores
+
+
+def env_section(
+    env_id: str, groups: dict[Group, list[Record]], threshold: float | None, reps: int, out_dir: Path
+) -> list[str]:
+    """
+    Write the env's curves figure.
+
+    :return: Markdown lines: the env's final-score table and its figure.
+    """
+    lines = [
+        f"### {env_id}",
+        "",
+        "| Algo | Budget | Seeds | Final IQM [95% CI] | Mean ± std | Steps to threshold | Reached | Env-steps/s |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     fig, ax = plt.subplots(figsize=(7, 4.5))
     budgets = {timesteps for _, _, timesteps in groups}
     for (_, algo, timesteps), records in groups.items():
+        finals = final_scores(records)
+        (point,), ((low,), (high,)) = iqm_interval(finals[:, None, None], reps)
+        to_threshold, reached = "-", "-"
+        if threshold is not None:
+            steps = [s for s in (steps_to_threshold(record, threshold) for record in records) if s is not None]
+            reached = f"{len(steps)}/{len(records)}"
+            to_threshold = f"{np.median(steps):,.0f}" if steps else "never"
+        speed = np.mean([record["steps_per_s"] for record in records])
+        lines.append(
+            f"| {algo} | {timesteps:,} | {len(records)} | {point:.1f} [{low:.1f}, {high:.1f}] | "
+            f"{finals.mean():.1f} ± {finals.std():.1f} | {to_threshold} | {reached} | {speed:,.0f} |"
+        )
         grid, returns = common_curve(records)
-        low, high = bootstrap_ci(returns)
+        curve, (curve_low, curve_high) = iqm_interval(returns[:, None, :], reps)
         label = f"{algo} ({len(records)} seeds)" if len(budgets) == 1 else f"{algo} @ {timesteps:,} ({len(records)} seeds)"
-        (line,) = ax.plot(grid, returns.mean(axis=0), label=label)
-        ax.fill_between(grid, low, high, color=line.get_color(), alpha=0.2)
+        (line,) = ax.plot(grid, curve, label=label)
+        ax.fill_between(grid, curve_low, curve_high, color=line.get_color(), alpha=0.2)
     if threshold is not None:
         ax.axhline(threshold, color="grey", linestyle="--", linewidth=1, label=f"threshold {threshold:g}")
-    ax.set(title=env_id, xlabel="env steps", ylabel="eval mean return")
+    ax.set(title=env_id, xlabel="env steps", ylabel="eval return, IQM over seeds")
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(fontsize="small")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(out_dir / f"curves_{env_id}.png", dpi=120)
+    plt.close(fig)
+    threshold_text = "none" if threshold is None else f"{threshold:g}"
+    return [*lines, "", f"Threshold: {threshold_text}.", "", f"![{env_id}](curves_{env_id}.png)", ""]
+
+
+def normalised_scores(
+    runs: dict[tuple[str, str], list[Record]], envs: list[str], random: dict[str, float]
+) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+    """
+    :param runs: The compared algorithms' runs per ``(env, algo)``.
+    :param envs: The envs of one aggregate group.
+    :param random: The random policy's score per env.
+    :return: Per algorithm with runs on every env, its ``(n_runs, n_envs)`` normalised final scores (the first seeds
+        of each env, as many as its env with the fewest), and the score that maps to 1 per env.
+    """
+    algos = [algo for algo in OURS + SB3 if all((env_id, algo) in runs for env_id in envs)]
+    best = {
+        env_id: max(float(metrics.aggregate_iqm(final_scores(runs[env_id, algo])[:, None])) for algo in algos)
+        for env_id in envs
+    }
+    scores = {}
+    for algo in algos:
+        finals = [final_scores(runs[env_id, algo]) for env_id in envs]
+        n_runs = min(len(values) for values in finals)
+        columns = [
+            (values[:n_runs] - random[env_id]) / (best[env_id] - random[env_id])
+            for env_id, values in zip(envs, finals, strict=True)
+        ]
+        scores[algo] = np.stack(columns, axis=1)
+    return scores, best
+
+
+def aggregate_section(
+    name: str, envs: list[str], runs: dict[tuple[str, str], list[Record]], random: dict[str, float], reps: int, out_dir: Path
+) -> list[str]:
+    """
+    Write the group's aggregate and performance-profile figures.
+
+    :param name: The group's name, also the stem of its figures.
+    :param envs: The group's envs.
+    :param runs: The compared algorithms' runs per ``(env, algo)``.
+    :param random: The random policy's score per env.
+    :param reps: Bootstrap resamples.
+    :param out_dir: Folder receiving the figures.
+    :return: Markdown lines: normalisation, aggregate table, probability of improvement, figures.
+    """
+    scores, best = normalised_scores(runs, envs, random)
+    lines = [f"### {name}: {', '.join(envs)}", ""]
+    if not scores:
+        return [*lines, "No compared algorithm has runs on every env of this group yet.", ""]
+    lines += [
+        "| Env | 0 (random policy) | 1 (best IQM final score) |",
+        "|---|---:|---:|",
+        *[f"| {env_id} | {random[env_id]:.1f} | {best[env_id]:.1f} |" for env_id in envs],
+        "",
+        "| Algo | Runs per env | IQM [95% CI] | Median [95% CI] | Mean [95% CI] |",
+        "|---|---:|---:|---:|---:|",
+    ]
+
+    def aggregates(values: np.ndarray) -> np.ndarray:
+        return np.array([metrics.aggregate_iqm(values), metrics.aggregate_median(values), metrics.aggregate_mean(values)])
+
+    point, interval = rly.get_interval_estimates(scores, aggregates, reps=reps, random_state=np.random.RandomState(0))
+    for algo in scores:
+        cells = [f"{point[algo][i]:.2f} [{interval[algo][0, i]:.2f}, {interval[algo][1, i]:.2f}]" for i in range(3)]
+        lines.append(f"| {algo} | {len(scores[algo])} | {' | '.join(cells)} |")
+    fig, _ = plot_utils.plot_interval_estimates(
+        point, interval, ["IQM", "Median", "Mean"], algorithms=list(scores), row_height=0.6, xlabel_y_coordinate=-0.3
+    )
+    fig.savefig(out_dir / f"aggregate_{name}.png", dpi=120, bbox_inches="tight")
     plt.close(fig)
 
+    profiles, profile_cis = rly.create_performance_profile(scores, TAUS, reps=reps)
+    colors = dict(zip(scores, sns.color_palette("colorblind", len(scores)), strict=True))
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    plot_utils.plot_performance_profiles(profiles, TAUS, performance_profile_cis=profile_cis, colors=colors, ax=ax)
+    ax.legend(handles=[Line2D([], [], color=color, label=algo) for algo, color in colors.items()], fontsize="small")
+    fig.tight_layout()
+    fig.savefig(out_dir / f"profiles_{name}.png", dpi=120)
+    plt.close(fig)
 
-def render(results_dir: Path, out_dir: Path, thresholds: dict[str, float]) -> Path:
+    pairs = {
+        f"{ours} > {theirs}": [scores[ours], scores[theirs]] for ours, theirs in ANALOGUES if {ours, theirs} <= set(scores)
+    }
+    if pairs:
+        improvement, improvement_ci = rly.get_interval_estimates(
+            pairs, metrics.probability_of_improvement, reps=reps, random_state=np.random.RandomState(0)
+        )
+        lines += [
+            "",
+            "| Probability of improvement | P [95% CI] |",
+            "|---|---:|",
+            *[
+                f"| {pair} | {improvement[pair].item():.2f} [{improvement_ci[pair].min():.2f}, "
+                f"{improvement_ci[pair].max():.2f}] |"
+                for pair in pairs
+            ],
+        ]
+    return [
+        *lines,
+        "",
+        f"![{name} aggregates](aggregate_{name}.png)",
+        "",
+        f"![{name} performance profiles](profiles_{name}.png)",
+        "",
+    ]
+
+
+def is_discrete(env_id: str) -> bool:
+    """:return: Whether the env's actions are discrete."""
+    env = gym.make(env_id)
+    discrete = isinstance(env.action_space, gym.spaces.Discrete)
+    env.close()
+    return discrete
+
+
+def render(results_dir: Path, out_dir: Path, thresholds: dict[str, float], reps: int) -> Path:
     """
     :param results_dir: Folder holding the results file.
-    :param out_dir: Folder receiving ``report.md`` and ``curves_<env>.png``.
+    :param out_dir: Folder receiving ``report.md`` and its figures.
     :param thresholds: Per-env thresholds overriding the env's ``reward_threshold``.
+    :param reps: Bootstrap resamples of every interval.
     :return: Path of the markdown report.
     """
     groups = group_records(load_records(results_dir))
     out_dir.mkdir(parents=True, exist_ok=True)
+    env_ids = sorted({env_id for env_id, _, _ in groups})
+    runs = matrix_groups(groups)
+    random = random_scores(results_dir, sorted({env_id for env_id, _ in runs}))
     lines = [
         "# Benchmark results",
         "",
-        f"Generated by `python -m benchmarks.report` from `{results_dir}`.",
-        "Final eval: mean return of the last evaluation, mean ± std over seeds.",
-        "Steps to threshold: first evaluation after step 0 that reaches it, median over the seeds that did.",
-        "Env-steps/s: training throughput, evaluation time excluded, mean over seeds. The runs come from different sessions "
-        "and ran beside other work (usually two at a time), so compare algorithms' speed with `benchmarks.throughput`.",
+        f"Generated by `python -m benchmarks.report` from `{results_dir}`; the module's docstring defines every "
+        "statistic. Final score: the last evaluation's mean return. IQM: interquartile mean over runs, with 95% "
+        "percentile (per env) or stratified (aggregates) bootstrap confidence intervals from rliable. Env-steps/s: "
+        "training throughput, evaluation time excluded, mean over seeds; the runs come from different sessions and "
+        "ran beside other work, so compare speed with `benchmarks.throughput`.",
         "",
-        "| Env | Algo | Budget | Seeds | Final eval | Threshold | Steps to threshold | Reached | Env-steps/s |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        "## Aggregates over envs",
+        "",
+        f"Compared: ours ({', '.join(OURS)}) and SB3's ({', '.join(SB3)}), each at its largest budget per env.",
+        "",
     ]
-    env_ids = sorted({env_id for env_id, _, _ in groups})
+    for name, discrete in (("discrete", True), ("continuous", False)):
+        envs = sorted({env_id for env_id, _ in runs if is_discrete(env_id) == discrete})
+        if envs:
+            lines += aggregate_section(name, envs, runs, random, reps, out_dir)
+    lines += ["## Per env", ""]
     for env_id in env_ids:
         env_groups = {group: records for group, records in groups.items() if group[0] == env_id}
-        threshold = thresholds.get(env_id, default_threshold(env_id))
-        lines += [table_row(group, records, threshold) for group, records in env_groups.items()]
-        plot_env(env_id, env_groups, threshold, out_dir / f"curves_{env_id}.png")
-    lines += ["", *[f"![{env_id}](curves_{env_id}.png)" for env_id in env_ids], ""]
+        lines += env_section(env_id, env_groups, thresholds.get(env_id, default_threshold(env_id)), reps, out_dir)
     path = out_dir / REPORT_FILE
     path.write_text("\n".join(lines))
     return path
@@ -162,8 +362,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--results", type=Path, default=DEFAULT_RESULTS, help="Results folder")
     parser.add_argument("--out", type=Path, default=Path("docs/benchmarks"), help="Folder for report.md and the PNGs")
     parser.add_argument("--threshold", type=parse_threshold, action="append", default=[], metavar="ENV=VALUE")
+    parser.add_argument("--reps", type=int, default=5000, help="Bootstrap resamples of every interval")
     args = parser.parse_args(argv)
-    print(f"Wrote {render(args.results, args.out, dict(args.threshold))}")
+    print(f"Wrote {render(args.results, args.out, dict(args.threshold), args.reps)}")
 
 
 if __name__ == "__main__":

@@ -4,15 +4,17 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
+from rliable import metrics
 from stable_baselines3 import A2C
 from stable_baselines3.common.vec_env import VecNormalize
 
 from sb3_pgnotes.common import collection
 
-from benchmarks import throughput
+from benchmarks import report, throughput
 from benchmarks.registry import ALGOS, resolve
 from benchmarks.run import make_env
 from benchmarks.steps_to_threshold import StopAtThreshold
@@ -41,9 +43,35 @@ def test_run_resume_report(tmp_path: Path) -> None:
     assert "1 of 1 runs already" in harness(*argv)
     assert len((results / "runs.jsonl").read_text().splitlines()) == 1
 
-    harness("benchmarks.report", "--results", str(results), "--out", str(tmp_path), "--threshold", "CartPole-v1=50")
-    assert "| CartPole-v1 | a2c | 2,000 | 1 |" in (tmp_path / "report.md").read_text()
-    assert (tmp_path / "curves_CartPole-v1.png").stat().st_size > 0
+    report = ["benchmarks.report", "--results", str(results), "--out", str(tmp_path), "--reps", "50"]
+    harness(*report, "--threshold", "CartPole-v1=50")
+    text = (tmp_path / "report.md").read_text()
+    assert "| a2c | 2,000 | 1 |" in text and "Threshold: 50." in text
+    for figure in ("curves_CartPole-v1", "aggregate_discrete", "profiles_discrete"):
+        assert (tmp_path / f"{figure}.png").read_bytes().startswith(b"\x89PNG")
+    assert set(json.loads((results / "random_policy.json").read_text())) == {"CartPole-v1"}
+
+
+def fake_run(algo: str, env_id: str, seed: int, final: float) -> dict[str, Any]:
+    """:return: A run record whose last evaluation scores ``final``."""
+    return {"algo": algo, "env": env_id, "seed": seed, "timesteps": 100, "eval_mean": [0.0, final]}
+
+
+def test_normalised_scores_and_probability_of_improvement() -> None:
+    # Per env, 0 is the random policy and 1 the best IQM; reinforce beats a2c in every pair of runs on both envs.
+    runs = {
+        ("A", "reinforce"): [fake_run("reinforce", "A", seed, 10.0 + seed) for seed in range(4)],
+        ("A", "a2c"): [fake_run("a2c", "A", seed, 5.0) for seed in range(5)],
+        ("B", "reinforce"): [fake_run("reinforce", "B", seed, 100.0) for seed in range(5)],
+        ("B", "a2c"): [fake_run("a2c", "B", seed, 50.0 + seed) for seed in range(5)],
+        ("A", "ppo"): [fake_run("ppo", "A", 0, 1.0)],
+    }
+    scores, best = report.normalised_scores(runs, ["A", "B"], {"A": 0.0, "B": 0.0})
+    # ppo lacks env B; reinforce has 4 runs on A, so 4 on each env; a2c keeps 5; the IQM of 10..13 is 11.5.
+    assert list(scores) == ["reinforce", "a2c"] and best == {"A": 11.5, "B": 100.0}
+    np.testing.assert_allclose(scores["reinforce"][:, 0], np.arange(10.0, 14.0) / 11.5)
+    np.testing.assert_allclose(scores["a2c"], np.stack([np.full(5, 5.0 / 11.5), np.arange(50.0, 55.0) / 100.0], 1))
+    assert metrics.probability_of_improvement(scores["reinforce"], scores["a2c"]) == 1.0
 
 
 def test_steps_to_threshold_stops_at_threshold_and_resumes(tmp_path: Path) -> None:
