@@ -249,20 +249,6 @@ def test_every_package_is_listed() -> None:
     )
 
 
-def test_example_script(tmp_path: Path) -> None:
-    script = REPO_ROOT / "examples" / "train_reinforce.py"
-    done = subprocess.run(
-        [sys.executable, str(script), "--timesteps", "500", "--save-dir", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    assert (tmp_path / "reinforce_CartPole-v1.zip").exists()
-    assert "reloaded: baseline='value'" in done.stdout
-
-
 @pytest.mark.parametrize("n_episodes", [0, 60])
 def test_plot_learning_curve(n_episodes: int, tmp_path: Path) -> None:
     env = Monitor(gym.make("CartPole-v1"), filename=str(tmp_path / "0"))
