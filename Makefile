@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.13.0
 PYTEST_WORKERS ?= 2
 
 
-.PHONY: install test test-all lint format type ci train
+.PHONY: install test test-all lint format type docs ci train
 
 install:
 	test -x $(PYTHON) || python3 -m venv $(VENV)
@@ -33,7 +33,11 @@ format:
 type:
 	$(PYTHON) -m mypy sb3_pgnotes examples
 
-ci: lint type test
+# The documentation site, warnings as errors; open docs/_build/html/index.html.
+docs:
+	$(PYTHON) -m sphinx -W --keep-going -b html docs docs/_build/html
+
+ci: lint type docs test
 
 # The README quickstart: REINFORCE on CartPole-v1 with the packaged hyperparameters.
 train:

@@ -112,7 +112,7 @@ def parse_override(text: str) -> tuple[str, Any]:
 
 def summarise(records: list[dict[str, Any]]) -> str:
     """
-    :return: A markdown table: per env, threshold, algo and variant, the seeds, how many reached the threshold, the
+    :return: A markdown page, a title then a table: per env, threshold, algo and variant, the seeds, how many reached the threshold, the
         median env steps (a run that never reached it counts as its budget) and each seed's steps, then the median
         seconds of training to the threshold (evaluations excluded; a run that never reached it counts as never, so
         the median is "-" when half of them did not) and the median seconds spent evaluating
@@ -121,6 +121,8 @@ def summarise(records: list[dict[str, Any]]) -> str:
     for record in records:
         groups.setdefault((record["env"], record["threshold"], record["algo"], record["label"]), []).append(record)
     lines = [
+        "# Env steps and seconds to the threshold",
+        "",
         "| Env | Threshold | Algo | Variant | Seeds | Reached | Median steps | Per seed | Median train s | Median eval s |",
         "|---|---:|---|---|---|---:|---:|---|---:|---:|",
     ]

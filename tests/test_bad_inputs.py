@@ -94,6 +94,10 @@ def tuple_action_env() -> gym.Env:
     return SpaceEnv(spaces.Box(-1, 1, (3,)), spaces.Tuple((spaces.Discrete(2), spaces.Discrete(3))))
 
 
+def dict_action_env() -> gym.Env:
+    return SpaceEnv(spaces.Box(-1, 1, (3,)), spaces.Dict({"a": spaces.Discrete(2)}))
+
+
 def sequence_obs_env() -> gym.Env:
     return SpaceEnv(spaces.Sequence(spaces.Box(-1, 1, (2,))), spaces.Discrete(2))
 
@@ -104,6 +108,7 @@ def graph_obs_env() -> gym.Env:
 
 SPACES = [
     *each({"env": tuple_action_env}, r"action space Tuple.* is not supported: use Box, Discrete, MultiDiscrete"),
+    *each({"env": dict_action_env}, r"action space Dict.* is not supported: use Box, Discrete, MultiDiscrete"),
     *each({"env": sequence_obs_env}, r"observation space Sequence.* is not supported"),
     *each({"env": graph_obs_env}, r"observation space Graph.* is not supported", [Reinforce, PPOKL]),
 ]

@@ -39,12 +39,33 @@ class DiscreteObsEnv(gym.Env):
         return self.t % 4, float(action), self.t >= 5, False, {}
 
 
+class SpaceObsEnv(gym.Env):
+    """Observations sampled from a given space, two actions, 5-step episodes."""
+
+    action_space = spaces.Discrete(2)
+
+    def __init__(self, observation_space: spaces.Space) -> None:
+        self.observation_space = observation_space
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[Any, dict]:
+        super().reset(seed=seed)
+        self.observation_space.seed(seed)
+        self.t = 0
+        return self.observation_space.sample(), {}
+
+    def step(self, action: int) -> tuple[Any, float, bool, bool, dict]:
+        self.t += 1
+        return self.observation_space.sample(), float(action), self.t >= 5, False, {}
+
+
 ENVS = [
     pytest.param("MlpPolicy", lambda: IdentityEnv(2, ep_length=10), id="discrete-action"),
     pytest.param("MlpPolicy", lambda: IdentityEnvBox(ep_length=10), id="box-action"),
     pytest.param("MlpPolicy", lambda: IdentityEnvMultiDiscrete(2, ep_length=10), id="multidiscrete-action"),
     pytest.param("MlpPolicy", lambda: IdentityEnvMultiBinary(2, ep_length=10), id="multibinary-action"),
     pytest.param("MlpPolicy", DiscreteObsEnv, id="discrete-obs"),
+    pytest.param("MlpPolicy", lambda: SpaceObsEnv(spaces.MultiDiscrete([3, 4])), id="multidiscrete-obs"),
+    pytest.param("MlpPolicy", lambda: SpaceObsEnv(spaces.MultiBinary(3)), id="multibinary-obs"),
     pytest.param("MultiInputPolicy", lambda: SimpleMultiObsEnv(random_start=False), id="dict-obs"),
     pytest.param(
         "CnnPolicy",

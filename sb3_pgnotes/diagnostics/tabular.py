@@ -74,11 +74,13 @@ class TabularMDP(gym.Env):
         return cls(rng.dirichlet(np.ones(n_states)), transitions, rewards, horizon)
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[int, dict]:
+        """:return: A state drawn from the initial distribution, and no info"""
         super().reset(seed=seed)
         self.state, self.t = int(sample_categorical(self.np_random, self.initial[None])[0]), 0
         return self.state, {}
 
     def step(self, action: int) -> tuple[int, float, bool, bool, dict]:
+        """:return: The next state, the reward, whether the terminal state or the horizon is reached, False, no info"""
         reward = float(self.rewards[self.state, int(action)])
         self.state = int(sample_categorical(self.np_random, self.transitions[self.state, int(action)][None])[0])
         self.t += 1

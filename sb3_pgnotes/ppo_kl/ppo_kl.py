@@ -58,7 +58,7 @@ class PPOKL(GuardedAlgorithm, OnPolicyAlgorithm):
 
     beta is fixed (``beta_mode="fixed"``), or adapted once per update after all epochs by the paper's rule
     (``"adaptive"``): with d the mean KL between the rollout policy and the updated policy over the whole rollout,
-    ``d < kl_target / kl_tolerance``: beta /= beta_factor; ``d > kl_target * kl_tolerance``: beta *= beta_factor;
+    ``d < kl_target / kl_tolerance``: ``beta /= beta_factor``; ``d > kl_target * kl_tolerance``: ``beta *= beta_factor``;
     then clipped to ``[beta_min, beta_max]``. The current beta is the attribute ``beta``, saved with the model.
     With ``beta = 0`` (fixed) the loss is the unclipped importance-sampled surrogate of the off-policy
     actor-critic (the paper's "no clipping or penalty").
