@@ -112,10 +112,10 @@ def parse_override(text: str) -> tuple[str, Any]:
 
 def summarise(records: list[dict[str, Any]]) -> str:
     """
-    :return: A markdown page, a title then a table: per env, threshold, algo and variant, the seeds, how many reached the threshold, the
-        median env steps (a run that never reached it counts as its budget) and each seed's steps, then the median
-        seconds of training to the threshold (evaluations excluded; a run that never reached it counts as never, so
-        the median is "-" when half of them did not) and the median seconds spent evaluating
+    :return: A markdown page, a title then a table: per env, threshold, algo and variant, the seeds, how many reached
+        the threshold, the median env steps (a run that never reached it counts as its budget) and each seed's steps,
+        then the median seconds of training to the threshold (evaluations excluded; a run that never reached it counts
+        as never, so the median is "-" when half of them did not) and the median seconds spent evaluating
     """
     groups: dict[tuple[str, float, str, str], list[dict[str, Any]]] = {}
     for record in records:
