@@ -160,6 +160,15 @@ def run_one(task: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def shared_worker(storage: str, study_name: str, heartbeat_interval: int) -> int:
+    """
+    One worker of a sweep shared through a database (:mod:`benchmarks.sweep`).
+
+    :return: How many of the cells it ran failed.
+    """
+    return sweep.work(sweep.join_sweep(storage, study_name, heartbeat_interval), run_one, _describe, heartbeat_interval)
+
+
 def _describe(record: dict[str, Any]) -> str:
     """:return: A one-line progress summary of a finished run."""
     return (
@@ -185,12 +194,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=2, help="Parallel worker processes (1: run in this process)")
     parser.add_argument("--device", default="cpu")
     shared = parser.add_argument_group("workers sharing the sweep through a database (benchmarks.sweep)")
-    shared.add_argument("--storage", help="database URL, e.g. postgresql://user@host:5432/db; one worker per process")
+    shared.add_argument("--storage", help="database URL, e.g. postgresql://user@host:5432/db; --jobs workers here")
     shared.add_argument("--study-name", default="benchmarks", help="the sweep's study in --storage")
     shared.add_argument("--heartbeat-interval", type=int, default=DEFAULT_HEARTBEAT_INTERVAL, help="seconds")
     args = parser.parse_args(argv)
-    if args.storage is not None and args.jobs != 1:
-        parser.error("--storage runs one worker per process: give --jobs 1 and start one worker per core")
+    if args.jobs < 1:
+        parser.error("--jobs must be at least 1")
     if args.heartbeat_interval < 1:
         parser.error("--heartbeat-interval must be at least 1 second")
 
@@ -215,7 +224,12 @@ def main(argv: list[str] | None = None) -> int:
     failures = 0
     if args.storage is not None:
         study = sweep.open_sweep(args.storage, args.study_name, pending, args.heartbeat_interval)
-        failures = sweep.work(study, run_one, _describe, args.heartbeat_interval)
+        worker = (args.storage, args.study_name, args.heartbeat_interval)
+        if args.jobs == 1:
+            failures = shared_worker(*worker)
+        else:
+            with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+                failures = sum(pool.map(shared_worker, *zip(*[worker] * args.jobs, strict=True)))
         print(f"{sweep.export_records(study, args.results)} records from the study appended to {args.results}")
     elif args.jobs == 1:
         for task in pending:

@@ -38,6 +38,8 @@ CELL = "cell"
 TASKS_ATTR, READY_ATTR = "tasks", "grid_ready"
 #: Trial attributes: the worker running it (host:pid) and the finished run's record.
 WORKER_ATTR, RECORD_ATTR = "worker", "record"
+#: Seconds a joining worker waits for the study's creator to queue every cell.
+READY_TIMEOUT = 600
 
 
 def cell_key(task: Task) -> str:
@@ -59,10 +61,7 @@ def open_sweep(storage: str, study_name: str, tasks: list[Task], heartbeat_inter
     try:
         study = optuna.create_study(study_name=study_name, storage=database)
     except DuplicatedStudyError:
-        study = optuna.load_study(study_name=study_name, storage=database)
-        while READY_ATTR not in study.user_attrs:
-            time.sleep(1)
-        return study
+        return join_sweep(storage, study_name, heartbeat_interval)
     by_key = {cell_key(task): task for task in tasks}
     study.set_user_attr(TASKS_ATTR, by_key)
     if by_key:
@@ -71,6 +70,25 @@ def open_sweep(storage: str, study_name: str, tasks: list[Task], heartbeat_inter
             cell = optuna.trial.create_trial(state=TrialState.WAITING, params={CELL: key}, distributions={CELL: distribution})
             study.add_trial(cell)
     study.set_user_attr(READY_ATTR, True)
+    return study
+
+
+def join_sweep(storage: str, study_name: str, heartbeat_interval: int) -> optuna.Study:
+    """
+    :param storage: A database URL.
+    :param study_name: The sweep's study name.
+    :param heartbeat_interval: Seconds between the heartbeats of a running cell.
+    :return: The existing study, once its creator has queued every cell.
+    """
+    study = optuna.load_study(study_name=study_name, storage=open_storage(storage, heartbeat_interval))
+    deadline = time.monotonic() + READY_TIMEOUT
+    while READY_ATTR not in study.user_attrs:
+        if time.monotonic() > deadline:
+            raise RuntimeError(
+                f"study {study_name!r} exists, but its creator has not queued its cells after {READY_TIMEOUT} s: if "
+                f"it died, delete the study (optuna delete-study --storage URL --study-name {study_name}) and start again"
+            )
+        time.sleep(1)
     return study
 
 
@@ -84,9 +102,9 @@ def work(
     Run waiting cells until none is waiting or running.
 
     :param study: The sweep's study.
-    :param heartbeat_interval: Seconds between the heartbeats of a running cell, also the wait for a dead worker's.
     :param run_one: Runs a task and returns its record.
     :param describe: One line on a finished record.
+    :param heartbeat_interval: Seconds between the heartbeats of a running cell, also the wait for a dead worker's.
     :return: How many cells failed with an error in this worker.
     """
     tasks: dict[str, Task] = study.user_attrs[TASKS_ATTR]
