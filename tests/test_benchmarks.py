@@ -190,3 +190,11 @@ def test_episodic_analogue_sets_its_episodes_on_envs_without_an_entry() -> None:
     for name in ("offpolicy_pg_matched", "reinforce_fixed_policy"):
         kwargs = resolve(ALGOS[name], "MountainCar-v0").model_kwargs
         assert throughput.episodes_per_update(kwargs) is not None, name
+
+
+@pytest.mark.parametrize("n_runs", [3, 4, 5, 10])
+def test_curve_iqm_is_rliables_iqm_per_column(n_runs: int) -> None:
+    scores = np.random.default_rng(n_runs).normal(size=(n_runs, 2, 6))
+    point, interval = report.iqm_interval(scores, reps=50)
+    np.testing.assert_allclose(point, [metrics.aggregate_iqm(scores[..., t]) for t in range(6)])
+    assert interval.shape == (2, 6) and np.all(interval[0] <= interval[1])
