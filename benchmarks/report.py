@@ -8,8 +8,8 @@ statistics of normalised scores computed with rliable (Agarwal et al. 2021, http
   evaluation with its bootstrap band.
 - Normalised score: 0 is a uniformly random policy's mean return (100 episodes, measured once per env and kept in the
   results folder's ``random_policy.json``), 1 the best IQM final score of the algorithms compared on that env.
-- Aggregates, separately over the envs with discrete actions and those with continuous actions, for each compared
-  algorithm with runs on every env of the group: IQM, median and mean of the normalised final scores with stratified
+- Aggregates, separately over the envs with discrete actions and those with continuous actions, at one budget per env
+  (the one most compared algorithms have runs at), for each compared algorithm with runs on every env of the group: IQM, median and mean of the normalised final scores with stratified
   bootstrap confidence intervals, performance profiles, and the probability that a run of one of ours beats a run of
   its SB3 analogue on the same env.
 
@@ -129,12 +129,22 @@ def group_records(records: list[Record]) -> dict[Group, list[Record]]:
 
 
 def matrix_groups(groups: dict[Group, list[Record]]) -> dict[tuple[str, str], list[Record]]:
-    """:return: Per ``(env, algo)`` of the compared algorithms, the runs of its largest budget."""
-    chosen: dict[tuple[str, str], tuple[int, list[Record]]] = {}
-    for (env_id, algo, timesteps), records in groups.items():
-        if algo in OURS + SB3 and timesteps >= chosen.get((env_id, algo), (0, []))[0]:
-            chosen[env_id, algo] = (timesteps, records)
-    return {key: records for key, (_, records) in chosen.items()}
+    """
+    :return: Per ``(env, algo)`` of the compared algorithms, the runs at the env's matrix budget: one budget per env,
+        so that the algorithms compared on it had the same number of env steps; the budget that most compared
+        algorithms have runs at (the larger one on a tie), so that a sweep at a new budget replaces the old one only
+        once it covers more algorithms.
+    """
+    budgets: dict[str, dict[int, int]] = defaultdict(lambda: defaultdict(int))
+    for env_id, algo, timesteps in groups:
+        if algo in OURS + SB3:
+            budgets[env_id][timesteps] += 1
+    chosen = {env_id: max(counts, key=lambda timesteps: (counts[timesteps], timesteps)) for env_id, counts in budgets.items()}
+    return {
+        (env_id, algo): records
+        for (env_id, algo, timesteps), records in groups.items()
+        if algo in OURS + SB3 and chosen[env_id] == timesteps
+    }
 
 
 def random_scores(results_dir: Path, env_ids: list[str]) -> dict[str, float]:
@@ -334,7 +344,8 @@ def render(results_dir: Path, out_dir: Path, thresholds: dict[str, float], reps:
         "",
         "## Aggregates over envs",
         "",
-        f"Compared: ours ({', '.join(OURS)}) and SB3's ({', '.join(SB3)}), each at its largest budget per env.",
+        f"Compared: ours ({', '.join(OURS)}) and SB3's ({', '.join(SB3)}), at one budget per env: the one most of "
+        "them have runs at.",
         "",
     ]
     for name, discrete in (("discrete", True), ("continuous", False)):

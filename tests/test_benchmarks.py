@@ -198,3 +198,24 @@ def test_curve_iqm_is_rliables_iqm_per_column(n_runs: int) -> None:
     point, interval = report.iqm_interval(scores, reps=50)
     np.testing.assert_allclose(point, [metrics.aggregate_iqm(scores[..., t]) for t in range(6)])
     assert interval.shape == (2, 6) and np.all(interval[0] <= interval[1])
+
+
+def test_matrix_compares_algorithms_at_one_budget_per_env() -> None:
+    # On env A three algorithms share 200k and one has moved on to 1M: A is compared at 200k, without the 1M runs.
+    groups = {
+        ("A", "a2c", 200_000): [fake_run("a2c", "A", 0, 1.0)],
+        ("A", "nstep_ac", 200_000): [fake_run("nstep_ac", "A", 0, 1.0)],
+        ("A", "ppo", 200_000): [fake_run("ppo", "A", 0, 1.0)],
+        ("A", "ppo", 1_000_000): [fake_run("ppo", "A", 0, 2.0)],
+        ("B", "ppo", 1_000_000): [fake_run("ppo", "B", 0, 2.0)],
+        ("B", "a2c", 200_000): [fake_run("a2c", "B", 0, 2.0)],
+        ("B", "nstep_ac_online", 200_000): [fake_run("nstep_ac_online", "B", 0, 2.0)],
+    }
+    runs = report.matrix_groups(groups)
+    # On B the tie (one compared algorithm at each budget) goes to the larger budget; variants are not compared.
+    assert runs == {
+        ("A", "a2c"): groups["A", "a2c", 200_000],
+        ("A", "nstep_ac"): groups["A", "nstep_ac", 200_000],
+        ("A", "ppo"): groups["A", "ppo", 200_000],
+        ("B", "ppo"): groups["B", "ppo", 1_000_000],
+    }
