@@ -9,9 +9,9 @@ statistics of normalised scores computed with rliable (Agarwal et al. 2021, http
 - Normalised score: 0 is a uniformly random policy's mean return (100 episodes, measured once per env and kept in the
   results folder's ``random_policy.json``), 1 the best IQM final score of the algorithms compared on that env.
 - Aggregates, separately over the envs with discrete actions and those with continuous actions, at one budget per env
-  (the one most compared algorithms have runs at), for each compared algorithm with runs on every env of the group: IQM, median and mean of the normalised final scores with stratified
-  bootstrap confidence intervals, performance profiles, and the probability that a run of one of ours beats a run of
-  its SB3 analogue on the same env.
+  (the one most compared algorithms have runs at), for each compared algorithm with runs on every env of the group:
+  IQM, median and mean of the normalised final scores with stratified bootstrap confidence intervals, performance
+  profiles, and the probability that a run of one of ours beats a run of its SB3 analogue on the same env.
 
 Nothing is retrained. Example: ``python -m benchmarks.report --results docs/benchmarks/results --out docs/benchmarks``.
 Thresholds default to the env's ``reward_threshold`` (CartPole-v1: 475, Acrobot-v1: -100); override with
