@@ -204,6 +204,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--heartbeat-interval must be at least 1 second")
 
     done = {run_key(record) for record in load_records(args.results)}
+    # Seed-major, so that an interrupted sweep leaves every algorithm with the same seeds.
     tasks = [
         {
             "algo": algo,
@@ -215,9 +216,9 @@ def main(argv: list[str] | None = None) -> int:
             "deterministic": not args.stochastic_eval,
             "device": args.device,
         }
-        for algo in args.algos
-        for env_id in args.envs
         for seed in args.seeds
+        for env_id in args.envs
+        for algo in args.algos
     ]
     pending = [task for task in tasks if run_key(task) not in done]
     print(f"{len(tasks) - len(pending)} of {len(tasks)} runs already in {args.results}, {len(pending)} to run")

@@ -1,9 +1,9 @@
-"""The actor/critic optimiser split shared by Reinforce, OffPolicyPG and NStepAC."""
+"""The optimisers: the actor/critic split shared by Reinforce, OffPolicyPG and NStepAC, and PPOKL's single one."""
 
 import pytest
 import torch as th
 
-from sb3_pgnotes import NStepAC
+from sb3_pgnotes import PPOKL, NStepAC
 from sb3_pgnotes.common.policies import build_actor_critic_optimizers, split_actor_critic_parameters
 
 
@@ -28,6 +28,16 @@ def test_adam_is_fused_unless_the_user_chooses() -> None:
     chosen = NStepAC("MlpPolicy", "CartPole-v1", device="cpu", policy_kwargs={"optimizer_kwargs": {"foreach": False}})
     for optimizer in (chosen.policy.optimizer, chosen.critic_optimizer):
         assert not optimizer.defaults["fused"] and optimizer.defaults["foreach"] is False
+
+
+def test_ppo_kl_adam_is_fused_unless_the_user_chooses() -> None:
+    model = PPOKL("MlpPolicy", "CartPole-v1", device="cpu", learning_rate=2e-4)
+    assert model.policy.optimizer.defaults["fused"]
+    assert model.policy.optimizer.param_groups[0]["lr"] == pytest.approx(2e-4)
+    assert _ids(model.policy.optimizer.param_groups[0]["params"]) == _ids(list(model.policy.parameters()))
+
+    chosen = PPOKL("MlpPolicy", "CartPole-v1", device="cpu", policy_kwargs={"optimizer_kwargs": {"foreach": False}})
+    assert not chosen.policy.optimizer.defaults["fused"] and chosen.policy.optimizer.defaults["foreach"] is False
 
 
 def test_other_optimizers_get_their_own_kwargs() -> None:

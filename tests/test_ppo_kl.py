@@ -186,6 +186,27 @@ def test_mean_kl_is_measured_against_the_rollout_policy() -> None:
 
 
 @pytest.mark.parametrize("env_id", ["CartPole-v1", "Pendulum-v1"])
+def test_sampled_mean_kl_over_the_whole_rollout(env_id: str) -> None:
+    # Two envs, so that the buffer's (step, env) layout matters: states, actions and stored log-probabilities must
+    # stay aligned whether or not get() has flattened the buffer yet.
+    env = make_vec_env(env_id, n_envs=2, seed=0)
+    model = PPOKL("MlpPolicy", env, n_steps=32, batch_size=16, n_epochs=4, learning_rate=3e-3, kl_estimator="sample", seed=0)
+    collect(model)
+    assert model.mean_kl() == pytest.approx(0.0, abs=1e-6)
+    model.train()
+    buffer = model.rollout_buffer
+    actions = th.as_tensor(buffer.actions)
+    with th.no_grad():
+        distribution = model.policy.get_distribution(th.as_tensor(buffer.observations))
+        if isinstance(model.action_space, spaces.Discrete):
+            actions = actions.long().flatten()
+        log_ratio = distribution.log_prob(actions) - th.as_tensor(buffer.log_probs).flatten()
+    expected = (th.expm1(log_ratio) - log_ratio).mean().item()
+    assert expected > 1e-5
+    assert model.mean_kl() == pytest.approx(expected, rel=1e-5)
+
+
+@pytest.mark.parametrize("env_id", ["CartPole-v1", "Pendulum-v1"])
 @pytest.mark.parametrize(("beta", "kl_estimator"), [(0.0, "analytic"), (3.0, "analytic"), (3.0, "sample")])
 def test_first_step_is_the_on_policy_gradient(env_id: str, beta: float, kl_estimator: str) -> None:
     """

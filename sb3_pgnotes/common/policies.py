@@ -122,36 +122,46 @@ def distribution_and_values(policy: ActorCriticPolicy, obs: PyTorchObs) -> tuple
     return policy._get_action_dist_from_latent(latent_pi), policy.value_net(latent_vf)
 
 
+def build_optimizer(policy: BasePolicy, params: list[th.nn.Parameter], learning_rate: float) -> th.optim.Optimizer:
+    """
+    An optimiser of the policy's ``optimizer_class`` and ``optimizer_kwargs`` over ``params``.
+
+    Adam and AdamW use torch's fused implementation unless ``optimizer_kwargs`` chooses one: small networks take
+    many small steps, where the per-tensor loop of the default implementation costs more than the arithmetic. The
+    update is the same up to floating-point rounding.
+
+    :param policy: The policy whose optimiser settings apply
+    :param params: The parameters to optimise
+    :param learning_rate: Initial learning rate
+    :return: The optimiser
+    """
+    optimizer_class = policy.optimizer_class
+    kwargs = policy.optimizer_kwargs
+    if optimizer_class in (th.optim.Adam, th.optim.AdamW) and not {"fused", "foreach"} & kwargs.keys():
+        try:
+            return optimizer_class(params, lr=learning_rate, fused=True, **kwargs)  # type: ignore[call-arg]
+        except RuntimeError:
+            pass  # no fused kernel for this device in this torch build (CPU before torch 2.4)
+    return optimizer_class(params, lr=learning_rate, **kwargs)  # type: ignore[call-arg]
+
+
 def build_actor_critic_optimizers(
     policy: ActorCriticPolicy, actor_learning_rate: float, critic_learning_rate: float
 ) -> tuple[th.optim.Optimizer, th.optim.Optimizer]:
     """
     One optimiser for the actor's parameters and one for the critic's (see :func:`split_actor_critic_parameters`),
-    both of the policy's ``optimizer_class`` and ``optimizer_kwargs``.
-
-    Adam and AdamW use torch's fused implementation unless ``optimizer_kwargs`` chooses one: the critic takes
-    several small steps per update, where the per-tensor loop of the default implementation costs more than the
-    arithmetic. The update is the same up to floating-point rounding.
+    each built by :func:`build_optimizer`.
 
     :param policy: The policy
     :param actor_learning_rate: Initial learning rate of the actor
     :param critic_learning_rate: Initial learning rate of the critic
     :return: (actor optimiser, critic optimiser)
     """
-    optimizer_class = policy.optimizer_class
-    kwargs = policy.optimizer_kwargs
-    try_fused = optimizer_class in (th.optim.Adam, th.optim.AdamW) and not {"fused", "foreach"} & kwargs.keys()
-
-    def build(params: list[th.nn.Parameter], learning_rate: float) -> th.optim.Optimizer:
-        if try_fused:
-            try:
-                return optimizer_class(params, lr=learning_rate, fused=True, **kwargs)  # type: ignore[call-arg]
-            except RuntimeError:
-                pass  # no fused kernel for this device in this torch build (CPU before torch 2.4)
-        return optimizer_class(params, lr=learning_rate, **kwargs)  # type: ignore[call-arg]
-
     actor_params, critic_params = split_actor_critic_parameters(policy)
-    return build(actor_params, actor_learning_rate), build(critic_params, critic_learning_rate)
+    return (
+        build_optimizer(policy, actor_params, actor_learning_rate),
+        build_optimizer(policy, critic_params, critic_learning_rate),
+    )
 
 
 def clip_gradient(optimizer: th.optim.Optimizer, max_grad_norm: float | None) -> float:

@@ -13,10 +13,11 @@ from stable_baselines3.common.utils import explained_variance
 from torch.nn import functional as F
 
 from sb3_pgnotes.common.buffers import IndexedDictRolloutBuffer, IndexedRolloutBuffer
+from sb3_pgnotes.common.collection import without_distribution_validation
 from sb3_pgnotes.common.kl import adapt_kl_beta, analytic_kl, sample_kl
 from sb3_pgnotes.common.guards import EnvDataCheck, GuardedAlgorithm, explain_policy_errors
 from sb3_pgnotes.common.on_policy import clamped_progress_remaining
-from sb3_pgnotes.common.policies import actor_latents, distribution_and_values, entropy_loss
+from sb3_pgnotes.common.policies import actor_latents, build_optimizer, distribution_and_values, entropy_loss
 from sb3_pgnotes.common.returns import standardize
 from sb3_pgnotes.common.validation import (
     SUPPORTED_ACTION_SPACES,
@@ -234,6 +235,7 @@ class PPOKL(GuardedAlgorithm, OnPolicyAlgorithm):
             self.rollout_buffer_class = IndexedDictRolloutBuffer if dict_obs else IndexedRolloutBuffer
         with explain_policy_errors(self.observation_space):
             super()._setup_model()
+        self.policy.optimizer = build_optimizer(self.policy, list(self.policy.parameters()), self.lr_schedule(1))
         if self.kl_estimator == "analytic":
             # The rollout policy, frozen: its distributions are the "old" side of the analytic KL. Built on a forked
             # random stream, so that a seeded run's initial policy and actions match SB3's PPO.
@@ -281,13 +283,29 @@ class PPOKL(GuardedAlgorithm, OnPolicyAlgorithm):
             if buffer_indices is None:
                 old_distribution = old_policy.get_distribution(observations)
             else:
-                if self._old_latents is None:
-                    # get() has flattened the buffer before its first minibatch.
-                    self._old_latents = actor_latents(
-                        old_policy, self.rollout_buffer.observations, self.batch_size, self.device
-                    )
-                old_distribution = old_policy._get_action_dist_from_latent(self._old_latents[buffer_indices])
+                old_distribution = old_policy._get_action_dist_from_latent(self._rollout_latents()[buffer_indices])
         return analytic_kl(old_distribution, new_distribution)
+
+    def _flat_rollout(self, array: np.ndarray) -> np.ndarray:
+        """:return: A rollout buffer array with one row per step, as ``get()`` leaves the buffer"""
+        return array if self.rollout_buffer.generator_ready else self.rollout_buffer.swap_and_flatten(array)
+
+    def _rollout_actor_latents(self, policy: ActorCriticPolicy) -> th.Tensor:
+        """:return: The actor latents of ``policy`` at every state of the rollout, in the flattened buffer's order"""
+        observations = self.rollout_buffer.observations
+        if isinstance(observations, dict):
+            observations = {key: self._flat_rollout(value) for key, value in observations.items()}
+        else:
+            observations = self._flat_rollout(observations)
+        # Chunks of at least 1024 rows: one pass per chunk, few enough passes that their fixed cost is small.
+        return actor_latents(policy, observations, max(self.batch_size, 1024), self.device)
+
+    def _rollout_latents(self) -> th.Tensor:
+        """:return: The rollout policy's actor latents of the rollout's states, computed once per update"""
+        assert self.old_policy is not None
+        if self._old_latents is None:
+            self._old_latents = self._rollout_actor_latents(self.old_policy)
+        return self._old_latents
 
     def _buffer_indices(self) -> np.ndarray | None:
         """:return: The indices of the rollout buffer's last minibatch, if the buffer keeps them (the default one does)"""
@@ -306,16 +324,19 @@ class PPOKL(GuardedAlgorithm, OnPolicyAlgorithm):
 
         :return: The mean KL
         """
-        total, count = 0.0, 0
-        with th.no_grad():
-            for rollout_data in self.rollout_buffer.get(self.batch_size):
-                actions = self._actions(rollout_data.actions)
-                distribution = self.policy.get_distribution(rollout_data.observations)
-                log_ratio = distribution.log_prob(actions) - rollout_data.old_log_prob
-                kl = self.kl(rollout_data.observations, distribution, log_ratio, self._buffer_indices())
-                total += kl.sum().item()
-                count += len(actions)
-        return total / count
+        buffer = self.rollout_buffer
+        with th.no_grad(), without_distribution_validation():
+            # The whole rollout in a few large passes, rather than minibatch by minibatch.
+            distribution = self.policy._get_action_dist_from_latent(self._rollout_actor_latents(self.policy))
+            actions = self._actions(th.as_tensor(self._flat_rollout(buffer.actions), device=self.device))
+            old_log_prob = th.as_tensor(self._flat_rollout(buffer.log_probs), device=self.device).flatten()
+            log_ratio = distribution.log_prob(actions) - old_log_prob
+            if self.kl_estimator == "sample":
+                kl = sample_kl(log_ratio)
+            else:
+                assert self.old_policy is not None
+                kl = analytic_kl(self.old_policy._get_action_dist_from_latent(self._rollout_latents()), distribution)
+        return kl.mean().item()
 
     def train(self) -> None:
         """
@@ -330,46 +351,49 @@ class PPOKL(GuardedAlgorithm, OnPolicyAlgorithm):
 
         pg_losses, kl_losses, value_losses, entropy_losses = [], [], [], []
         continue_training = True
-        for epoch in range(self.n_epochs):
-            approx_kl_divs = []
-            for rollout_data in self.rollout_buffer.get(self.batch_size):
-                actions = self._actions(rollout_data.actions)
-                distribution, values = distribution_and_values(self.policy, rollout_data.observations)
-                log_prob = distribution.log_prob(actions)
-                advantages = rollout_data.advantages
-                if self.normalize_advantage:
-                    advantages = standardize(advantages)
+        # The policy's own outputs need no argument checks; a non-finite loss is caught below.
+        with without_distribution_validation():
+            for epoch in range(self.n_epochs):
+                approx_kl_divs = []
+                for rollout_data in self.rollout_buffer.get(self.batch_size):
+                    actions = self._actions(rollout_data.actions)
+                    distribution, values = distribution_and_values(self.policy, rollout_data.observations)
+                    log_prob = distribution.log_prob(actions)
+                    advantages = rollout_data.advantages
+                    if self.normalize_advantage:
+                        advantages = standardize(advantages)
 
-                log_ratio = log_prob - rollout_data.old_log_prob
-                policy_loss = -(advantages * th.exp(log_ratio)).mean()
-                value_loss = F.mse_loss(rollout_data.returns, values.flatten())
-                entropy_term = entropy_loss(distribution.entropy(), log_prob)
-                loss = policy_loss + self.ent_coef * entropy_term + self.vf_coef * value_loss
-                if beta > 0:
-                    # The penalty is subtracted from the objective J, so it is added to the loss.
-                    kl_loss = self.kl(rollout_data.observations, distribution, log_ratio, self._buffer_indices()).mean()
-                    loss = loss + beta * kl_loss
-                    kl_losses.append(kl_loss.item())
-                check_finite("loss", loss)
+                    log_ratio = log_prob - rollout_data.old_log_prob
+                    policy_loss = -(advantages * th.exp(log_ratio)).mean()
+                    value_loss = F.mse_loss(rollout_data.returns, values.flatten())
+                    entropy_term = entropy_loss(distribution.entropy(), log_prob)
+                    loss = policy_loss + self.ent_coef * entropy_term + self.vf_coef * value_loss
+                    if beta > 0:
+                        # The penalty is subtracted from the objective J, so it is added to the loss.
+                        indices = self._buffer_indices()
+                        kl_loss = self.kl(rollout_data.observations, distribution, log_ratio, indices).mean()
+                        loss = loss + beta * kl_loss
+                        kl_losses.append(kl_loss.item())
+                    check_finite("loss", loss)
 
-                pg_losses.append(policy_loss.item())
-                value_losses.append(value_loss.item())
-                entropy_losses.append(entropy_term.item())
-                with th.no_grad():
-                    approx_kl_divs.append(sample_kl(log_ratio).mean().item())
-                if self.target_kl is not None and approx_kl_divs[-1] > 1.5 * self.target_kl:
-                    continue_training = False
-                    if self.verbose >= 1:
-                        print(f"Early stopping at step {epoch} due to reaching max kl: {approx_kl_divs[-1]:.2f}")
+                    pg_losses.append(policy_loss.item())
+                    value_losses.append(value_loss.item())
+                    entropy_losses.append(entropy_term.item())
+                    with th.no_grad():
+                        approx_kl_divs.append(sample_kl(log_ratio).mean().item())
+                    if self.target_kl is not None and approx_kl_divs[-1] > 1.5 * self.target_kl:
+                        continue_training = False
+                        if self.verbose >= 1:
+                            print(f"Early stopping at step {epoch} due to reaching max kl: {approx_kl_divs[-1]:.2f}")
+                        break
+
+                    self.policy.optimizer.zero_grad()
+                    loss.backward()
+                    th.nn.utils.clip_grad_norm_(self.policy.parameters(), self.max_grad_norm)
+                    self.policy.optimizer.step()
+                self._n_updates += 1
+                if not continue_training:
                     break
-
-                self.policy.optimizer.zero_grad()
-                loss.backward()
-                th.nn.utils.clip_grad_norm_(self.policy.parameters(), self.max_grad_norm)
-                self.policy.optimizer.step()
-            self._n_updates += 1
-            if not continue_training:
-                break
 
         kl = self.mean_kl()
         if self.beta_mode == "adaptive":
