@@ -292,11 +292,12 @@ class PPOKL(GuardedAlgorithm, OnPolicyAlgorithm):
 
     def _rollout_actor_latents(self, policy: ActorCriticPolicy) -> th.Tensor:
         """:return: The actor latents of ``policy`` at every state of the rollout, in the flattened buffer's order"""
-        observations = self.rollout_buffer.observations
-        if isinstance(observations, dict):
-            observations = {key: self._flat_rollout(value) for key, value in observations.items()}
-        else:
-            observations = self._flat_rollout(observations)
+        stored = self.rollout_buffer.observations
+        observations = (
+            {key: self._flat_rollout(value) for key, value in stored.items()}
+            if isinstance(stored, dict)
+            else self._flat_rollout(stored)
+        )
         # Chunks of at least 1024 rows: one pass per chunk, few enough passes that their fixed cost is small.
         return actor_latents(policy, observations, max(self.batch_size, 1024), self.device)
 
