@@ -340,7 +340,7 @@ class EpisodesToReplay(StoppingRule):
 
     def add_step(self, step: Step) -> None:
         self.add(step.observations, None, step.actions, step.rewards, step.dones, step.infos, log_prob=step.log_probs)
-        ended = int(np.count_nonzero(step.dones))
+        ended = int(np.count_nonzero(step.dones)) if step.any_done else 0
         self.n_episodes += ended
         self.after_step(ended)
 
