@@ -59,12 +59,16 @@ class EvalCurveCallback(BaseCallback):
         self.timesteps: list[int] = []
         self.means: list[float] = []
         self.stds: list[float] = []
+        #: Per evaluation, the seconds of training before it, evaluations excluded (time to reach a score).
+        self.train_seconds: list[float] = []
         self.eval_time = 0.0
         self._next_eval = 0
+        self._start = 0.0
 
     def _evaluate(self) -> None:
         """Evaluate the current policy and schedule the next evaluation."""
         start = time.perf_counter()
+        self.train_seconds.append(start - self._start - self.eval_time)
         sync_envs_normalization(self.training_env, self.eval_env)
         returns, _ = evaluate_policy(
             self.model, self.eval_env, self.n_eval_episodes, deterministic=self.deterministic, return_episode_rewards=True
@@ -76,6 +80,7 @@ class EvalCurveCallback(BaseCallback):
         self.eval_time += time.perf_counter() - start
 
     def _on_training_start(self) -> None:
+        self._start = time.perf_counter()
         self._evaluate()
 
     def _on_step(self) -> bool:
@@ -152,6 +157,7 @@ def run_one(task: dict[str, Any]) -> dict[str, Any]:
         "eval_timesteps": callback.timesteps,
         "eval_mean": callback.means,
         "eval_std": callback.stds,
+        "eval_train_s": callback.train_seconds,
         "wall_time_s": wall_time,
         "eval_time_s": callback.eval_time,
         "steps_per_s": model.num_timesteps / (wall_time - callback.eval_time),

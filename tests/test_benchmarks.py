@@ -37,7 +37,11 @@ def test_run_resume_report(tmp_path: Path) -> None:
     (record,) = [json.loads(line) for line in (results / "runs.jsonl").read_text().splitlines()]
     assert (record["algo"], record["env"], record["seed"], record["timesteps"]) == ("a2c", "CartPole-v1", 0, 2000)
     assert record["eval_timesteps"][0] == 0 and record["eval_timesteps"][-1] == record["env_steps"] >= 2000
-    assert len(record["eval_mean"]) == len(record["eval_timesteps"]) >= 3
+    assert len(record["eval_mean"]) == len(record["eval_timesteps"]) == len(record["eval_train_s"]) >= 3
+    # Training seconds before each evaluation: from 0, increasing, and never more than the run's time outside them.
+    train_seconds = record["eval_train_s"]
+    assert train_seconds[0] < 0.05 and all(np.diff(train_seconds) > 0)
+    assert train_seconds[-1] <= record["wall_time_s"] - record["eval_time_s"] + 1e-6
     assert record["steps_per_s"] > 0
 
     assert "1 of 1 runs already" in harness(*argv)
