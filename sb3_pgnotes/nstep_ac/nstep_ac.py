@@ -10,7 +10,7 @@ from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedul
 from stable_baselines3.common.utils import explained_variance, obs_as_tensor
 
 from sb3_pgnotes.common.buffers import EpisodeBatch
-from sb3_pgnotes.common.collection import EpisodeQuota, EpisodeSegments, StepsPerEnv
+from sb3_pgnotes.common.collection import EpisodeQuota, EpisodeSegments, StepsPerEnv, without_distribution_validation
 from sb3_pgnotes.common.critic import SeparateCriticMixin, evaluate_values
 from sb3_pgnotes.common.on_policy import EpisodicOnPolicyAlgorithm
 from sb3_pgnotes.common.policies import actions_to_tensor, entropy_loss
@@ -289,7 +289,8 @@ class NStepAC(SeparateCriticMixin, EpisodicOnPolicyAlgorithm):
         weights = self.policy_gradient_weights(targets, values, batch.step_times)
 
         actions = actions_to_tensor(batch.actions, self.action_space, self.device)
-        distribution = self.policy.get_distribution(observations)
+        with without_distribution_validation():
+            distribution = self.policy.get_distribution(observations)
         log_prob = distribution.log_prob(actions)
         policy_loss = -(log_prob * th.as_tensor(weights, dtype=th.float32, device=self.device)).mean()
         entropy_term = entropy_loss(distribution.entropy(), log_prob)

@@ -15,7 +15,7 @@ from stable_baselines3.common.utils import explained_variance, obs_as_tensor
 from stable_baselines3.common.vec_env import VecEnv
 
 from sb3_pgnotes.common.buffers import EpisodeBatch
-from sb3_pgnotes.common.collection import Collector, EpisodesToReplay
+from sb3_pgnotes.common.collection import Collector, EpisodesToReplay, without_distribution_validation
 from sb3_pgnotes.common.critic import SeparateCriticMixin
 from sb3_pgnotes.common.importance import (
     effective_sample_size,
@@ -407,7 +407,8 @@ class OffPolicyPG(GuardedAlgorithm, SeparateCriticMixin, OffPolicyAlgorithm):
         """
         observations = obs_as_tensor(batch.observations, self.device)  # type: ignore[arg-type]
         actions = actions_to_tensor(batch.actions, self.action_space, self.device)
-        distribution, values = distribution_and_values(self.policy, observations)
+        with without_distribution_validation():
+            distribution, values = distribution_and_values(self.policy, observations)
         log_prob = distribution.log_prob(actions)
         coefficients, log_weights, weights = self.policy_gradient_weights(
             batch,

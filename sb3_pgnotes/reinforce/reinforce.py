@@ -10,6 +10,7 @@ from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
 from stable_baselines3.common.utils import explained_variance, obs_as_tensor
 
+from sb3_pgnotes.common.collection import without_distribution_validation
 from sb3_pgnotes.common.buffers import EpisodeBatch
 from sb3_pgnotes.common.critic import SeparateCriticMixin, evaluate_values
 from sb3_pgnotes.common.gradients import TimeOptimalBaseline, batch_score_norms
@@ -276,7 +277,8 @@ class Reinforce(SeparateCriticMixin, EpisodicOnPolicyAlgorithm):
         normaliser = batch.n_episodes if self.loss_scale == "episode" else batch.n_steps
 
         self.policy.optimizer.zero_grad()
-        distribution = self.policy.get_distribution(observations)
+        with without_distribution_validation():
+            distribution = self.policy.get_distribution(observations)
         log_prob = distribution.log_prob(actions)
         entropy_term = entropy_loss(distribution.entropy(), log_prob)
         weights = th.as_tensor(
