@@ -4,8 +4,9 @@ statistics of normalised scores computed with rliable (Agarwal et al. 2021, http
 
 - Final score of a run: the mean return of its last evaluation, at the end of its budget.
 - Per env: the IQM (interquartile mean) of the final scores over seeds with a 95% percentile-bootstrap confidence
-  interval, the mean and standard deviation, and the steps to the threshold; curves plot the IQM over seeds at each
-  evaluation with its bootstrap band.
+  interval, the mean and standard deviation, the steps to the threshold, and the median seconds of training before
+  the first evaluation reaching it (evaluations excluded; a seed that never reaches it counts as never); curves plot
+  the IQM over seeds at each evaluation with its bootstrap band.
 - Normalised score: 0 is a uniformly random policy's mean return (100 episodes, measured once per env and kept in the
   results folder's ``random_policy.json``), 1 the best IQM final score of the algorithms compared on that env.
 - Aggregates, separately over the envs with discrete actions and those with continuous actions, at one budget per env
@@ -68,15 +69,36 @@ def default_threshold(env_id: str) -> float | None:
     return gym.spec(env_id).reward_threshold
 
 
-def steps_to_threshold(record: Record, threshold: float) -> int | None:
+def first_reaching(record: Record, threshold: float) -> int | None:
     """
     :param record: A run record.
     :param threshold: Return to reach.
-    :return: Env steps at the first evaluation after training started whose mean return reaches ``threshold``, or None
+    :return: Index of the first evaluation after training started whose mean return reaches ``threshold``, or None
         (the evaluation at step 0 measures the initialisation: an untrained deterministic CartPole policy can score 500).
     """
-    curve = zip(record["eval_timesteps"], record["eval_mean"], strict=True)
-    return next((t for t, mean in curve if t > 0 and mean >= threshold), None)
+    curve = enumerate(zip(record["eval_timesteps"], record["eval_mean"], strict=True))
+    return next((index for index, (t, mean) in curve if t > 0 and mean >= threshold), None)
+
+
+def steps_to_threshold(record: Record, threshold: float) -> int | None:
+    """:return: Env steps at the first evaluation reaching ``threshold`` (see :func:`first_reaching`), or None."""
+    index = first_reaching(record, threshold)
+    return None if index is None else record["eval_timesteps"][index]
+
+
+def seconds_to_threshold(records: list[Record], threshold: float) -> float | None:
+    """
+    :return: The median over seeds of the seconds of training (evaluations excluded) before the first evaluation
+        reaching ``threshold``, a seed that never reaches it counting as infinite; None when a record predates the
+        per-evaluation clock.
+    """
+    if not all("eval_train_s" in record for record in records):
+        return None
+    seconds = []
+    for record in records:
+        index = first_reaching(record, threshold)
+        seconds.append(np.inf if index is None else record["eval_train_s"][index])
+    return float(np.median(seconds))
 
 
 def common_curve(records: list[Record]) -> tuple[np.ndarray, np.ndarray]:
@@ -174,23 +196,26 @@ def env_section(
     lines = [
         f"### {env_id}",
         "",
-        "| Algo | Budget | Seeds | Final IQM [95% CI] | Mean ± std | Steps to threshold | Reached | Env-steps/s |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| Algo | Budget | Seeds | Final IQM [95% CI] | Mean ± std | Steps to threshold | Reached | Train s to threshold "
+        "| Env-steps/s |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     fig, ax = plt.subplots(figsize=(7, 4.5))
     budgets = {timesteps for _, _, timesteps in groups}
     for (_, algo, timesteps), records in groups.items():
         finals = final_scores(records)
         (point,), ((low,), (high,)) = iqm_interval(finals[:, None, None], reps)
-        to_threshold, reached = "-", "-"
+        to_threshold, reached, time_to_threshold = "-", "-", "-"
         if threshold is not None:
             steps = [s for s in (steps_to_threshold(record, threshold) for record in records) if s is not None]
             reached = f"{len(steps)}/{len(records)}"
             to_threshold = f"{np.median(steps):,.0f}" if steps else "never"
+            seconds = seconds_to_threshold(records, threshold)
+            time_to_threshold = "n/a" if seconds is None else "never" if np.isinf(seconds) else f"{seconds:,.0f}"
         speed = np.mean([record["steps_per_s"] for record in records])
         lines.append(
             f"| {algo} | {timesteps:,} | {len(records)} | {point:.1f} [{low:.1f}, {high:.1f}] | "
-            f"{finals.mean():.1f} ± {finals.std():.1f} | {to_threshold} | {reached} | {speed:,.0f} |"
+            f"{finals.mean():.1f} ± {finals.std():.1f} | {to_threshold} | {reached} | {time_to_threshold} | {speed:,.0f} |"
         )
         grid, returns = common_curve(records)
         curve, (curve_low, curve_high) = iqm_interval(returns[:, None, :], reps)

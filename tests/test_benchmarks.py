@@ -78,6 +78,21 @@ def test_normalised_scores_and_probability_of_improvement() -> None:
     assert metrics.probability_of_improvement(scores["reinforce"], scores["a2c"]) == 1.0
 
 
+def test_seconds_to_threshold_is_the_median_with_never_as_infinite() -> None:
+    def timed(returns: list[float], seconds: list[float]) -> dict[str, Any]:
+        return {"eval_timesteps": [0, 10, 20, 30], "eval_mean": returns, "eval_train_s": seconds}
+
+    # The step-0 evaluation never counts, even when it scores above the threshold.
+    fast = timed([200.0, 50.0, 120.0, 130.0], [0.0, 1.0, 2.0, 3.0])
+    slow = timed([0.0, 10.0, 90.0, 100.0], [0.0, 4.0, 8.0, 12.0])
+    never = timed([0.0, 10.0, 20.0, 30.0], [0.0, 1.0, 2.0, 3.0])
+    assert report.steps_to_threshold(fast, 100.0) == 20 and report.steps_to_threshold(never, 100.0) is None
+    assert report.seconds_to_threshold([fast, slow, never], 100.0) == 12.0
+    assert report.seconds_to_threshold([fast, never, never], 100.0) == np.inf
+    assert report.seconds_to_threshold([fast, slow], 95.0) == 7.0
+    assert report.seconds_to_threshold([fast, fake_run("a2c", "A", 0, 1.0)], 95.0) is None
+
+
 def test_steps_to_threshold_stops_at_threshold_and_resumes(tmp_path: Path) -> None:
     out = tmp_path / "screen.jsonl"
     argv = ["benchmarks.steps_to_threshold", "--algo", "a2c", "--label", "lr", "--set", "learning_rate=1e-3"]
