@@ -7,7 +7,9 @@ same ``n_envs`` and network. With ``--analogue-rollout matched`` (the default) a
 set so that ``n_steps * n_envs`` matches the mean number of steps per update that ours collected in a pilot run; with
 ``zoo`` it keeps its rl-zoo3 rollout. Where the episodes per update are an argument (``Reinforce``'s ``n_episodes``,
 ``OffPolicyPG``'s ``train_freq`` and ``batch_size``), they are raised to ``n_envs`` when smaller, so that no env's
-steps are thrown away, and a ``Reinforce`` analogue gets the same number. The pair alternates in one process for
+steps are thrown away, and a ``Reinforce`` analogue gets the same number. With several envs ``Reinforce`` discards the
+steps of envs past their episode quota, so ``OffPolicyPG`` then updates every as many env steps as a pilot
+``Reinforce`` run took per update. The pair alternates in one process for
 several rounds (order swapped every round, so that drift and machine noise hit both), without evaluation or
 observation normalisation, and the report gives the median over rounds of each and of their ratio.
 
@@ -243,6 +245,18 @@ def compare(
         assert episodes is not None, f"{algo} sets no episodes per update to match {analogue.name}'s"
         theirs_kwargs = with_episodes(theirs_kwargs, episodes)
         rollout = f"Both collect {episodes} episodes per update."
+        if "train_freq" in ours_kwargs and n_envs > 1:
+            # With several envs the episodic analogue waits for each env's quota and discards the surplus steps, so
+            # its updates are rarer per env step than one every `episodes` episodes: update as often as it does.
+            pilot = dataclasses.replace(theirs, n_envs=n_envs, normalize_kwargs=None, model_kwargs=theirs_kwargs)
+            pilot_batch = timed_run(pilot, env_id, timesteps, seed=rounds, vec_env=vec_env).steps_per_update
+            train_freq = max(1, round(pilot_batch / n_envs))
+            ours_kwargs["train_freq"] = (train_freq, "step")
+            ours = dataclasses.replace(ours, model_kwargs=ours_kwargs)
+            rollout = (
+                f"Both use {episodes} episodes per update; {algo} updates every {train_freq} steps per env, matching "
+                f"the {pilot_batch:.0f} steps per update of a pilot {analogue.name} run."
+            )
     elif analogue_rollout == "matched":
         pilot_batch = timed_run(ours, env_id, timesteps, seed=rounds, vec_env=vec_env).steps_per_update
         n_steps = max(1, round(pilot_batch / n_envs))

@@ -1,6 +1,7 @@
 """Smoke tests of the benchmark harness through its command line (one short run, resume, report) and of its callbacks."""
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -151,12 +152,23 @@ def test_throughput_reports_ratio_and_phases(tmp_path: Path, analogue_rollout: s
 
 def test_throughput_matches_episodes_per_update(tmp_path: Path) -> None:
     out = tmp_path / "throughput.md"
-    argv = ["benchmarks.throughput", "--algos", "offpolicy_pg_matched", "--n-envs", "12", "--timesteps", "600"]
+    argv = ["benchmarks.throughput", "--algos", "offpolicy_pg_matched", "--n-envs", "12", "--timesteps", "2400"]
     harness(*argv, "--rounds", "1", "--out", str(out))
     text = out.read_text()
-    # 12 envs: the 10 episodes per update are raised to 12, for OffPolicyPG and for its Reinforce analogue.
-    assert "- offpolicy_pg_matched, 12 envs: Both collect 12 episodes per update." in text
+    # 12 envs: the 10 episodes per update are raised to 12, for OffPolicyPG and for its Reinforce analogue, and
+    # OffPolicyPG updates as often per env step as Reinforce, which waits for every env's episode.
+    match = re.search(
+        r"- offpolicy_pg_matched, 12 envs: Both use 12 episodes per update; offpolicy_pg_matched updates every (\d+) "
+        r"steps per env, matching the (\d+) steps per update of a pilot reinforce_fixed_policy run.",
+        text,
+    )
+    assert match is not None, text
+    train_freq, pilot_steps = map(int, match.groups())
+    assert train_freq == round(pilot_steps / 12) and pilot_steps > 12 * 22
     assert len(table_rows(text.splitlines(), ("| offpolicy_pg_matched | reinforce_fixed_policy | 12 |",))) == 1
+    phase_rows = table_rows(text.splitlines(), ("| offpolicy_pg_matched | 12 |", "| reinforce_fixed_policy | 12 |"))
+    ours_steps, theirs_steps = (float(row[2]) for row in phase_rows)
+    assert ours_steps == pytest.approx(theirs_steps, rel=0.3)
 
 
 def test_phase_timer_restores_what_it_wrapped() -> None:
