@@ -157,6 +157,19 @@ ALGOS: dict[str, AlgoSpec] = {
                 "critic_learning_rate": 0.0,
             },
         ),
+        # What a user gets first on an env that no YAML covers: the constructor's defaults and one env, e.g.
+        # Reinforce("MlpPolicy", env), beside SB3's PPO and A2C built the same way (the bar for our defaults).
+        *(
+            AlgoSpec(f"{name}_defaults", algo_class)
+            for name, algo_class in (
+                ("reinforce", "sb3_pgnotes:Reinforce"),
+                ("nstep_ac", "sb3_pgnotes:NStepAC"),
+                ("ppo_kl", "sb3_pgnotes:PPOKL"),
+                ("offpolicy_pg", "sb3_pgnotes:OffPolicyPG"),
+                ("ppo", "stable_baselines3:PPO"),
+                ("a2c", "stable_baselines3:A2C"),
+            )
+        ),
         AlgoSpec(
             "reinforce_fixed_policy",
             "sb3_pgnotes:Reinforce",

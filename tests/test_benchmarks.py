@@ -250,3 +250,11 @@ def test_matrix_compares_algorithms_at_one_budget_per_env() -> None:
         ("A", "ppo"): groups["A", "ppo", 200_000],
         ("B", "ppo"): groups["B", "ppo", 1_000_000],
     }
+
+
+@pytest.mark.parametrize("env_id", ["CartPole-v1", "LunarLander-v3", "Pendulum-v1"])
+def test_defaults_entries_build_what_a_user_gets_first(env_id: str) -> None:
+    for name in ("reinforce", "nstep_ac", "ppo_kl", "offpolicy_pg", "ppo", "a2c"):
+        config = resolve(ALGOS[f"{name}_defaults"], env_id)
+        assert (config.n_envs, config.policy, config.model_kwargs, config.normalize_kwargs) == (1, "MlpPolicy", {}, None)
+        assert config.algo_class is ALGOS[name].load_class()
