@@ -329,7 +329,9 @@ class PPOKL(GuardedAlgorithm, OnPolicyAlgorithm):
         with th.no_grad(), without_distribution_validation():
             # The whole rollout in a few large passes, rather than minibatch by minibatch.
             distribution = self.policy._get_action_dist_from_latent(self._rollout_actor_latents(self.policy))
-            actions = self._actions(th.as_tensor(self._flat_rollout(buffer.actions), device=self.device))
+            # As the buffer's minibatches hold them: float32, whatever the action space's dtype.
+            actions = th.as_tensor(self._flat_rollout(buffer.actions).astype(np.float32, copy=False), device=self.device)
+            actions = self._actions(actions)
             old_log_prob = th.as_tensor(self._flat_rollout(buffer.log_probs), device=self.device).flatten()
             log_ratio = distribution.log_prob(actions) - old_log_prob
             if self.kl_estimator == "sample":
