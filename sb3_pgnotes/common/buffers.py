@@ -126,6 +126,11 @@ class EpisodeAssembler:
         self._segment_starts = np.zeros(n_envs, dtype=np.int64)
 
     @property
+    def held_steps(self) -> int:
+        """Number of vec-env steps held: no open segment is longer."""
+        return self._n_added - self._first_stored
+
+    @property
     def open_lengths(self) -> np.ndarray:
         """Number of steps in each env's open segment."""
         return self._n_added - self._segment_starts
@@ -232,7 +237,11 @@ class EpisodeAssembler:
         keep = np.zeros((self.n_envs, n_rows), dtype=bool)
         for env_idx, start, stop in segments:
             keep[env_idx, start - self._first_stored : stop - self._first_stored] = True
-        fields: dict[str, Any] = {name: array[:n_rows].swapaxes(0, 1)[keep] for name, array in self._arrays.items()}
+        return self._fields({name: array[:n_rows].swapaxes(0, 1)[keep] for name, array in self._arrays.items()})
+
+    def _fields(self, columns: dict[str, np.ndarray]) -> dict[str, Any]:
+        """:return: The columns by field, a Dict space's ``observations/<key>`` columns regrouped as one dict"""
+        fields: dict[str, Any] = dict(columns)
         if self._observation_keys is not None:
             fields["observations"] = {key: fields.pop(f"observations/{key}") for key in self._observation_keys}
         return fields
@@ -247,8 +256,10 @@ class EpisodeAssembler:
         :return: The segment, as a batch of one episode
         """
         start, stop = self.close_segment(env_idx)
+        # One env's contiguous rows: a slice, cheaper than gather's mask for a single segment.
+        rows = slice(start - self._first_stored, stop - self._first_stored)
         return EpisodeBatch(
-            **self.gather([(env_idx, start, stop)]),
+            **self._fields({name: array[rows, env_idx].copy() for name, array in self._arrays.items()}),
             episode_lengths=np.array([stop - start], dtype=np.int64),
             truncated=np.array([truncated]),
             terminal_observations=[next_observation if truncated else None],

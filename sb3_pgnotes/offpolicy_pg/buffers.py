@@ -93,11 +93,15 @@ class EpisodeReplayBuffer(ReplayBuffer):
         self._keep_episodes(np.zeros(self.n_episodes, dtype=bool))
         self.pending.clear()
 
-    def _keep_episodes(self, keep: np.ndarray) -> None:
+    def _keep_episodes(self, keep: np.ndarray | slice) -> None:
+        """:param keep: The stored episodes to keep: a mask, or a slice of them (oldest first)"""
         self.episode_starts = self.episode_starts[keep]
         self.episode_lengths = self.episode_lengths[keep]
         self.episode_truncated = self.episode_truncated[keep]
-        self.terminal_observations = [obs for obs, kept in zip(self.terminal_observations, keep, strict=True) if kept]
+        if isinstance(keep, slice):
+            self.terminal_observations = self.terminal_observations[keep]
+        else:
+            self.terminal_observations = [obs for obs, kept in zip(self.terminal_observations, keep, strict=True) if kept]
 
     def _grow(self, needed: int, observations: Observation, actions: np.ndarray) -> None:
         """
@@ -158,14 +162,14 @@ class EpisodeReplayBuffer(ReplayBuffer):
         self.pending.add_step(obs, action, reward, log_prob, step_times)
         done = np.asarray(done, dtype=bool)
         # Most steps end no episode and leave every episode short: the scalar tests skip the per-env work.
-        if done.any():
+        if np.count_nonzero(done):
             for idx in np.flatnonzero(done).tolist():
                 terminal = infos[idx].get("terminal_observation")
                 if terminal is None and next_obs is not None:
                     terminal = select_env(next_obs, idx)
                 episode = self.pending.end_segment(idx, bool(infos[idx].get("TimeLimit.truncated", False)), None)
                 self.add_episode(episode, terminal)
-        if step_times.max() >= self.buffer_size:
+        if self.pending.held_steps > self.buffer_size:
             # An episode still open now holds step_times + 1 steps.
             too_long = np.flatnonzero((step_times >= self.buffer_size) & ~done)
             if len(too_long):
@@ -188,10 +192,11 @@ class EpisodeReplayBuffer(ReplayBuffer):
         start = self.pos if self.pos + length <= self.buffer_size else 0
         if start + length > self.capacity:
             self._grow(start + length, episode.observations, episode.actions)
-        stored_ends = self.episode_starts + self.episode_lengths
-        self._keep_episodes((stored_ends <= start) | (self.episode_starts >= start + length))
+        overwritten = (self.episode_starts + self.episode_lengths > start) & (self.episode_starts < start + length)
+        if overwritten.any():
+            self._keep_episodes(~overwritten)
         if self.max_episodes is not None and self.n_episodes >= self.max_episodes:
-            self._keep_episodes(np.arange(self.n_episodes) > self.n_episodes - self.max_episodes)
+            self._keep_episodes(slice(self.n_episodes - self.max_episodes + 1, None))
 
         stop = start + length
         if isinstance(episode.observations, dict):
