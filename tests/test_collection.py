@@ -199,6 +199,15 @@ def test_replay_buffer_needs_log_probs_and_room_for_an_episode() -> None:
     with pytest.raises(ValueError, match="buffer_size=2"):
         endless.add(np.zeros((1, 1)), log_prob=np.zeros(1), **step)  # type: ignore[arg-type]
 
+    # Env 1's episode outgrows the ring on the third step while env 0's episodes keep ending; env 1 is named.
+    mixed = EpisodeReplayBuffer(2, spaces.Box(-1e9, 1e9, (1,)), spaces.Discrete(2), device="cpu", n_envs=2)
+    step = dict(next_obs=np.zeros((2, 1)), action=np.array([0, 0]), reward=np.zeros(2), done=np.array([True, False]))
+    for _ in range(2):
+        mixed.add(np.zeros((2, 1)), log_prob=np.zeros(2), infos=[{}, {}], **step)  # type: ignore[arg-type]
+    assert mixed.n_episodes == 2
+    with pytest.raises(ValueError, match="episode of env 1 has run 3 steps"):
+        mixed.add(np.zeros((2, 1)), log_prob=np.zeros(2), infos=[{}, {}], **step)  # type: ignore[arg-type]
+
 
 def test_no_other_module_steps_an_env() -> None:
     """The collection loop is the only place that calls ``env.step``."""
