@@ -10,7 +10,8 @@ statistics of normalised scores computed with rliable (Agarwal et al. 2021, http
 - Normalised score: 0 is a uniformly random policy's mean return (100 episodes, measured once per env and kept in the
   results folder's ``random_policy.json``), 1 the best IQM final score of the algorithms compared on that env.
 - Aggregates, separately over the envs with discrete actions and those with continuous actions, at one budget per env
-  (the one most compared algorithms have runs at), for each compared algorithm with runs on every env of the group:
+  (the one most compared algorithms have at least 3 seeds at), for each compared algorithm with at least 3 seeds on
+  every env of the group:
   IQM, median and mean of the normalised final scores with stratified bootstrap confidence intervals, performance
   profiles, and the probability that a run of one of ours beats a run of its SB3 analogue on the same env.
 
@@ -60,6 +61,8 @@ ANALOGUES = (
     ("offpolicy_pg", "ppo"),
     ("offpolicy_pg", "sac"),
 )
+#: Seeds an algorithm needs at a budget before the aggregates compare it there (``--min-runs``).
+MIN_RUNS = 3
 #: Normalised score thresholds of the performance profiles.
 TAUS = np.linspace(0.0, 1.2, 49)
 
@@ -150,23 +153,22 @@ def group_records(records: list[Record]) -> dict[Group, list[Record]]:
     return dict(sorted(groups.items()))
 
 
-def matrix_groups(groups: dict[Group, list[Record]]) -> dict[tuple[str, str], list[Record]]:
+def matrix_groups(groups: dict[Group, list[Record]], min_runs: int = MIN_RUNS) -> dict[tuple[str, str], list[Record]]:
     """
+    :param groups: Records grouped by ``(env, algo, timesteps)``.
+    :param min_runs: Seeds an algorithm needs at a budget to count there.
     :return: Per ``(env, algo)`` of the compared algorithms, the runs at the env's matrix budget: one budget per env,
         so that the algorithms compared on it had the same number of env steps; the budget that most compared
         algorithms have runs at (the larger one on a tie), so that a sweep at a new budget replaces the old one only
-        once it covers more algorithms.
+        once it covers more algorithms. An algorithm counts at a budget, and is compared there, once it has
+        ``min_runs`` seeds at it: the aggregates take as many runs per env as the env with the fewest.
     """
+    complete = {group: records for group, records in groups.items() if group[1] in OURS + SB3 and len(records) >= min_runs}
     budgets: dict[str, dict[int, int]] = defaultdict(lambda: defaultdict(int))
-    for env_id, algo, timesteps in groups:
-        if algo in OURS + SB3:
-            budgets[env_id][timesteps] += 1
+    for env_id, _, timesteps in complete:
+        budgets[env_id][timesteps] += 1
     chosen = {env_id: max(counts, key=lambda timesteps: (counts[timesteps], timesteps)) for env_id, counts in budgets.items()}
-    return {
-        (env_id, algo): records
-        for (env_id, algo, timesteps), records in groups.items()
-        if algo in OURS + SB3 and chosen[env_id] == timesteps
-    }
+    return {(env_id, algo): records for (env_id, algo, timesteps), records in complete.items() if chosen[env_id] == timesteps}
 
 
 def random_scores(results_dir: Path, env_ids: list[str]) -> dict[str, float]:
@@ -345,18 +347,19 @@ def is_discrete(env_id: str) -> bool:
     return discrete
 
 
-def render(results_dir: Path, out_dir: Path, thresholds: dict[str, float], reps: int) -> Path:
+def render(results_dir: Path, out_dir: Path, thresholds: dict[str, float], reps: int, min_runs: int = MIN_RUNS) -> Path:
     """
     :param results_dir: Folder holding the results file.
     :param out_dir: Folder receiving ``report.md`` and its figures.
     :param thresholds: Per-env thresholds overriding the env's ``reward_threshold``.
     :param reps: Bootstrap resamples of every interval.
+    :param min_runs: Seeds an algorithm needs at a budget before the aggregates compare it there.
     :return: Path of the markdown report.
     """
     groups = group_records(load_records(results_dir))
     out_dir.mkdir(parents=True, exist_ok=True)
     env_ids = sorted({env_id for env_id, _, _ in groups})
-    runs = matrix_groups(groups)
+    runs = matrix_groups(groups, min_runs)
     random = random_scores(results_dir, sorted({env_id for env_id, _ in runs}))
     lines = [
         "# Benchmark results",
@@ -370,7 +373,8 @@ def render(results_dir: Path, out_dir: Path, thresholds: dict[str, float], reps:
         "## Aggregates over envs",
         "",
         f"Compared: ours ({', '.join(OURS)}) and SB3's ({', '.join(SB3)}), at one budget per env: the one most of "
-        "them have runs at.",
+        f"them have at least {min_runs} seeds at. An algorithm enters a group's aggregate once it has {min_runs} seeds "
+        "on every env of the group, with as many runs per env as its env with the fewest.",
         "",
     ]
     for name, discrete in (("discrete", True), ("continuous", False)):
@@ -399,8 +403,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=Path("docs/benchmarks"), help="Folder for report.md and the PNGs")
     parser.add_argument("--threshold", type=parse_threshold, action="append", default=[], metavar="ENV=VALUE")
     parser.add_argument("--reps", type=int, default=5000, help="Bootstrap resamples of every interval")
+    parser.add_argument(
+        "--min-runs", type=int, default=MIN_RUNS, help="Seeds an algorithm needs at a budget to enter the aggregates"
+    )
     args = parser.parse_args(argv)
-    print(f"Wrote {render(args.results, args.out, dict(args.threshold), args.reps)}")
+    print(f"Wrote {render(args.results, args.out, dict(args.threshold), args.reps, args.min_runs)}")
 
 
 if __name__ == "__main__":

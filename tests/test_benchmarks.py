@@ -48,7 +48,7 @@ def test_run_resume_report(tmp_path: Path) -> None:
     assert "1 of 1 runs already" in harness(*argv)
     assert len((results / "runs.jsonl").read_text().splitlines()) == 1
 
-    report = ["benchmarks.report", "--results", str(results), "--out", str(tmp_path), "--reps", "50"]
+    report = ["benchmarks.report", "--results", str(results), "--out", str(tmp_path), "--reps", "50", "--min-runs", "1"]
     harness(*report, "--threshold", "CartPole-v1=50")
     text = (tmp_path / "report.md").read_text()
     assert "| a2c | 2,000 | 1 |" in text and "Threshold: 50." in text
@@ -232,23 +232,33 @@ def test_curve_iqm_is_rliables_iqm_per_column(n_runs: int) -> None:
 
 
 def test_matrix_compares_algorithms_at_one_budget_per_env() -> None:
+    def seeds(algo: str, env_id: str, n_seeds: int = report.MIN_RUNS) -> list[dict]:
+        return [fake_run(algo, env_id, seed, 1.0) for seed in range(n_seeds)]
+
     # On env A three algorithms share 200k and one has moved on to 1M: A is compared at 200k, without the 1M runs.
+    # On env C two algorithms have begun a 1M sweep with fewer seeds than MIN_RUNS: C stays at 200k.
     groups = {
-        ("A", "a2c", 200_000): [fake_run("a2c", "A", 0, 1.0)],
-        ("A", "nstep_ac", 200_000): [fake_run("nstep_ac", "A", 0, 1.0)],
-        ("A", "ppo", 200_000): [fake_run("ppo", "A", 0, 1.0)],
-        ("A", "ppo", 1_000_000): [fake_run("ppo", "A", 0, 2.0)],
-        ("B", "ppo", 1_000_000): [fake_run("ppo", "B", 0, 2.0)],
-        ("B", "a2c", 200_000): [fake_run("a2c", "B", 0, 2.0)],
-        ("B", "nstep_ac_online", 200_000): [fake_run("nstep_ac_online", "B", 0, 2.0)],
+        ("A", "a2c", 200_000): seeds("a2c", "A"),
+        ("A", "nstep_ac", 200_000): seeds("nstep_ac", "A"),
+        ("A", "ppo", 200_000): seeds("ppo", "A"),
+        ("A", "ppo", 1_000_000): seeds("ppo", "A"),
+        ("B", "ppo", 1_000_000): seeds("ppo", "B"),
+        ("B", "a2c", 200_000): seeds("a2c", "B"),
+        ("B", "nstep_ac_online", 200_000): seeds("nstep_ac_online", "B"),
+        ("C", "a2c", 200_000): seeds("a2c", "C"),
+        ("C", "a2c", 1_000_000): seeds("a2c", "C", report.MIN_RUNS - 1),
+        ("C", "ppo", 1_000_000): seeds("ppo", "C", 1),
+        ("C", "reinforce", 200_000): seeds("reinforce", "C", report.MIN_RUNS - 1),
     }
     runs = report.matrix_groups(groups)
     # On B the tie (one compared algorithm at each budget) goes to the larger budget; variants are not compared.
+    # On C an algorithm short of MIN_RUNS seeds at the chosen budget is left out too.
     assert runs == {
         ("A", "a2c"): groups["A", "a2c", 200_000],
         ("A", "nstep_ac"): groups["A", "nstep_ac", 200_000],
         ("A", "ppo"): groups["A", "ppo", 200_000],
         ("B", "ppo"): groups["B", "ppo", 1_000_000],
+        ("C", "a2c"): groups["C", "a2c", 200_000],
     }
 
 
