@@ -8,9 +8,12 @@ has bounded them.
 """
 
 import numpy as np
-from scipy.special import logsumexp
 
 from sb3_pgnotes.common.returns import _check_lengths, reward_to_go
+
+# log(sum(exp(x))) without overflow: a reduction of numpy's ``logaddexp``, which gives scipy's ``logsumexp`` value
+# without its per-call overhead (which is larger than the sum itself on a batch of a few episodes).
+_logsumexp = np.logaddexp.reduce
 
 
 def per_decision_log_weights(log_ratios: np.ndarray, episode_lengths: np.ndarray) -> np.ndarray:
@@ -57,7 +60,7 @@ def self_normalized_weights(log_weights: np.ndarray) -> np.ndarray:
     log_weights = np.asarray(log_weights, dtype=np.float64)
     # A weight far below the largest rounds to 0, which is its value to double precision (not an error).
     with np.errstate(under="ignore"):
-        return np.exp(log_weights - logsumexp(log_weights)) * len(log_weights)
+        return np.exp(log_weights - _logsumexp(log_weights)) * len(log_weights)
 
 
 def effective_sample_size(log_weights: np.ndarray) -> float:
@@ -71,7 +74,7 @@ def effective_sample_size(log_weights: np.ndarray) -> float:
     """
     log_weights = np.asarray(log_weights, dtype=np.float64)
     with np.errstate(under="ignore"):
-        return float(np.exp(2.0 * logsumexp(log_weights) - logsumexp(2.0 * log_weights)))
+        return float(np.exp(2.0 * _logsumexp(log_weights) - _logsumexp(2.0 * log_weights)))
 
 
 def importance_weights(log_weights: np.ndarray, c_bar: float | None, self_normalize: bool) -> np.ndarray:
