@@ -54,6 +54,19 @@ REINFORCE_DEFAULTS = {
 }
 #: NStepAC's fallback hyperparameters for envs its YAML lacks (A2C's 8 envs x 5 steps).
 NSTEP_AC_DEFAULTS = {"n_envs": 8, "mode": "batch", "critic_target": "nstep", "n_steps": 5, "target_n": 5}
+#: OffPolicyPG at Reinforce's work per update, for the throughput comparison: each update collects 10 episodes and
+#: takes one actor step on those 10 and 10 critic steps, as Reinforce's CartPole-v1 entry. At learning rate 0 (every
+#: gradient still computed and applied), so that it and a fixed-policy Reinforce collect the same episodes: otherwise
+#: the one that learns faster has longer episodes, fewer updates per env step and more env steps/s.
+OFFPOLICY_PG_MATCHED = {
+    "train_freq": (10, "episode"),
+    "gradient_steps": 1,
+    "batch_size": 10,
+    "max_buffer_episodes": 10,
+    "n_critic_updates": 10,
+    "learning_rate": 0.0,
+    "critic_learning_rate": 0.0,
+}
 
 ALGOS: dict[str, AlgoSpec] = {
     spec.name: spec
@@ -135,27 +148,25 @@ ALGOS: dict[str, AlgoSpec] = {
             analogue="ppo",
             overrides={"kl_estimator": "sample"},
         ),
-        # Importance-sampled policy gradient over replayed episodes; compared with Reinforce at equal env steps (no SB3
-        # analogue for the throughput mode). Envs missing from offpolicy_pg.yml use OffPolicyPG's defaults.
+        # Importance-sampled policy gradient over replayed episodes. Envs missing from offpolicy_pg.yml use
+        # OffPolicyPG's defaults. The throughput mode compares the _matched entries below.
         AlgoSpec("offpolicy_pg", "sb3_pgnotes:OffPolicyPG", REPO_HYPERPARAMS / "offpolicy_pg.yml"),
-        # OffPolicyPG at Reinforce's work per update, for the throughput comparison: each update collects 10 episodes
-        # and takes one actor step on those 10 and 10 critic steps, as Reinforce's CartPole-v1 entry. Both at learning
-        # rate 0 (every gradient still computed and applied), so that they collect the same episodes: otherwise the
-        # one that learns faster has longer episodes, fewer updates per env step and more env steps/s.
+        # OffPolicyPG against Reinforce at the same work per update, both at a fixed policy.
         AlgoSpec(
             "offpolicy_pg_matched",
             "sb3_pgnotes:OffPolicyPG",
             REPO_HYPERPARAMS / "offpolicy_pg.yml",
             analogue="reinforce_fixed_policy",
-            overrides={
-                "train_freq": (10, "episode"),
-                "gradient_steps": 1,
-                "batch_size": 10,
-                "max_buffer_episodes": 10,
-                "n_critic_updates": 10,
-                "learning_rate": 0.0,
-                "critic_learning_rate": 0.0,
-            },
+            overrides=OFFPOLICY_PG_MATCHED,
+        ),
+        # The same against SB3's A2C, whose n_steps the throughput mode matches to its steps per update: one actor
+        # step per update on the same env steps, the SB3 algorithm that does that work.
+        AlgoSpec(
+            "offpolicy_pg_matched_a2c",
+            "sb3_pgnotes:OffPolicyPG",
+            REPO_HYPERPARAMS / "offpolicy_pg.yml",
+            analogue="a2c",
+            overrides=OFFPOLICY_PG_MATCHED,
         ),
         # What a user gets first on an env that no YAML covers: the constructor's defaults and one env, e.g.
         # Reinforce("MlpPolicy", env), beside SB3's PPO and A2C built the same way (the bar for our defaults).

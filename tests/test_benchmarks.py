@@ -171,6 +171,25 @@ def test_throughput_matches_episodes_per_update(tmp_path: Path) -> None:
     assert ours_steps == pytest.approx(theirs_steps, rel=0.3)
 
 
+def test_throughput_matches_a2c_rollout_to_offpolicy_pg_steps_per_update(tmp_path: Path) -> None:
+    out = tmp_path / "throughput.md"
+    argv = ["benchmarks.throughput", "--algos", "offpolicy_pg_matched_a2c", "--n-envs", "2", "--timesteps", "2400"]
+    harness(*argv, "--rounds", "1", "--out", str(out))
+    text = out.read_text()
+    match = re.search(
+        r"- offpolicy_pg_matched_a2c, 2 envs: a2c uses n_steps=(\d+), matching the (\d+) steps per update of a pilot "
+        r"offpolicy_pg_matched_a2c run.",
+        text,
+    )
+    assert match is not None, text
+    n_steps, pilot_steps = map(int, match.groups())
+    # 10 episodes of a fixed random CartPole-v1 policy, about 22 steps each.
+    assert n_steps == round(pilot_steps / 2) and pilot_steps > 10 * 15
+    phase_rows = table_rows(text.splitlines(), ("| offpolicy_pg_matched_a2c | 2 |", "| a2c | 2 |"))
+    ours_steps, theirs_steps = (float(row[2]) for row in phase_rows)
+    assert ours_steps == pytest.approx(theirs_steps, rel=0.3)
+
+
 def test_phase_timer_restores_what_it_wrapped() -> None:
     model = A2C("MlpPolicy", "CartPole-v1", n_steps=5, seed=0)
     timer = throughput.PhaseTimer()
