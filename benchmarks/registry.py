@@ -81,6 +81,15 @@ ALGOS: dict[str, AlgoSpec] = {
             default_kwargs=REINFORCE_DEFAULTS,
             analogue="a2c",
         ),
+        # A2C's work per update (one actor step and one critic step) on Reinforce's episodes, for the throughput mode.
+        AlgoSpec(
+            "reinforce_1_critic_step",
+            "sb3_pgnotes:Reinforce",
+            REPO_HYPERPARAMS / "reinforce.yml",
+            default_kwargs=REINFORCE_DEFAULTS,
+            analogue="a2c",
+            overrides={"n_critic_updates": 1},
+        ),
         AlgoSpec(
             "nstep_ac",
             "sb3_pgnotes:NStepAC",
@@ -159,14 +168,14 @@ ALGOS: dict[str, AlgoSpec] = {
             analogue="reinforce_fixed_policy",
             overrides=OFFPOLICY_PG_MATCHED,
         ),
-        # The same against SB3's A2C, whose n_steps the throughput mode matches to its steps per update: one actor
-        # step per update on the same env steps, the SB3 algorithm that does that work.
+        # The same against SB3's A2C, whose n_steps the throughput mode matches to its steps per update, at A2C's
+        # work per update: one actor step and one critic step on the same env steps.
         AlgoSpec(
             "offpolicy_pg_matched_a2c",
             "sb3_pgnotes:OffPolicyPG",
             REPO_HYPERPARAMS / "offpolicy_pg.yml",
             analogue="a2c",
-            overrides=OFFPOLICY_PG_MATCHED,
+            overrides={**OFFPOLICY_PG_MATCHED, "n_critic_updates": 1},
         ),
         # What a user gets first on an env that no YAML covers: the constructor's defaults and one env, e.g.
         # Reinforce("MlpPolicy", env), beside SB3's PPO and A2C built the same way (the bar for our defaults).
