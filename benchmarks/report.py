@@ -10,8 +10,8 @@ statistics of normalised scores computed with rliable (Agarwal et al. 2021, http
 - Normalised score: 0 is a uniformly random policy's mean return (100 episodes, measured once per env and kept in the
   results folder's ``random_policy.json``), 1 the best IQM final score of the algorithms compared on that env.
 - Aggregates, separately over the envs with discrete actions and those with continuous actions, at one budget per env
-  (the one most compared algorithms have at least 3 seeds at), for each compared algorithm with at least 3 seeds on
-  every env of the group:
+  (the one most compared algorithms have at least ``--min-runs`` seeds at, 3 by default), for each compared algorithm
+  with that many seeds on every env of the group:
   IQM, median and mean of the normalised final scores with stratified bootstrap confidence intervals, performance
   profiles, and the probability that a run of one of ours beats a run of its SB3 analogue on the same env.
 
