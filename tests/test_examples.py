@@ -1,5 +1,6 @@
 """Every script in examples/ runs to the end with a tiny budget and prints what it promises."""
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -58,4 +59,7 @@ def test_tune_postgres(postgres: str, tmp_path: Path) -> None:
         "--log-folder",
         str(tmp_path),
     )
-    assert "3 trials; best #" in out
+    match = re.search(r"(\d+) trials; best #", out)
+    assert match is not None, out
+    # Each worker checks the study's trial count before it starts a trial, so two workers may both start the last one.
+    assert 3 <= int(match.group(1)) <= 4
