@@ -150,44 +150,52 @@ def test_throughput_reports_ratio_and_phases(tmp_path: Path, analogue_rollout: s
         assert env_step > 0 and acting > 0 and update > 0
 
 
-def test_throughput_matches_episodes_per_update(tmp_path: Path) -> None:
+def matched_throughput(tmp_path: Path, algo: str, analogue: str, n_envs: int, rollout: str) -> tuple[int, int]:
+    """
+    Run the throughput mode for ``algo`` at ``n_envs`` for one round, check that both ran about the same steps per
+    update, and return the two numbers of its rollout sentence, which must match ``rollout`` (a regex).
+    """
     out = tmp_path / "throughput.md"
-    argv = ["benchmarks.throughput", "--algos", "offpolicy_pg_matched", "--n-envs", "12", "--timesteps", "2400"]
-    harness(*argv, "--rounds", "1", "--out", str(out))
-    text = out.read_text()
-    # 12 envs: the 10 episodes per update are raised to 12, for OffPolicyPG and for its Reinforce analogue, and
-    # OffPolicyPG updates as often per env step as Reinforce, which waits for every env's episode.
-    match = re.search(
-        r"- offpolicy_pg_matched, 12 envs: Both use 12 episodes per update; offpolicy_pg_matched updates every (\d+) "
-        r"steps per env, matching the (\d+) steps per update of a pilot reinforce_fixed_policy run.",
-        text,
+    harness(
+        "benchmarks.throughput",
+        "--algos",
+        algo,
+        "--n-envs",
+        str(n_envs),
+        "--timesteps",
+        "2400",
+        "--rounds",
+        "1",
+        "--out",
+        str(out),
     )
+    text = out.read_text()
+    match = re.search(rf"- {algo}, {n_envs} envs: {rollout}", text)
     assert match is not None, text
-    train_freq, pilot_steps = map(int, match.groups())
-    assert train_freq == round(pilot_steps / 12) and pilot_steps > 12 * 22
-    assert len(table_rows(text.splitlines(), ("| offpolicy_pg_matched | reinforce_fixed_policy | 12 |",))) == 1
-    phase_rows = table_rows(text.splitlines(), ("| offpolicy_pg_matched | 12 |", "| reinforce_fixed_policy | 12 |"))
+    assert len(table_rows(text.splitlines(), (f"| {algo} | {analogue} | {n_envs} |",))) == 1
+    phase_rows = table_rows(text.splitlines(), (f"| {algo} | {n_envs} |", f"| {analogue} | {n_envs} |"))
     ours_steps, theirs_steps = (float(row[2]) for row in phase_rows)
     assert ours_steps == pytest.approx(theirs_steps, rel=0.3)
+    first, second = map(int, match.groups())
+    return first, second
+
+
+def test_throughput_matches_episodes_per_update(tmp_path: Path) -> None:
+    # 12 envs: the 10 episodes per update are raised to 12, for OffPolicyPG and for its Reinforce analogue, and
+    # OffPolicyPG updates as often per env step as Reinforce, which waits for every env's episode.
+    rollout = (
+        r"Both use 12 episodes per update; offpolicy_pg_matched updates every (\d+) steps per env, matching the (\d+) "
+        r"steps per update of a pilot reinforce_fixed_policy run."
+    )
+    train_freq, pilot_steps = matched_throughput(tmp_path, "offpolicy_pg_matched", "reinforce_fixed_policy", 12, rollout)
+    assert train_freq == round(pilot_steps / 12) and pilot_steps > 12 * 22
 
 
 def test_throughput_matches_a2c_rollout_to_offpolicy_pg_steps_per_update(tmp_path: Path) -> None:
-    out = tmp_path / "throughput.md"
-    argv = ["benchmarks.throughput", "--algos", "offpolicy_pg_matched_a2c", "--n-envs", "2", "--timesteps", "2400"]
-    harness(*argv, "--rounds", "1", "--out", str(out))
-    text = out.read_text()
-    match = re.search(
-        r"- offpolicy_pg_matched_a2c, 2 envs: a2c uses n_steps=(\d+), matching the (\d+) steps per update of a pilot "
-        r"offpolicy_pg_matched_a2c run.",
-        text,
-    )
-    assert match is not None, text
-    n_steps, pilot_steps = map(int, match.groups())
+    rollout = r"a2c uses n_steps=(\d+), matching the (\d+) steps per update of a pilot offpolicy_pg_matched_a2c run."
+    n_steps, pilot_steps = matched_throughput(tmp_path, "offpolicy_pg_matched_a2c", "a2c", 2, rollout)
     # 10 episodes of a fixed random CartPole-v1 policy, about 22 steps each.
     assert n_steps == round(pilot_steps / 2) and pilot_steps > 10 * 15
-    phase_rows = table_rows(text.splitlines(), ("| offpolicy_pg_matched_a2c | 2 |", "| a2c | 2 |"))
-    ours_steps, theirs_steps = (float(row[2]) for row in phase_rows)
-    assert ours_steps == pytest.approx(theirs_steps, rel=0.3)
 
 
 def test_phase_timer_restores_what_it_wrapped() -> None:
