@@ -22,10 +22,10 @@ Thresholds default to the env's ``reward_threshold`` (CartPole-v1: 475, Acrobot-
 
 import argparse
 import json
-import warnings
 from collections import defaultdict
 from pathlib import Path
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import gymnasium as gym
 import matplotlib
@@ -42,8 +42,7 @@ import matplotlib.pyplot as plt
 import seaborn as sns
 from matplotlib.lines import Line2D
 
-# rliable seeds arch's bootstrap with a RandomState, which arch deprecates.
-warnings.filterwarnings("ignore", "random_state is deprecated", FutureWarning)
+T = TypeVar("T")
 
 REPORT_FILE = "report.md"
 RANDOM_FILE = "random_policy.json"
@@ -122,6 +121,20 @@ def final_scores(records: list[Record]) -> np.ndarray:
     return np.array([record["eval_mean"][-1] for record in sorted(records, key=lambda record: record["seed"])])
 
 
+def seeded(estimate: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """
+    Call an rliable estimate with NumPy's global generator seeded, restoring its state after: rliable's stratified
+    bootstraps draw their resamples from that generator and ignore the ``random_state`` they are given, so a seeded
+    call is the only way two reports from the same records agree.
+    """
+    state = np.random.get_state()
+    np.random.seed(0)
+    try:
+        return estimate(*args, **kwargs)
+    finally:
+        np.random.set_state(state)
+
+
 def iqm_interval(scores: np.ndarray, reps: int) -> tuple[np.ndarray, np.ndarray]:
     """
     :param scores: ``(n_runs, n_tasks, T)`` scores.
@@ -137,7 +150,7 @@ def iqm_interval(scores: np.ndarray, reps: int) -> tuple[np.ndarray, np.ndarray]
         cut = int(0.25 * len(ordered))
         return ordered[cut : len(ordered) - cut].mean(axis=0)
 
-    point, interval = rly.get_interval_estimates({"x": scores}, column_iqm, reps=reps, random_state=np.random.RandomState(0))
+    point, interval = seeded(rly.get_interval_estimates, {"x": scores}, column_iqm, reps=reps)
     return point["x"], interval["x"]
 
 
@@ -293,7 +306,7 @@ def aggregate_section(
     def aggregates(values: np.ndarray) -> np.ndarray:
         return np.array([metrics.aggregate_iqm(values), metrics.aggregate_median(values), metrics.aggregate_mean(values)])
 
-    point, interval = rly.get_interval_estimates(scores, aggregates, reps=reps, random_state=np.random.RandomState(0))
+    point, interval = seeded(rly.get_interval_estimates, scores, aggregates, reps=reps)
     for algo in scores:
         cells = [f"{point[algo][i]:.2f} [{interval[algo][0, i]:.2f}, {interval[algo][1, i]:.2f}]" for i in range(3)]
         lines.append(f"| {algo} | {len(scores[algo])} | {' | '.join(cells)} |")
@@ -303,7 +316,7 @@ def aggregate_section(
     fig.savefig(out_dir / f"aggregate_{name}.png", dpi=120, bbox_inches="tight")
     plt.close(fig)
 
-    profiles, profile_cis = rly.create_performance_profile(scores, TAUS, reps=reps)
+    profiles, profile_cis = seeded(rly.create_performance_profile, scores, TAUS, reps=reps)
     colors = dict(zip(scores, sns.color_palette("colorblind", len(scores)), strict=True))
     fig, ax = plt.subplots(figsize=(7, 4.5))
     plot_utils.plot_performance_profiles(profiles, TAUS, performance_profile_cis=profile_cis, colors=colors, ax=ax)
@@ -316,9 +329,7 @@ def aggregate_section(
         f"{ours} > {theirs}": [scores[ours], scores[theirs]] for ours, theirs in ANALOGUES if {ours, theirs} <= set(scores)
     }
     if pairs:
-        improvement, improvement_ci = rly.get_interval_estimates(
-            pairs, metrics.probability_of_improvement, reps=reps, random_state=np.random.RandomState(0)
-        )
+        improvement, improvement_ci = seeded(rly.get_interval_estimates, pairs, metrics.probability_of_improvement, reps=reps)
         lines += [
             "",
             "| Probability of improvement | P [95% CI] |",

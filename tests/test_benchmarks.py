@@ -258,6 +258,17 @@ def test_curve_iqm_is_rliables_iqm_per_column(n_runs: int) -> None:
     assert interval.shape == (2, 6) and np.all(interval[0] <= interval[1])
 
 
+def test_report_intervals_are_reproducible_and_leave_numpys_generator_alone() -> None:
+    scores = np.random.default_rng(0).normal(size=(5, 1, 4))
+    np.random.seed(1)
+    _, first = report.iqm_interval(scores, reps=200)
+    after_first = np.random.random()
+    np.random.seed(1)
+    _, second = report.iqm_interval(scores, reps=200)
+    np.testing.assert_array_equal(first, second)
+    assert np.random.random() == after_first == np.random.RandomState(1).random_sample()
+
+
 def test_matrix_compares_algorithms_at_one_budget_per_env() -> None:
     def seeds(algo: str, env_id: str, n_seeds: int = report.MIN_RUNS) -> list[dict]:
         return [fake_run(algo, env_id, seed, 1.0) for seed in range(n_seeds)]
