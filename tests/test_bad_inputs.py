@@ -106,11 +106,18 @@ def graph_obs_env() -> gym.Env:
     return SpaceEnv(spaces.Graph(spaces.Box(-1, 1, (2,)), spaces.Discrete(2)), spaces.Discrete(2))
 
 
+BOX4 = spaces.Box(-1, 1, (4,))
 SPACES = [
     *each({"env": tuple_action_env}, r"action space Tuple.* is not supported: use Box, Discrete, MultiDiscrete"),
     *each({"env": dict_action_env}, r"action space Dict.* is not supported: use Box, Discrete, MultiDiscrete"),
     *each({"env": sequence_obs_env}, r"observation space Sequence.* is not supported"),
     *each({"env": graph_obs_env}, r"observation space Graph.* is not supported", [Reinforce, PPOKL]),
+    *each({"env": lambda: SpaceEnv(BOX4, spaces.Discrete(3, start=-1))}, r"Discrete\(3, start=-1\) starts at -1"),
+    *each({"env": lambda: SpaceEnv(BOX4, spaces.MultiDiscrete([3, 2], start=[0, 1]))}, r"starts at \[0 1\]"),
+    *each({"env": lambda: SpaceEnv(BOX4, spaces.MultiBinary([2, 3]))}, r"has shape \(2, 3\): the policies take a flat"),
+    *each({"env": lambda: SpaceEnv(BOX4, spaces.MultiDiscrete([[2, 3], [3, 2]]))}, r"has shape \(2, 2\)"),
+    *each({"env": lambda: SpaceEnv(BOX4, spaces.Box(-np.inf, np.inf, (2,)))}, "has infinite bounds"),
+    *each({"env": lambda: SpaceEnv(spaces.MultiDiscrete([[2, 3], [3, 2]]), spaces.Discrete(2))}, "MultiDiscrete with shape"),
 ]
 
 

@@ -179,12 +179,33 @@ def check_spaces(observation_space: spaces.Space, action_space: spaces.Space) ->
     names = ", ".join(space.__name__ for space in SUPPORTED_ACTION_SPACES)
     if not isinstance(action_space, SUPPORTED_ACTION_SPACES):
         raise ValueError(f"The action space {action_space} is not supported: use {names}")
+    # SB3's distributions sample 0..n-1 and ignore a start, so the env would get actions outside its space.
+    if isinstance(action_space, (spaces.Discrete, spaces.MultiDiscrete)) and np.any(action_space.start != 0):
+        raise ValueError(
+            f"The action space {action_space} starts at {action_space.start}: the policies sample actions from 0, as "
+            "SB3's do. Give the env a space that starts at 0 (a gymnasium.ActionWrapper can add the offset)"
+        )
+    if isinstance(action_space, (spaces.MultiDiscrete, spaces.MultiBinary)) and len(action_space.shape) != 1:
+        raise ValueError(
+            f"The action space {action_space} has shape {action_space.shape}: the policies take a flat one, as "
+            "SB3's do. Flatten it with a gymnasium.ActionWrapper that reshapes the actions"
+        )
+    if isinstance(action_space, spaces.Box) and not np.isfinite([action_space.low, action_space.high]).all():
+        raise ValueError(
+            f"The action space {action_space} has infinite bounds: actions are clipped to the bounds, which must be "
+            "finite, as in SB3. Give the env finite bounds (a gymnasium.ActionWrapper with a bounded Box)"
+        )
     subspaces = observation_space.spaces.values() if isinstance(observation_space, spaces.Dict) else [observation_space]
     for space in subspaces:
         if not isinstance(space, SUPPORTED_OBSERVATION_SPACES):
             raise ValueError(
                 f"The observation space {observation_space} is not supported: use {names}, or a Dict of them "
                 "(MultiInputPolicy)"
+            )
+        if isinstance(space, spaces.MultiDiscrete) and len(space.shape) != 1:
+            raise ValueError(
+                f"The observation space {observation_space} holds MultiDiscrete with shape {space.shape}: SB3's "
+                "one-hot preprocessing takes a flat one. Flatten it with a gymnasium.ObservationWrapper"
             )
 
 
