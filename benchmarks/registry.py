@@ -222,19 +222,33 @@ class RunConfig:
     source: str
 
 
+def env_versions(env_id: str) -> list[str]:
+    """
+    :param env_id: Gymnasium env id, e.g. ``"Hopper-v5"``.
+    :return: The id, then the same env's earlier versions, newest first (``Hopper-v4`` ... ``Hopper-v0``).
+    """
+    name, separator, version = env_id.rpartition("-v")
+    if not separator or not version.isdigit():
+        return [env_id]
+    return [env_id, *(f"{name}-v{earlier}" for earlier in range(int(version) - 1, -1, -1))]
+
+
 def resolve(spec: AlgoSpec, env_id: str) -> RunConfig:
     """
     :param spec: The registry entry.
     :param env_id: Gymnasium env id.
-    :return: The run configuration, from the entry's YAML when it covers ``env_id``, else from its default kwargs.
+    :return: The run configuration, from the entry's YAML when it covers ``env_id`` (or, failing that, an earlier
+        version of the env: rl-zoo3's MuJoCo entries are for the v4 envs), else from its default kwargs.
     """
     raw: Mapping[str, Any] = spec.default_kwargs
     source = "registry"
     if spec.hyperparams_file is not None and spec.hyperparams_file.exists():
         with open(spec.hyperparams_file) as file:
             table = yaml.safe_load(file) or {}
-        if env_id in table:
-            raw, source = table[env_id], spec.hyperparams_file.name
+        entry = next((candidate for candidate in env_versions(env_id) if candidate in table), None)
+        if entry is not None:
+            raw = table[entry]
+            source = spec.hyperparams_file.name + ("" if entry == env_id else f" ({entry} entry)")
     raw = {**raw, **spec.overrides}
     policy, n_envs, normalize_kwargs, model_kwargs = preprocess_hyperparams(raw, env_id)
     return RunConfig(spec.load_class(), policy, n_envs, normalize_kwargs, model_kwargs, source)

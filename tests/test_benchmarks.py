@@ -250,6 +250,15 @@ def test_episodic_analogue_sets_its_episodes_on_envs_without_an_entry() -> None:
         assert throughput.episodes_per_update(kwargs) is not None, name
 
 
+def test_sb3_entries_fall_back_to_rl_zoo3s_entry_for_an_earlier_env_version() -> None:
+    # rl-zoo3 tunes PPO on Hopper-v4; the matrix runs Hopper-v5 with that entry, and says so.
+    config = resolve(ALGOS["ppo"], "Hopper-v5")
+    assert config.source == "ppo.yml (Hopper-v4 entry)"
+    assert config.model_kwargs["n_steps"] == 512 and config.model_kwargs["gamma"] == 0.999
+    assert resolve(ALGOS["ppo"], "CartPole-v1").source == "ppo.yml"
+    assert resolve(ALGOS["reinforce"], "Hopper-v5").source == "registry"
+
+
 @pytest.mark.parametrize("n_runs", [3, 4, 5, 10])
 def test_curve_iqm_is_rliables_iqm_per_column(n_runs: int) -> None:
     scores = np.random.default_rng(n_runs).normal(size=(n_runs, 2, 6))
