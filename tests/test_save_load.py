@@ -31,6 +31,19 @@ def test_save_load_same_actions(algo: type[BaseAlgorithm], kwargs: dict[str, Any
     loaded.learn(100, reset_num_timesteps=False)
 
 
+@pytest.mark.parametrize(("algo", "kwargs"), ALGORITHMS)
+def test_load_and_set_env_take_an_env_id_as_the_constructor(
+    algo: type[BaseAlgorithm], kwargs: dict[str, Any], tmp_path: Path
+) -> None:
+    algo("MlpPolicy", "CartPole-v1", **kwargs).save(tmp_path / "model.zip")
+    loaded = algo.load(tmp_path / "model.zip", env="CartPole-v1")
+    assert loaded.get_env().num_envs == 1
+    loaded.learn(50)
+    loaded.set_env("CartPole-v1")
+    with pytest.raises(ValueError, match="Observation spaces do not match"):
+        algo.load(tmp_path / "model.zip", env="Acrobot-v1")
+
+
 def test_reinforce_keeps_critic_optimizer_and_settings(tmp_path: Path) -> None:
     from sb3_pgnotes import Reinforce
 

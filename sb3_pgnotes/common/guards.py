@@ -15,12 +15,13 @@ from typing import Any
 
 import torch as th
 from gymnasium import spaces
-from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.base_class import BaseAlgorithm, maybe_make_env
 from stable_baselines3.common.callbacks import BaseCallback, ConvertCallback
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback
 from stable_baselines3.common.vec_env import VecEnv
+from stable_baselines3.common.vec_env.patch_gym import _patch_env
 
 from sb3_pgnotes.common.validation import check_env_data, check_spaces, check_terminal_observations, check_total_timesteps
 
@@ -166,7 +167,12 @@ class GuardedAlgorithm:
 
     @staticmethod
     def _wrap_env(env: GymEnv, verbose: int = 0, monitor_wrapper: bool = True) -> VecEnv:
-        check_spaces(env.observation_space, env.action_space)  # type: ignore[union-attr]
+        # An env id becomes an env here too, as in the constructor, so that load and set_env take one.
+        env = maybe_make_env(env, verbose)
+        # SB3's patch refuses, with its own error, anything else that is not a Gymnasium env.
+        if not isinstance(env, VecEnv):
+            env = _patch_env(env)
+        check_spaces(env.observation_space, env.action_space)
         return BaseAlgorithm._wrap_env(env, verbose, monitor_wrapper)
 
     def _setup_learn(self, total_timesteps: int, *args: Any, **kwargs: Any) -> tuple[int, BaseCallback]:
