@@ -199,6 +199,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--results", type=Path, default=DEFAULT_RESULTS, help="Results folder")
     parser.add_argument("--jobs", type=int, default=2, help="Parallel worker processes (1: run in this process)")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--rerun", action="store_true", help="Run recorded cells again (e.g. records that predate a field); the latest wins"
+    )
     shared = parser.add_argument_group("workers sharing the sweep through a database (benchmarks.sweep)")
     shared.add_argument("--storage", help="database URL, e.g. postgresql://user@host:5432/db; --jobs workers here")
     shared.add_argument("--study-name", default="benchmarks", help="the sweep's study in --storage")
@@ -209,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.heartbeat_interval < 1:
         parser.error("--heartbeat-interval must be at least 1 second")
 
-    done = {run_key(record) for record in load_records(args.results)}
+    done = set() if args.rerun else {run_key(record) for record in load_records(args.results)}
     # Seed-major, so that an interrupted sweep leaves every algorithm with the same seeds.
     tasks = [
         {

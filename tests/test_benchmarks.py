@@ -47,6 +47,9 @@ def test_run_resume_report(tmp_path: Path) -> None:
 
     assert "1 of 1 runs already" in harness(*argv)
     assert len((results / "runs.jsonl").read_text().splitlines()) == 1
+    # A rerun appends a second record of the cell; the report counts the latest alone.
+    assert "0 of 1 runs already" in harness(*argv, "--rerun")
+    assert len((results / "runs.jsonl").read_text().splitlines()) == 2
 
     report = ["benchmarks.report", "--results", str(results), "--out", str(tmp_path), "--reps", "50", "--min-runs", "1"]
     harness(*report, "--threshold", "CartPole-v1=50")
