@@ -255,15 +255,30 @@ class EpisodeAssembler:
         :param next_observation: The observation after the segment's last step, kept when ``truncated``
         :return: The segment, as a batch of one episode
         """
-        start, stop = self.close_segment(env_idx)
-        # One env's contiguous rows: a slice, cheaper than gather's mask for a single segment.
-        rows = slice(start - self._first_stored, stop - self._first_stored)
+        fields = self._segment_fields(env_idx, copy=True)
         return EpisodeBatch(
-            **self._fields({name: array[rows, env_idx].copy() for name, array in self._arrays.items()}),
-            episode_lengths=np.array([stop - start], dtype=np.int64),
+            **fields,
+            episode_lengths=np.array([len(fields["rewards"])], dtype=np.int64),
             truncated=np.array([truncated]),
             terminal_observations=[next_observation if truncated else None],
         )
+
+    def end_segment_views(self, env_idx: int) -> dict[str, Any]:
+        """
+        Close env ``env_idx``'s open segment and return its fields as views of the stored rows, for a caller that
+        copies them at once (valid until the next :meth:`add_step`).
+
+        :param env_idx: Index of the env
+        :return: Per field (``observations`` a dict for Dict spaces), the segment's steps
+        """
+        return self._segment_fields(env_idx, copy=False)
+
+    def _segment_fields(self, env_idx: int, copy: bool) -> dict[str, Any]:
+        start, stop = self.close_segment(env_idx)
+        # One env's contiguous rows: a slice, cheaper than gather's mask for a single segment.
+        rows = slice(start - self._first_stored, stop - self._first_stored)
+        columns = {name: array[rows, env_idx] for name, array in self._arrays.items()}
+        return self._fields({name: column.copy() for name, column in columns.items()} if copy else columns)
 
     def drop_segment(self, env_idx: int) -> None:
         """

@@ -70,18 +70,29 @@ class EpisodeReplayBuffer(ReplayBuffer):
         self.actions = np.zeros(0)
         self.rewards = np.zeros(0, dtype=np.float32)
         self.log_probs = np.zeros(0, dtype=np.float32)
-        # Stored episodes, oldest first.
-        self.episode_starts = np.zeros(0, dtype=np.int64)
-        self.episode_lengths = np.zeros(0, dtype=np.int64)
-        self.episode_truncated = np.zeros(0, dtype=bool)
+        # Stored episodes, oldest first: the first n_episodes rows of arrays with room to append.
+        self.n_episodes = 0
+        self._starts = np.zeros(64, dtype=np.int64)
+        self._lengths = np.zeros(64, dtype=np.int64)
+        self._truncated = np.zeros(64, dtype=bool)
         self.terminal_observations: list[Observation] = []
         # Each env's episode until it ends.
         self.pending = EpisodeAssembler(n_envs)
 
     @property
-    def n_episodes(self) -> int:
-        """Number of episodes stored."""
-        return len(self.episode_lengths)
+    def episode_starts(self) -> np.ndarray:
+        """Ring index of each stored episode's first step, oldest episode first."""
+        return self._starts[: self.n_episodes]
+
+    @property
+    def episode_lengths(self) -> np.ndarray:
+        """Number of steps of each stored episode, oldest first."""
+        return self._lengths[: self.n_episodes]
+
+    @property
+    def episode_truncated(self) -> np.ndarray:
+        """Whether each stored episode was cut by a time limit, oldest first."""
+        return self._truncated[: self.n_episodes]
 
     def size(self) -> int:
         """:return: Number of steps stored (in whole episodes; steps of unfinished episodes are not counted)"""
@@ -95,9 +106,11 @@ class EpisodeReplayBuffer(ReplayBuffer):
 
     def _keep_episodes(self, keep: np.ndarray | slice) -> None:
         """:param keep: The stored episodes to keep: a mask, or a slice of them (oldest first)"""
-        self.episode_starts = self.episode_starts[keep]
-        self.episode_lengths = self.episode_lengths[keep]
-        self.episode_truncated = self.episode_truncated[keep]
+        kept = self.episode_lengths[keep]
+        self._starts[: len(kept)] = self.episode_starts[keep]
+        self._truncated[: len(kept)] = self.episode_truncated[keep]
+        self._lengths[: len(kept)] = kept
+        self.n_episodes = len(kept)
         if isinstance(keep, slice):
             self.terminal_observations = self.terminal_observations[keep]
         else:
@@ -167,8 +180,9 @@ class EpisodeReplayBuffer(ReplayBuffer):
                 terminal = infos[idx].get("terminal_observation")
                 if terminal is None and next_obs is not None:
                     terminal = select_env(next_obs, idx)
-                episode = self.pending.end_segment(idx, bool(infos[idx].get("TimeLimit.truncated", False)), None)
-                self.add_episode(episode, terminal)
+                truncated = bool(infos[idx].get("TimeLimit.truncated", False))
+                # Copied from the assembler's rows straight into the ring.
+                self._store(self.pending.end_segment_views(idx), truncated, terminal)
         if self.pending.held_steps > self.buffer_size:
             # An episode still open now holds step_times + 1 steps.
             too_long = np.flatnonzero((step_times >= self.buffer_size) & ~done)
@@ -186,12 +200,27 @@ class EpisodeReplayBuffer(ReplayBuffer):
         :param episode: The episode (one episode, with the behaviour log-probabilities)
         :param terminal_observation: Observation after its last step
         """
-        length = episode.n_steps
+        fields = {
+            "observations": episode.observations,
+            "actions": episode.actions,
+            "rewards": episode.rewards,
+            "log_probs": episode.log_probs,
+        }
+        self._store(fields, bool(episode.truncated[0]), terminal_observation)
+
+    def _store(self, episode: dict[str, Any], truncated: bool, terminal_observation: Observation | None) -> None:
+        """
+        :param episode: One episode's ``observations`` (a dict for Dict spaces), ``actions``, ``rewards`` and
+            ``log_probs`` (other fields are ignored)
+        :param truncated: Whether a time limit cut it
+        :param terminal_observation: Observation after its last step
+        """
+        length = len(episode["rewards"])
         if not 1 <= length <= self.buffer_size:
             raise ValueError(f"An episode of {length} steps does not fit a replay buffer of buffer_size={self.buffer_size}")
         start = self.pos if self.pos + length <= self.buffer_size else 0
         if start + length > self.capacity:
-            self._grow(start + length, episode.observations, episode.actions)
+            self._grow(start + length, episode["observations"], episode["actions"])
         overwritten = (self.episode_starts + self.episode_lengths > start) & (self.episode_starts < start + length)
         if overwritten.any():
             self._keep_episodes(~overwritten)
@@ -199,21 +228,26 @@ class EpisodeReplayBuffer(ReplayBuffer):
             self._keep_episodes(slice(self.n_episodes - self.max_episodes + 1, None))
 
         stop = start + length
-        if isinstance(episode.observations, dict):
-            for key, value in episode.observations.items():
+        if isinstance(episode["observations"], dict):
+            for key, value in episode["observations"].items():
                 self.observations[key][start:stop] = value
         else:
-            self.observations[start:stop] = episode.observations
-        self.actions[start:stop] = episode.actions
-        self.rewards[start:stop] = episode.rewards
-        self.log_probs[start:stop] = episode.log_probs
-        self.episode_starts = np.append(self.episode_starts, start)
-        self.episode_lengths = np.append(self.episode_lengths, length)
-        self.episode_truncated = np.append(self.episode_truncated, bool(episode.truncated[0]))
+            self.observations[start:stop] = episode["observations"]
+        self.actions[start:stop] = episode["actions"]
+        self.rewards[start:stop] = episode["rewards"]
+        self.log_probs[start:stop] = episode["log_probs"]
+        if self.n_episodes == len(self._lengths):
+            self._starts, self._lengths, self._truncated = (
+                np.concatenate([array, np.zeros_like(array)]) for array in (self._starts, self._lengths, self._truncated)
+            )
+        self._starts[self.n_episodes] = start
+        self._lengths[self.n_episodes] = length
+        self._truncated[self.n_episodes] = truncated
+        self.n_episodes += 1
         # Without one (an env that gives no terminal observation), the last observation stands in: it is only read as
         # the next observation of a transition marked done.
         self.terminal_observations.append(
-            select_env(episode.observations, length - 1) if terminal_observation is None else terminal_observation
+            select_env(episode["observations"], length - 1) if terminal_observation is None else terminal_observation
         )
         self.pos = stop
         self.full = self.full or stop == self.buffer_size
