@@ -23,8 +23,8 @@ Thresholds default to the env's ``reward_threshold`` (CartPole-v1: 475, Acrobot-
 import argparse
 import json
 from collections import defaultdict
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import gymnasium as gym

@@ -207,6 +207,12 @@ def check_spaces(observation_space: spaces.Space, action_space: spaces.Space) ->
                 f"The observation space {observation_space} holds MultiDiscrete with shape {space.shape}: SB3's "
                 "one-hot preprocessing takes a flat one. Flatten it with a gymnasium.ObservationWrapper"
             )
+        # SB3 one-hot encodes them as classes 0..n-1: an offset would crash the encoding during training.
+        if isinstance(space, (spaces.Discrete, spaces.MultiDiscrete)) and np.any(space.start != 0):
+            raise ValueError(
+                f"The observation space {observation_space} holds {space}, which starts at {space.start}: SB3's one-hot "
+                "preprocessing takes values from 0. Subtract the offset with a gymnasium.ObservationWrapper"
+            )
 
 
 def _first_non_finite(values: np.ndarray) -> int | None:
