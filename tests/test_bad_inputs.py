@@ -118,7 +118,7 @@ SPACES = [
     *each({"env": lambda: SpaceEnv(BOX4, spaces.MultiDiscrete([[2, 3], [3, 2]]))}, r"has shape \(2, 2\)"),
     *each({"env": lambda: SpaceEnv(BOX4, spaces.Box(-np.inf, np.inf, (2,)))}, "has infinite bounds"),
     *each({"env": lambda: SpaceEnv(spaces.MultiDiscrete([[2, 3], [3, 2]]), spaces.Discrete(2))}, "MultiDiscrete with shape"),
-    *each({"env": lambda: SpaceEnv(spaces.Discrete(4, start=2), spaces.Discrete(2))}, r"Discrete\(4, start=2\), which starts at 2"),
+    *each({"env": lambda: SpaceEnv(spaces.Discrete(4, start=2), spaces.Discrete(2))}, r"start=2\), which starts at 2"),
     *each(
         {"env": lambda: SpaceEnv(spaces.Dict({"a": spaces.MultiDiscrete([3, 3], start=[1, 0])}), spaces.Discrete(2))},
         r"which starts at \[1 0\]",
