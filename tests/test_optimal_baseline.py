@@ -18,7 +18,7 @@ from gymnasium import spaces
 from stable_baselines3.common.envs import FakeImageEnv
 from stable_baselines3.common.utils import obs_as_tensor
 
-from sb3_pgnotes import Reinforce
+from sb3_pgnotes import NStepAC, Reinforce
 from sb3_pgnotes.common import gradients
 from sb3_pgnotes.common.buffers import EpisodeBatch
 from sb3_pgnotes.common.policies import actions_to_tensor, split_actor_critic_parameters
@@ -121,6 +121,15 @@ def test_per_step_score_norms_match_per_step_gradients(env_id: str) -> None:
     assert batch is not None
     observations = obs_as_tensor(batch.observations, model.device)[:20]
     actions = actions_to_tensor(batch.actions, model.action_space, model.device)[:20]
+    assert_norms_match_per_step_gradients(model, observations, actions, split_actor_critic_parameters(model.policy)[0])
+
+
+def test_per_step_score_norms_of_a_gsde_policy() -> None:
+    # gSDE's log_std is a matrix whose score depends on the latent features: the exact per-step path, not the
+    # diagonal Gaussian's closed form.
+    model = NStepAC("MlpPolicy", "Pendulum-v1", use_sde=True, n_steps=8, seed=0)
+    observations = th.as_tensor(np.stack([model.observation_space.sample() for _ in range(12)]))
+    actions = th.as_tensor(np.stack([model.action_space.sample() for _ in range(12)]))
     assert_norms_match_per_step_gradients(model, observations, actions, split_actor_critic_parameters(model.policy)[0])
 
 

@@ -130,7 +130,8 @@ def _linear_pass(
             linear_of[id(module.weight)] = (module, "weight")
             if module.bias is not None:
                 linear_of[id(module.bias)] = (module, "bias")
-    log_std = getattr(policy, "log_std", None)
+    # gSDE's log_std scales the latent features, not a diagonal Gaussian's: its scores take the general path.
+    log_std = None if getattr(policy, "use_sde", False) else getattr(policy, "log_std", None)
     if not all(id(p) in linear_of or p is log_std for p in params):
         return None
 
