@@ -59,7 +59,7 @@ CONSTRUCTION = [
     *each({"verbose": "loud"}, "verbose must be an integer >= 0"),
     *each({"policy_kwargs": "big"}, "policy_kwargs must be None or a dict"),
     *each({"tensorboard_log": 5}, "tensorboard_log must be None or a folder path"),
-    *each({"sde_sample_freq": "x"}, "sde_sample_freq must be an integer", [PPOKL, NStepAC]),
+    *each({"sde_sample_freq": "x"}, "sde_sample_freq must be an integer", [Reinforce, PPOKL, NStepAC]),
     *each({"vf_coef": float("inf")}, "vf_coef must be a finite number", [PPOKL]),
     *each({"gradient_steps": -2}, "gradient_steps must be an integer >= -1", [OffPolicyPG]),
     *each({"buffer_size": 100}, r"buffer_size=100 is shorter than the env's episodes \(time limit 500", [OffPolicyPG]),

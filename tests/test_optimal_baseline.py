@@ -341,3 +341,24 @@ def test_pool_is_training_state_not_saved(tmp_path: Path) -> None:
     assert loaded.optimal_baseline.horizon == 3 and not loaded.optimal_baseline.history
     loaded.learn(100, reset_num_timesteps=False)
     assert loaded.optimal_baseline.history
+
+
+def test_reinforce_with_gsde_resamples_noise_trains_and_survives_save_load(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    kwargs: dict[str, Any] = dict(n_episodes=2, use_sde=True, sde_sample_freq=50, seed=0)
+    with pytest.raises(ValueError, match="continuous actions"):
+        Reinforce("MlpPolicy", "CartPole-v1", **kwargs)
+    model = Reinforce("MlpPolicy", "Pendulum-v1", baseline="optimal", normalize_advantage=False, **kwargs)
+    resets: list[int] = []
+    original = model.policy.reset_noise
+    monkeypatch.setattr(model.policy, "reset_noise", lambda n_envs=1: resets.append(n_envs) or original(n_envs))
+    before = [param.detach().clone() for param in model.policy.parameters()]
+    model.learn(400)  # one update on two 200-step episodes: a new noise matrix every 50 steps
+    assert len(resets) == 8
+    assert any(not th.equal(old, new) for old, new in zip(before, model.policy.parameters(), strict=True))
+    model.save(tmp_path / "model.zip")
+    loaded = Reinforce.load(tmp_path / "model.zip")
+    assert loaded.use_sde and loaded.sde_sample_freq == 50 and loaded.policy.use_sde
+    obs = np.array([0.5, -0.5, 0.1], dtype=np.float32)
+    np.testing.assert_allclose(model.predict(obs, deterministic=True)[0], loaded.predict(obs, deterministic=True)[0])

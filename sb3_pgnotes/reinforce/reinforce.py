@@ -80,6 +80,10 @@ class Reinforce(SeparateCriticMixin, EpisodicOnPolicyAlgorithm):
     :param bootstrap_truncated: With the value baseline, complete the returns of time-limit-truncated episodes
         with ``gamma^(T-t) V(terminal_observation)`` instead of treating the cut as the episode's end
     :param episode_step_limit: An episode running longer than this raises an error instead of hanging training
+    :param use_sde: Whether to use generalized State Dependent Exploration (gSDE) instead of action noise
+        (``Box`` actions only)
+    :param sde_sample_freq: Sample a new gSDE noise matrix every n env steps (-1: only at the start of each
+        collection)
     :param stats_window_size: Window size for the rollout logging
     :param tensorboard_log: The log location for tensorboard (if None, no logging)
     :param policy_kwargs: Additional arguments to be passed to the policy on creation
@@ -116,6 +120,8 @@ class Reinforce(SeparateCriticMixin, EpisodicOnPolicyAlgorithm):
         n_critic_updates: int = 10,
         bootstrap_truncated: bool = False,
         episode_step_limit: int = 100_000,
+        use_sde: bool = False,
+        sde_sample_freq: int = -1,
         stats_window_size: int = 100,
         tensorboard_log: str | None = None,
         policy_kwargs: dict[str, Any] | None = None,
@@ -134,6 +140,8 @@ class Reinforce(SeparateCriticMixin, EpisodicOnPolicyAlgorithm):
             ent_coef=ent_coef,
             max_grad_norm=max_grad_norm,
             episode_step_limit=episode_step_limit,
+            use_sde=use_sde,
+            sde_sample_freq=sde_sample_freq,
             stats_window_size=stats_window_size,
             tensorboard_log=tensorboard_log,
             policy_kwargs=policy_kwargs,
