@@ -58,6 +58,10 @@ CONSTRUCTION = [
     *each({"seed": -3}, "seed must be None or an integer >= 0"),
     *each({"verbose": "loud"}, "verbose must be an integer >= 0"),
     *each({"policy_kwargs": "big"}, "policy_kwargs must be None or a dict"),
+    *each({"policy_kwargs": {"net_arch": "big"}}, r"policy_kwargs\['net_arch'\] must be a list of layer sizes"),
+    *each({"policy_kwargs": {"net_arch": [64, 0]}}, r"policy_kwargs\['net_arch'\] must be a list of layer sizes"),
+    *each({"policy_kwargs": {"net_arch": {"actor": [64]}}}, r"dict\(pi=\[...\], vf=\[...\]\)"),
+    *each({"policy_kwargs": {"activation_fn": "relu"}}, r"policy_kwargs\['activation_fn'\] must be a torch module"),
     *each({"tensorboard_log": 5}, "tensorboard_log must be None or a folder path"),
     *each({"sde_sample_freq": "x"}, "sde_sample_freq must be an integer", [Reinforce, PPOKL, NStepAC]),
     *each({"vf_coef": float("inf")}, "vf_coef must be a finite number", [PPOKL]),
@@ -351,3 +355,21 @@ def test_train_command_line_mistake(extra: list[str], match: str, tmp_path: Path
 def test_enjoy_without_a_trained_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     message = run_cli(["enjoy", "--algo", "reinforce", "--env", "CartPole-v1", "-f", str(tmp_path), "--no-render"], capsys)
     assert "was not found" in message or "No model found" in message
+
+
+@pytest.mark.parametrize(
+    ("policy_kwargs", "actor_width"),
+    [
+        ({"net_arch": [16, 8]}, 8),
+        ({"net_arch": []}, 4),
+        ({"net_arch": {"pi": [16], "vf": [8, 8]}}, 16),
+        ({"net_arch": {"vf": [8]}}, 4),
+        ({"net_arch": [{"pi": [16], "vf": [8]}]}, 16),
+        ({"activation_fn": th.nn.ReLU}, 64),
+    ],
+)
+def test_every_policy_kwargs_form_sb3_accepts_passes_the_check(policy_kwargs: dict[str, Any], actor_width: int) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # SB3 warns about the pre-1.8 list-of-dict form
+        model = build(Reinforce, policy_kwargs=policy_kwargs)
+    assert model.policy.mlp_extractor.latent_dim_pi == actor_width  # type: ignore[union-attr]

@@ -140,8 +140,41 @@ def check_common_arguments(
         raise ValueError(f"verbose must be an integer >= 0 (0: silent, 1: info, 2: debug); got {verbose!r}")
     if policy_kwargs is not None and not isinstance(policy_kwargs, dict):
         raise ValueError(f"policy_kwargs must be None or a dict of the policy's arguments; got {policy_kwargs!r}")
+    if policy_kwargs:
+        check_policy_kwargs(policy_kwargs)
     if tensorboard_log is not None and not isinstance(tensorboard_log, (str, os.PathLike)):
         raise ValueError(f"tensorboard_log must be None or a folder path; got {tensorboard_log!r}")
+
+
+def _is_layer_sizes(value: Any) -> bool:
+    return isinstance(value, (list, tuple)) and all(
+        isinstance(size, (int, np.integer)) and not isinstance(size, bool) and size > 0 for size in value
+    )
+
+
+def check_policy_kwargs(policy_kwargs: dict[str, Any]) -> None:
+    """
+    Check the ``policy_kwargs`` entries that SB3's actor-critic policies would otherwise fail on deep inside torch.
+
+    :param policy_kwargs: The policy's keyword arguments
+    :raises ValueError: For a malformed ``net_arch`` or an ``activation_fn`` that is not a module class
+    """
+    net_arch = policy_kwargs.get("net_arch")
+    if isinstance(net_arch, list) and len(net_arch) == 1 and isinstance(net_arch[0], dict):
+        net_arch = net_arch[0]  # SB3 < 1.8's form, which SB3 still accepts with a warning
+    is_valid_dict = isinstance(net_arch, dict) and all(
+        key in ("pi", "vf") and _is_layer_sizes(sizes) for key, sizes in net_arch.items()
+    )
+    if net_arch is not None and not (_is_layer_sizes(net_arch) or is_valid_dict):
+        raise ValueError(
+            "policy_kwargs['net_arch'] must be a list of layer sizes (positive integers), shared by the actor and the "
+            f"critic, or dict(pi=[...], vf=[...]) with one list each; got {net_arch!r}"
+        )
+    activation_fn = policy_kwargs.get("activation_fn")
+    if activation_fn is not None and not (isinstance(activation_fn, type) and issubclass(activation_fn, th.nn.Module)):
+        raise ValueError(
+            f"policy_kwargs['activation_fn'] must be a torch module class such as torch.nn.ReLU; got {activation_fn!r}"
+        )
 
 
 def check_sde_sample_freq(value: Any) -> None:
