@@ -16,8 +16,8 @@ statistics of normalised scores computed with rliable (Agarwal et al. 2021, http
   profiles, and the probability that a run of one of ours beats a run of its SB3 analogue on the same env.
 
 Nothing is retrained. Example: ``python -m benchmarks.report --results docs/benchmarks/results --out docs/benchmarks``.
-Thresholds default to the env's ``reward_threshold`` (CartPole-v1: 475, Acrobot-v1: -100); override with
-``--threshold ENV=VALUE``.
+Thresholds default to the env's ``reward_threshold`` (CartPole-v1: 475, Acrobot-v1: -100), or to
+:data:`THRESHOLDS` for an env that registers none (Pendulum-v1: -200); override with ``--threshold ENV=VALUE``.
 """
 
 import argparse
@@ -66,9 +66,15 @@ MIN_RUNS = 3
 TAUS = np.linspace(0.0, 1.2, 49)
 
 
+#: Thresholds of the matrix's envs that register no ``reward_threshold``: Pendulum-v1's is the score at which
+#: the pendulum is swung up and held from most starts.
+THRESHOLDS = {"Pendulum-v1": -200.0}
+
+
 def default_threshold(env_id: str) -> float | None:
-    """:return: The env's registered ``reward_threshold``, or None."""
-    return gym.spec(env_id).reward_threshold
+    """:return: The env's registered ``reward_threshold``, else its entry in :data:`THRESHOLDS`, else None."""
+    registered = gym.spec(env_id).reward_threshold
+    return THRESHOLDS.get(env_id) if registered is None else registered
 
 
 def first_reaching(record: Record, threshold: float) -> int | None:

@@ -361,7 +361,7 @@ def main(argv: list[str] | None = None) -> None:
     command = (
         f"python -m benchmarks.throughput --algos {' '.join(args.algos)} --env {args.env} --timesteps {args.timesteps} "
         f"--rounds {args.rounds}{' --n-envs ' + ' '.join(map(str, args.n_envs)) if args.n_envs else ''} "
-        f"--vec-env {args.vec_env} --analogue-rollout {args.analogue_rollout}"
+        f"--vec-env {args.vec_env} --analogue-rollout {args.analogue_rollout} --out {args.out}"
     )
     setting = f"{args.env} in a {VEC_ENVS[args.vec_env].__name__}, {args.timesteps:,} env steps per run."
     lines = report_lines(command, setting, comparisons)

@@ -82,6 +82,12 @@ def test_normalised_scores_and_probability_of_improvement() -> None:
     assert metrics.probability_of_improvement(scores["reinforce"], scores["a2c"]) == 1.0
 
 
+def test_default_thresholds_cover_the_matrix_envs_that_register_none() -> None:
+    assert report.default_threshold("CartPole-v1") == 475.0  # registered
+    assert report.default_threshold("Pendulum-v1") == -200.0  # registers none
+    assert report.default_threshold("MountainCarContinuous-v0") == 90.0
+
+
 def test_seconds_to_threshold_is_the_median_with_never_as_infinite() -> None:
     def timed(returns: list[float], seconds: list[float]) -> dict[str, Any]:
         return {"eval_timesteps": [0, 10, 20, 30], "eval_mean": returns, "eval_train_s": seconds}

@@ -174,6 +174,13 @@ def test_optimal_baseline_rejects_normalized_advantages() -> None:
         Reinforce("MlpPolicy", "CartPole-v1", baseline="optimal", normalize_advantage=True)
 
 
+@pytest.mark.parametrize(("baseline", "standardised"), [("optimal", False), ("value", True), ("mean", True)])
+def test_advantages_are_standardised_by_default_except_with_the_optimal_baseline(baseline: str, standardised: bool) -> None:
+    model = Reinforce("MlpPolicy", "CartPole-v1", baseline=baseline, n_episodes=2, seed=0)
+    assert model.normalize_advantage is standardised
+    model.learn(100)
+
+
 def test_time_optimal_baseline_pools_and_leaves_one_out() -> None:
     # Two episodes of lengths 2 and 1: time 0 holds steps 0 and 2, time 1 step 1 only.
     norms, returns, times = np.array([1.0, 2.0, 3.0]), np.array([4.0, 5.0, 6.0]), np.array([0, 1, 0])

@@ -99,7 +99,7 @@ def _check_space(name: str, stored: Any, space: Any) -> None:
 def load_untrusted(
     algo_class: type[Algorithm],
     path: Any,
-    env: GymEnv,
+    env: GymEnv | str,
     device: th.device | str = "auto",
     policy: str | None = None,
     **kwargs: Any,
@@ -114,7 +114,7 @@ def load_untrusted(
 
     :param algo_class: The class that saved the model (e.g. ``Reinforce`` or SB3's ``PPO``)
     :param path: The model file
-    :param env: The env, whose spaces must match the model's
+    :param env: The env, or its id (as the constructor takes), whose spaces must match the model's
     :param device: Where to put the model
     :param policy: The policy alias (default: ``MlpPolicy``, ``CnnPolicy`` or ``MultiInputPolicy``, as the saved
         weights' names show)

@@ -36,10 +36,11 @@ class Reinforce(SeparateCriticMixin, EpisodicOnPolicyAlgorithm):
 
         g = 1/N sum_i sum_t w_t grad log pi(a_{i,t}|s_{i,t}) (R_{i,t} - b_{i,t})
 
-    where R is the full discounted return ``sum_t gamma^t r_t`` of the episode (plain estimator, 2.2) or the
-    reward-to-go ``sum_{t'>=t} gamma^(t'-t) r_t'`` (2.6), b is the baseline (2.7), and w_t is 1 (discount
-    option 1) or ``gamma^t`` (option 2, the exact gradient of the discounted objective). With full returns the
-    two options coincide: the full discounted return already is the discounted objective's estimator.
+    where R is the full discounted return ``sum_t gamma^t r_t`` of the episode (the plain estimator) or the
+    reward-to-go ``sum_{t'>=t} gamma^(t'-t) r_t'`` (section "Reward-to-go"), b is the baseline (section "Baselines"),
+    and w_t is 1 (discount option 1) or ``gamma^t`` (option 2, the exact gradient of the discounted objective). With
+    full returns the two options coincide: the full discounted return already is the discounted objective's
+    estimator.
 
     Loss scaling: with ``loss_scale="episode"`` the loss is ``-1/N sum_{i,t} w_t log pi * (R - b)``, whose
     gradient is exactly the estimator g (sum over steps, mean over episodes). With ``loss_scale="step"``
@@ -70,7 +71,8 @@ class Reinforce(SeparateCriticMixin, EpisodicOnPolicyAlgorithm):
         pool is not saved: a loaded model starts a new one.
     :param discount_option: 1: ``gamma^(t'-t)`` inside the reward-to-go only; 2: also weight step t by
         ``gamma^t`` (``docs/theory.md``, "Discounting")
-    :param normalize_advantage: Standardise the per-step weights over the batch
+    :param normalize_advantage: Standardise the per-step weights over the batch. ``None`` (default): True, except
+        with ``baseline="optimal"``, which minimises the variance of the raw weights (standardising would undo it)
     :param ent_coef: Entropy coefficient for the loss calculation
     :param max_grad_norm: Maximum norm of the policy and of the critic gradient (``None``: no clipping)
     :param loss_scale: ``"episode"`` (mean over episodes of the per-episode sum, the estimator's 1/N) or
@@ -110,7 +112,7 @@ class Reinforce(SeparateCriticMixin, EpisodicOnPolicyAlgorithm):
         reward_to_go: bool = True,
         baseline: str = "value",
         discount_option: int = 1,
-        normalize_advantage: bool = True,
+        normalize_advantage: bool | None = None,
         leave_one_out: bool = True,
         optimal_baseline_horizon: int = 10,
         ent_coef: float = 0.0,
@@ -155,6 +157,8 @@ class Reinforce(SeparateCriticMixin, EpisodicOnPolicyAlgorithm):
         check_choice("loss_scale", loss_scale, LOSS_SCALES)
         check_choice("discount_option", discount_option, DISCOUNT_OPTIONS)
         check_choice("reward_to_go", reward_to_go, (True, False))
+        if normalize_advantage is None:
+            normalize_advantage = baseline != "optimal"
         check_choice("normalize_advantage", normalize_advantage, (True, False))
         check_choice("bootstrap_truncated", bootstrap_truncated, (True, False))
         check_choice("leave_one_out", leave_one_out, (True, False))
@@ -176,7 +180,7 @@ class Reinforce(SeparateCriticMixin, EpisodicOnPolicyAlgorithm):
         if baseline == "optimal" and normalize_advantage:
             raise ValueError(
                 "baseline='optimal' minimises the variance of the raw estimator; standardising the weights would undo "
-                "it: use normalize_advantage=False"
+                "it: use normalize_advantage=False, or leave it unset"
             )
         if baseline == "optimal" and leave_one_out and n_episodes < 2 and optimal_baseline_horizon == 0:
             warnings.warn(
