@@ -4,11 +4,18 @@ Run algorithms x envs x seeds at a fixed step budget and append one record per r
 Finished runs (same algo, env, seed and budget) are skipped, so an interrupted sweep resumes where it stopped.
 Example: ``python -m benchmarks.run --algos a2c ppo --envs CartPole-v1 --seeds 0 1 --timesteps 20000``.
 
+A variant of an entry: ``--set key=value`` (a Python literal, applied on top of the entry's hyperparameters, so
+``n_envs`` and rl-zoo3's string form of ``policy_kwargs`` work too) with ``--label NAME``; its records are those of
+the algorithm ``<entry>:NAME`` and keep the overrides, e.g.
+``python -m benchmarks.run --algos nstep_ac_defaults --label n16 --set n_steps=16 --set target_n=16 ...``.
+
 With ``--storage`` (a PostgreSQL URL), workers started with the same command on several machines share the sweep
 through an Optuna study, each cell run once, a dead worker's cell run again by another (:mod:`benchmarks.sweep`).
 """
 
 import argparse
+import ast
+import dataclasses
 import multiprocessing
 import sys
 import time
@@ -137,7 +144,8 @@ def run_one(task: dict[str, Any]) -> dict[str, Any]:
     :return: The run record.
     """
     th.set_num_threads(1)
-    config = resolve(ALGOS[task["algo"]], task["env"])
+    spec = ALGOS[task["algo"].partition(":")[0]]
+    config = resolve(dataclasses.replace(spec, overrides={**spec.overrides, **task.get("overrides", {})}), task["env"])
     env = make_env(task["env"], config.n_envs, task["seed"], config.normalize_kwargs)
     eval_env = make_env(task["env"], 1, task["seed"] + EVAL_SEED_OFFSET, config.normalize_kwargs, training=False)
     model = build_model(config, env, task["seed"], task["device"])
@@ -164,6 +172,14 @@ def run_one(task: dict[str, Any]) -> dict[str, Any]:
         "versions": {"torch": th.__version__, "stable_baselines3": stable_baselines3.__version__},
         "finished": datetime.now(UTC).isoformat(timespec="seconds"),
     }
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """:return: ``(key, value)`` of a ``key=python-literal`` argument"""
+    key, sep, value = text.partition("=")
+    if not sep:
+        raise argparse.ArgumentTypeError(f"expected key=value, got {text!r}")
+    return key, ast.literal_eval(value)
 
 
 def shared_worker(storage: str, study_name: str, heartbeat_interval: int) -> int:
@@ -199,6 +215,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--results", type=Path, default=DEFAULT_RESULTS, help="Results folder")
     parser.add_argument("--jobs", type=int, default=2, help="Parallel worker processes (1: run in this process)")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--set", type=parse_override, action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--label", help="Name of the --set variant: its records are those of <algo>:<label>")
     parser.add_argument(
         "--rerun", action="store_true", help="Run recorded cells again (e.g. records that predate a field); the latest wins"
     )
@@ -211,12 +229,16 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--jobs must be at least 1")
     if args.heartbeat_interval < 1:
         parser.error("--heartbeat-interval must be at least 1 second")
+    if bool(args.set) != bool(args.label) or ":" in (args.label or ""):
+        parser.error("--set and --label go together, and the label has no ':'")
+    variant = {"overrides": dict(args.set)} if args.label else {}
 
     done = set() if args.rerun else {run_key(record) for record in load_records(args.results)}
     # Seed-major, so that an interrupted sweep leaves every algorithm with the same seeds.
     tasks = [
         {
-            "algo": algo,
+            "algo": f"{algo}:{args.label}" if args.label else algo,
+            **variant,
             "env": env_id,
             "seed": seed,
             "timesteps": args.timesteps,

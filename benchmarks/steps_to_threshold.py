@@ -18,7 +18,6 @@ entry, so ``policy_kwargs`` may be rl-zoo3's string form) and ``--label`` names 
 """
 
 import argparse
-import ast
 import dataclasses
 import json
 import multiprocessing
@@ -34,7 +33,7 @@ from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.vec_env import VecEnv, sync_envs_normalization
 
 from benchmarks.registry import ALGOS, resolve
-from benchmarks.run import EVAL_SEED_OFFSET, build_model, make_env
+from benchmarks.run import EVAL_SEED_OFFSET, build_model, make_env, parse_override
 
 
 class StopAtThreshold(BaseCallback):
@@ -100,14 +99,6 @@ def run_one(task: dict[str, Any]) -> dict[str, Any]:
         "curve": callback.curve,
         "wall_time_s": time.perf_counter() - start,
     }
-
-
-def parse_override(text: str) -> tuple[str, Any]:
-    """:return: ``(key, value)`` of a ``key=python-literal`` argument"""
-    key, sep, value = text.partition("=")
-    if not sep:
-        raise argparse.ArgumentTypeError(f"expected key=value, got {text!r}")
-    return key, ast.literal_eval(value)
 
 
 def summarise(records: list[dict[str, Any]]) -> str:

@@ -60,6 +60,23 @@ def test_run_resume_report(tmp_path: Path) -> None:
     assert set(json.loads((results / "random_policy.json").read_text())) == {"CartPole-v1"}
 
 
+def test_run_variant_records_its_overrides_under_its_own_name(tmp_path: Path) -> None:
+    results = tmp_path / "results"
+    argv = ["benchmarks.run", "--algos", "a2c", "--envs", "CartPole-v1", "--seeds", "0", "--timesteps", "500"]
+    argv += ["--eval-freq", "500", "--eval-episodes", "1", "--jobs", "1", "--results", str(results)]
+    harness(*argv)
+    variant = [*argv, "--label", "short", "--set", "n_steps=4", "--set", "learning_rate=1e-3"]
+    assert "0 of 1 runs already" in harness(*variant)
+    assert "1 of 1 runs already" in harness(*variant)
+    entry, short = [json.loads(line) for line in (results / "runs.jsonl").read_text().splitlines()]
+    assert entry["algo"] == "a2c" and "overrides" not in entry
+    assert short["algo"] == "a2c:short" and short["overrides"] == {"n_steps": 4, "learning_rate": 1e-3}
+    assert short["hyperparams"]["n_steps"] == "4" and "0.001" in short["hyperparams"]["learning_rate"]
+    assert entry["hyperparams"].get("n_steps") != "4"
+    with pytest.raises(subprocess.CalledProcessError):
+        harness(*argv, "--set", "n_steps=4")  # a variant needs a label
+
+
 def fake_run(algo: str, env_id: str, seed: int, final: float) -> dict[str, Any]:
     """:return: A run record whose last evaluation scores ``final``."""
     return {"algo": algo, "env": env_id, "seed": seed, "timesteps": 100, "eval_mean": [0.0, final]}
