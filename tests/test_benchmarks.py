@@ -163,7 +163,7 @@ def test_throughput_reports_ratio_and_phases(tmp_path: Path, analogue_rollout: s
     argv = ["benchmarks.throughput", "--algos", "nstep_ac", "--env", "CartPole-v1", "--timesteps", "400", "--rounds", "2"]
     harness(*argv, "--analogue-rollout", analogue_rollout, "--out", str(out))
     lines = out.read_text().splitlines()
-    assert f"--analogue-rollout {analogue_rollout}`." in lines[2]
+    assert f"--analogue-rollout {analogue_rollout} --out {out}`." in lines[2]
     [ratio_row] = table_rows(lines, ("| nstep_ac | a2c |",))
     assert ratio_row[2] == "8" and ratio_row[-1] == "2"
     phase_rows = table_rows(lines, ("| nstep_ac | 8 |", "| a2c | 8 |"))
