@@ -155,7 +155,7 @@ def test_registration() -> None:
     assert ALGOS["reinforce"] is Reinforce
 
 
-@pytest.mark.parametrize("baseline", ["none", "mean", "value"])
+@pytest.mark.parametrize("baseline", ["none", "mean", "value", "optimal"])
 def test_reinforce_sampler(baseline: str) -> None:
     trial = optuna.trial.FixedTrial(
         {
@@ -176,6 +176,8 @@ def test_reinforce_sampler(baseline: str) -> None:
     kwargs = entry.sampler(trial, 2, 1, {})
     assert kwargs["gamma"] == pytest.approx(0.99)
     assert ("n_critic_updates" in kwargs) == (baseline == "value")
+    # Explicit, so that a YAML entry's normalize_advantage=True cannot reach the optimal baseline, which refuses it.
+    assert kwargs["normalize_advantage"] == (baseline != "optimal")
     # rl-zoo3 rebuilds the kwargs of a stored trial from its raw parameters (--trial-id)
     assert entry.converter(trial.params) == kwargs
     model = Reinforce("MlpPolicy", "CartPole-v1", **kwargs)

@@ -3,9 +3,11 @@
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from unittest import mock
 
 import optuna
 import pytest
@@ -18,6 +20,8 @@ from optuna.trial import FrozenTrial, TrialState
 from sb3_pgnotes.zoo.cli import main
 from sb3_pgnotes.zoo.optimize import (
     DEFAULT_HEARTBEAT_INTERVAL,
+    FinishedTrialsCap,
+    NextTrialLock,
     StudyOptions,
     best_trial_entry,
     open_storage,
@@ -321,3 +325,30 @@ def test_postgres_workers_tpe_pruning_restart(postgres: str, tmp_path: Path) -> 
     assert TrialState.FAIL in states(study_trials)
     assert TrialState.RUNNING not in states(study_trials)
     assert len({tuple(sorted(trial.params.items())) for trial in finished}) == 10
+
+
+def test_next_trial_lock_excludes_other_workers_until_the_trial_exists(postgres: str) -> None:
+    # Two locks on one PostgreSQL study stand for two worker processes: each has its own database session.
+    storage = open_storage(postgres)
+    study = optuna.create_study(storage=storage, study_name="locked")
+    mine, theirs = NextTrialLock(storage, "locked"), NextTrialLock(storage, "locked")
+    cap = FinishedTrialsCap(2, next_trial_lock=mine)
+    study.tell(study.ask(), 1.0)
+    cap(study, study.trials[0])  # one finished of two: go on, holding the lock until the next trial exists
+
+    def count_in_the_other_worker() -> None:
+        theirs.acquire()
+        theirs.release()
+
+    other_worker = threading.Thread(target=count_in_the_other_worker)
+    other_worker.start()
+    other_worker.join(timeout=1.0)
+    assert other_worker.is_alive(), "the other worker counted trials while this one was deciding"
+    with mock.patch.object(optuna.Study, "ask", mine.guarded(optuna.Study.ask)):
+        trial = study.ask()
+    other_worker.join(timeout=5.0)
+    assert not other_worker.is_alive()
+    # By the time the other worker counts, the new trial is in the study, RUNNING.
+    assert study.trials[trial.number].state == TrialState.RUNNING
+    mine.close()
+    theirs.close()

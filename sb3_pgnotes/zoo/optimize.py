@@ -8,7 +8,9 @@ rl-zoo3 runs the search; this module fixes what goes wrong when a search is stop
 - **Dead workers.** With a database storage the workers send a heartbeat (``--heartbeat-interval``); a trial whose
   worker stopped sending it is marked FAIL and retried once by another worker. ``--max-total-trials`` counts
   finished (COMPLETE or PRUNED) trials: a worker whose last trial would be the one too many waits for the trials
-  still running instead of stopping early, and picks up their retry if their worker died.
+  still running instead of stopping early, and picks up their retry if their worker died. The count and the
+  creation of the next trial happen under one lock (on PostgreSQL, an advisory lock), so that two workers finishing
+  together cannot both take the last place.
 - **Distinct proposals.** Each worker seeds its Optuna sampler from ``--seed`` and the number of trials already in
   the study, and, on a shared database, from a random worker token too, so that workers given the same seed do not
   propose the same trials; a search on the embedded storage stays reproducible.
@@ -25,6 +27,7 @@ import os
 import re
 import socket
 import sys
+import threading
 import time
 import uuid
 import warnings
@@ -288,6 +291,71 @@ def count_trials(storage: BaseStorage, study_name: str) -> int:
     return len(storage.get_all_trials(study_id, deepcopy=False))
 
 
+class NextTrialLock:
+    """
+    Held from a worker's decision to start another trial until that trial exists in the study.
+
+    Between :class:`FinishedTrialsCap`'s count and ``study.ask()`` creating the next trial, another worker counting
+    would not see that trial yet, and both would take the last free place under the cap. The lock makes the count
+    and the creation one step: a thread of this process at a time (a ``threading.Lock``) and, on PostgreSQL, a
+    process at a time (a session advisory lock keyed by the study name; the server frees it if the worker dies).
+
+    :param storage: the storage of the study
+    :param study_name: the study's name
+    """
+
+    def __init__(self, storage: BaseStorage, study_name: str) -> None:
+        self._thread_lock = threading.Lock()
+        self._holder: int | None = None
+        self._key = int.from_bytes(hashlib.sha256(f"sb3_pgnotes/{study_name}".encode()).digest()[:8], "little", signed=True)
+        engine = storage.engine if isinstance(storage, RDBStorage) else None
+        self._connection = (
+            engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+            if engine is not None and engine.dialect.name == "postgresql"
+            else None
+        )
+
+    def acquire(self) -> None:
+        """Wait for the lock, unless this thread holds it already."""
+        if self._holder == threading.get_ident():
+            return
+        self._thread_lock.acquire()
+        if self._connection is not None:
+            self._connection.execute(sqlalchemy.text("SELECT pg_advisory_lock(:key)"), {"key": self._key})
+        self._holder = threading.get_ident()
+
+    def release(self) -> None:
+        """Free the lock if this thread holds it."""
+        if self._holder != threading.get_ident():
+            return
+        self._holder = None
+        if self._connection is not None:
+            self._connection.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:key)"), {"key": self._key})
+        self._thread_lock.release()
+
+    def guarded(self, ask: Callable[..., optuna.Trial]) -> Callable[..., optuna.Trial]:
+        """
+        :param ask: ``optuna.Study.ask``
+        :return: ``ask`` that creates its trial under the lock and frees the lock once the trial exists
+        """
+
+        @functools.wraps(ask)
+        def ask_under_lock(*args: Any, **kwargs: Any) -> optuna.Trial:
+            self.acquire()
+            try:
+                return ask(*args, **kwargs)
+            finally:
+                self.release()
+
+        return ask_under_lock
+
+    def close(self) -> None:
+        """Free the lock if this thread holds it, and the database connection."""
+        self.release()
+        if self._connection is not None:
+            self._connection.close()
+
+
 class FinishedTrialsCap:
     """
     Stop a worker once ``n_trials`` trials of the study are COMPLETE or PRUNED.
@@ -298,16 +366,24 @@ class FinishedTrialsCap:
     still running, waits for them rather than stop: they may fail, and their retry needs a worker. Without a
     heartbeat (a journal file storage) no trial is ever stale, and the running ones are counted, as rl-zoo3 does.
 
+    The decision to go on is taken under ``next_trial_lock``, which stays held until the next trial is created.
+
     :param n_trials: number of finished trials to reach
     :param states: ignored, part of ``MaxTrialsCallback``'s signature that rl-zoo3 calls
     :param heartbeat_interval: the storage's heartbeat interval in seconds, None when it has no heartbeat
+    :param next_trial_lock: the lock that the study's ``ask`` frees; None when a single thread uses the study
     """
 
     def __init__(
-        self, n_trials: int, states: Sequence[TrialState] | None = None, heartbeat_interval: int | None = None
+        self,
+        n_trials: int,
+        states: Sequence[TrialState] | None = None,
+        heartbeat_interval: int | None = None,
+        next_trial_lock: NextTrialLock | None = None,
     ) -> None:
         self.n_trials = n_trials
         self.heartbeat_interval = heartbeat_interval
+        self.next_trial_lock = next_trial_lock
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
         """
@@ -315,6 +391,8 @@ class FinishedTrialsCap:
         :param trial: the trial this worker just finished
         """
         while True:
+            if self.next_trial_lock is not None:
+                self.next_trial_lock.acquire()
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", ExperimentalWarning)
                 fail_stale_trials(study)
@@ -322,6 +400,8 @@ class FinishedTrialsCap:
             n_running = len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
             if n_finished + n_running < self.n_trials:
                 return
+            if self.next_trial_lock is not None:
+                self.next_trial_lock.release()
             if n_finished >= self.n_trials or self.heartbeat_interval is None:
                 study.stop()
                 return
@@ -485,35 +565,44 @@ class StudyExperimentManager(ExperimentManager):
         plots = not self.no_optim_plots
         # rl-zoo3's own plots are interactive plotly figures; ours are PNG files.
         self.no_optim_plots = True
-        with self._on_storage(storage):
+        with self._on_storage(storage, options.study_name):
             super().hyperparameters_optimization()
         self.report_study(load_study(options), plots)
 
     @contextmanager
-    def _on_storage(self, storage: BaseStorage) -> Iterator[None]:
+    def _on_storage(self, storage: BaseStorage, study_name: str) -> Iterator[None]:
         """
-        While rl-zoo3 searches: its study is created on ``storage``, stale trials are failed at once, and
-        ``MaxTrialsCallback`` is :class:`FinishedTrialsCap`.
+        While rl-zoo3 searches: its study is created on ``storage``, stale trials are failed at once,
+        ``MaxTrialsCallback`` is :class:`FinishedTrialsCap`, and trials are created under a :class:`NextTrialLock`.
 
         :param storage: the opened storage of the study
+        :param study_name: the study's name
         """
         create_study = optuna.create_study
         heartbeat = storage.get_heartbeat_interval() if isinstance(storage, RDBStorage) else None
+        next_trial_lock = NextTrialLock(storage, study_name)
 
         def create_study_on_storage(*args: Any, **kwargs: Any) -> optuna.Study:
             study = create_study(*args, **{**kwargs, "storage": storage})
+            if self.n_jobs == 1:
+                # rl-zoo3 counts the trials before the first one: the same race as between two trials.
+                next_trial_lock.acquire()
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", ExperimentalWarning)
                 fail_stale_trials(study)
             return study
 
-        with (
-            mock.patch.object(rl_zoo3.exp_manager.optuna, "create_study", create_study_on_storage),
-            mock.patch.object(
-                rl_zoo3.exp_manager, "MaxTrialsCallback", functools.partial(FinishedTrialsCap, heartbeat_interval=heartbeat)
-            ),
-        ):
-            yield
+        cap = functools.partial(FinishedTrialsCap, heartbeat_interval=heartbeat, next_trial_lock=next_trial_lock)
+        try:
+            with (
+                mock.patch.object(rl_zoo3.exp_manager.optuna, "create_study", create_study_on_storage),
+                mock.patch.object(rl_zoo3.exp_manager, "MaxTrialsCallback", cap),
+                # On the class: rl-zoo3 pickles the study, which an instance attribute would prevent.
+                mock.patch.object(optuna.Study, "ask", next_trial_lock.guarded(optuna.Study.ask)),
+            ):
+                yield
+        finally:
+            next_trial_lock.close()
 
     def report_study(self, study: optuna.Study, plots: bool = True) -> None:
         """
