@@ -245,3 +245,20 @@ def test_dict_observations_fill_sb3s_dict_rollout_buffer(algo: type[BaseAlgorith
     assert isinstance(model.rollout_buffer, DictRolloutBuffer)
     batch = next(model.rollout_buffer.get(batch_size=4))
     assert set(batch.observations) == set(env.observation_space.spaces)  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("algo", "kwargs"), [(Reinforce, {"n_episodes": 2}), (NStepAC, {"n_episodes": 2, "critic_target": "mc"})]
+)
+def test_set_env_without_reset_keeps_episodes_whole(algo: type[BaseAlgorithm], kwargs: dict[str, Any]) -> None:
+    # The short env starts a second episode while the long one finishes its first: it is left mid-episode.
+    env = DummyVecEnv([lambda: CountingEnv(length=2), lambda: CountingEnv(length=5)])
+    model = algo("MlpPolicy", env, seed=0, **kwargs)
+    model.learn(1)
+    model.set_env(env, force_reset=False)
+    model.learn(1, reset_num_timesteps=False)
+    batch = model.episode_batch
+    assert batch is not None
+    first_steps = np.cumsum(batch.episode_lengths) - batch.episode_lengths
+    assert batch.observations[first_steps].ravel().tolist() == [0.0] * batch.n_episodes
+    assert batch.episode_lengths.tolist() == [2, 5]

@@ -14,7 +14,10 @@ from typing import Any
 import numpy as np
 import pytest
 import torch as th
+from envs import CountingEnv
 from gymnasium import spaces
+from stable_baselines3.common.buffers import ReplayBuffer
+from stable_baselines3.common.save_util import save_to_pkl
 from stable_baselines3.common.vec_env import DummyVecEnv
 from tabular import HORIZON, INITIAL, N_STATES, REWARDS, TRANSITIONS, TabularMDP, sample_episodes
 from test_gradients import (
@@ -384,3 +387,27 @@ def test_gradient_steps_as_in_sb3(gradient_steps: int) -> None:
     assert model.replay_buffer is not None and model.replay_buffer.n_episodes > 0
     expected = model.num_timesteps if gradient_steps == -1 else 0
     assert model._n_updates == expected
+
+
+def test_loading_a_replay_buffer_keeps_the_envs_open_episodes(tmp_path: Path) -> None:
+    # Observations count the steps of each episode: a stored episode is whole when they run 0, 1, ..., length - 1.
+    env = DummyVecEnv([lambda: CountingEnv(length=10)])
+    model = OffPolicyPG("MlpPolicy", env, seed=0, train_freq=(3, "step"), gradient_steps=0)
+    model.learn(14)
+    model.save_replay_buffer(tmp_path / "replay")
+    model.learn(3, reset_num_timesteps=False)
+    model.load_replay_buffer(tmp_path / "replay")
+    model.learn(6, reset_num_timesteps=False)
+    assert model.replay_buffer is not None
+    episodes = model.replay_buffer.sample_episodes(model.replay_buffer.n_episodes)
+    assert episodes.episode_lengths.tolist() == [10, 10]
+    np.testing.assert_array_equal(np.asarray(episodes.observations).ravel(), np.tile(np.arange(10.0), 2))
+
+
+def test_loading_another_buffer_type_is_refused_and_keeps_the_model_buffer(tmp_path: Path) -> None:
+    model = OffPolicyPG("MlpPolicy", "CartPole-v1", seed=0).learn(300)
+    buffer = model.replay_buffer
+    save_to_pkl(tmp_path / "sb3_buffer.pkl", ReplayBuffer(10, model.observation_space, model.action_space))
+    with pytest.raises(ValueError, match="EpisodeReplayBuffer"):
+        model.load_replay_buffer(tmp_path / "sb3_buffer.pkl")
+    assert model.replay_buffer is buffer

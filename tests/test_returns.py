@@ -16,6 +16,7 @@ from sb3_pgnotes.common.returns import (
     episode_returns,
     full_returns,
     gae_advantages,
+    nstep_returns,
     reward_to_go,
     time_indices,
 )
@@ -52,6 +53,17 @@ def test_full_and_episode_returns() -> None:
 
 def test_discount_weights_option_2() -> None:
     np.testing.assert_allclose(discount_weights(time_indices(LENGTHS), 0.5), [1.0, 0.5, 0.25, 1.0, 0.5])
+
+
+def test_discount_weights_and_nstep_returns_underflow_to_zero_under_numpy_raise() -> None:
+    old = np.seterr(all="raise")
+    try:
+        weights = discount_weights(np.arange(8000), 0.9)
+        targets = nstep_returns(np.zeros(2000), np.ones(2000), np.array([2000]), 0.5, n=1200)
+    finally:
+        np.seterr(**old)
+    assert weights[0] == 1.0 and weights[-1] == 0.0
+    assert targets[0] == 0.0 and targets[-1] == 0.0
 
 
 def test_batch_mean_baseline_counts_each_episode_once_for_full_returns() -> None:

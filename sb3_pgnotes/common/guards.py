@@ -36,7 +36,8 @@ _FOREIGN_MARKERS = {"clip_range": "PPO", "target_entropy": "SAC", "use_rms_prop"
 @contextmanager
 def explain_policy_errors(observation_space: spaces.Space) -> Iterator[None]:
     """
-    Turn the errors that building a policy raises for observations it cannot take into a ValueError that says why.
+    Turn the errors that building a policy raises for observations it cannot take, or for a ``policy_kwargs``
+    combination SB3 refuses, into a ValueError that says why.
 
     :param observation_space: The env's observation space
     """
@@ -51,7 +52,10 @@ def explain_policy_errors(observation_space: spaces.Space) -> Iterator[None]:
             "policy_kwargs a features_extractor_class for small images"
         ) from error
     except AssertionError as error:
-        raise ValueError(f"The policy cannot take the observation space {observation_space}: {error}") from error
+        # SB3's CNN feature extractors assert on the observation space; its other asserts are about policy_kwargs.
+        if "CNN" in str(error):
+            raise ValueError(f"The policy cannot take the observation space {observation_space}: {error}") from error
+        raise ValueError(f"The policy cannot be built with these policy_kwargs: {error}") from error
 
 
 class EnvDataCheck(BaseCallback):

@@ -222,4 +222,6 @@ class EpisodicOnPolicyAlgorithm(GuardedAlgorithm, OnPolicyAlgorithm):
 
     def set_env(self, env: GymEnv, force_reset: bool = True) -> None:
         super().set_env(env, force_reset)
-        self._envs_mid_episode = False
+        # Without a reset, an env left mid-episode is still mid-episode.
+        if force_reset:
+            self._envs_mid_episode = False

@@ -129,7 +129,9 @@ def discount_weights(step_times: np.ndarray, gamma: float) -> np.ndarray:
     :param gamma: Discount factor
     :return: Flat per-step array
     """
-    return np.power(gamma, np.asarray(step_times), dtype=np.float64)
+    # gamma^t reaches 0 by underflow late in long episodes: the intended value, not an error.
+    with np.errstate(under="ignore"):
+        return np.power(gamma, np.asarray(step_times), dtype=np.float64)
 
 
 def standardize(weights: Weights) -> Weights:
@@ -230,7 +232,8 @@ def nstep_returns(
     next_values = np.where(
         reaches_end, np.repeat(segment_end, episode_lengths), values[np.minimum(steps + lookahead, len(rewards) - 1)]
     )
-    return targets + np.power(gamma, lookahead) * next_values
+    with np.errstate(under="ignore"):
+        return targets + np.power(gamma, lookahead) * next_values
 
 
 def td_targets(

@@ -1,6 +1,8 @@
 """OffPolicyPG: importance-sampled policy gradient over a replay of recent whole episodes."""
 
+import io
 import numbers
+import pathlib
 import warnings
 from typing import Any, ClassVar, TypeVar
 
@@ -14,7 +16,7 @@ from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Rollout
 from stable_baselines3.common.utils import explained_variance, obs_as_tensor
 from stable_baselines3.common.vec_env import VecEnv
 
-from sb3_pgnotes.common.buffers import EpisodeBatch
+from sb3_pgnotes.common.buffers import EpisodeAssembler, EpisodeBatch
 from sb3_pgnotes.common.collection import Collector, EpisodesToReplay, without_distribution_validation
 from sb3_pgnotes.common.critic import SeparateCriticMixin
 from sb3_pgnotes.common.importance import (
@@ -326,6 +328,28 @@ class OffPolicyPG(GuardedAlgorithm, SeparateCriticMixin, OffPolicyAlgorithm):
         if envs_reset and self.replay_buffer is not None:
             self.replay_buffer.pending.clear()
         return total_timesteps, callback
+
+    def load_replay_buffer(self, path: str | pathlib.Path | io.BufferedIOBase, truncate_last_traj: bool = True) -> None:
+        """
+        Load the stored episodes of a replay buffer saved with :meth:`save_replay_buffer`.
+
+        The saved buffer's unfinished episodes are dropped: they belong to the envs as they were when it was saved.
+        The envs' current unfinished episodes are kept, so that they are stored whole when they end.
+
+        :param path: Path to the pickled replay buffer, or a file-like object
+        :param truncate_last_traj: Unused: only SB3's ``HerReplayBuffer`` reads it
+        """
+        current = self.replay_buffer
+        super().load_replay_buffer(path, truncate_last_traj)
+        loaded = self.replay_buffer
+        if not isinstance(loaded, EpisodeReplayBuffer):
+            self.replay_buffer = current
+            raise ValueError(
+                f"load_replay_buffer: {path!r} holds a {type(loaded).__name__}; OffPolicyPG needs the "
+                "EpisodeReplayBuffer that its save_replay_buffer writes"
+            )
+        loaded.n_envs = self.n_envs
+        loaded.pending = current.pending if current is not None else EpisodeAssembler(self.n_envs)
 
     def collect_rollouts(
         self,
