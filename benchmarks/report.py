@@ -4,8 +4,8 @@ statistics of normalised scores computed with rliable (Agarwal et al. 2021, http
 
 - Final score of a run: the mean return of its last evaluation, at the end of its budget.
 - Per env: the IQM (interquartile mean) of the final scores over seeds with a 95% percentile-bootstrap confidence
-  interval, the mean and standard deviation, the steps to the threshold, and the median seconds of training before
-  the first evaluation reaching it (evaluations excluded; a seed that never reaches it counts as never); curves plot
+  interval, the mean and standard deviation, the median env steps and the median seconds of training (evaluations
+  excluded) before the first evaluation reaching the threshold (a seed that never reaches it counts as never); curves plot
   the IQM over seeds at each evaluation with its bootstrap band.
 - Normalised score: 0 is a uniformly random policy's mean return (100 episodes, measured once per env and kept in the
   results folder's ``random_policy.json``), 1 the best IQM final score of the algorithms compared on that env.
@@ -92,6 +92,12 @@ def steps_to_threshold(record: Record, threshold: float) -> int | None:
     """:return: Env steps at the first evaluation reaching ``threshold`` (see :func:`first_reaching`), or None."""
     index = first_reaching(record, threshold)
     return None if index is None else record["eval_timesteps"][index]
+
+
+def median_steps_to_threshold(records: list[Record], threshold: float) -> float:
+    """:return: The median over seeds of :func:`steps_to_threshold`, a seed that never reaches it counting as infinite"""
+    steps = [steps_to_threshold(record, threshold) for record in records]
+    return float(np.median([np.inf if s is None else s for s in steps]))
 
 
 def seconds_to_threshold(records: list[Record], threshold: float) -> float | None:
@@ -228,9 +234,10 @@ def env_section(
         (point,), ((low,), (high,)) = iqm_interval(finals[:, None, None], reps)
         to_threshold, reached, time_to_threshold = "-", "-", "-"
         if threshold is not None:
-            steps = [s for s in (steps_to_threshold(record, threshold) for record in records) if s is not None]
-            reached = f"{len(steps)}/{len(records)}"
-            to_threshold = f"{np.median(steps):,.0f}" if steps else "never"
+            n_reached = sum(steps_to_threshold(record, threshold) is not None for record in records)
+            reached = f"{n_reached}/{len(records)}"
+            steps = median_steps_to_threshold(records, threshold)
+            to_threshold = "never" if np.isinf(steps) else f"{steps:,.0f}"
             seconds = seconds_to_threshold(records, threshold)
             time_to_threshold = "n/a" if seconds is None else "never" if np.isinf(seconds) else f"{seconds:,.0f}"
         speed = np.mean([record["steps_per_s"] for record in records])

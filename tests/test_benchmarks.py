@@ -105,7 +105,7 @@ def test_default_thresholds_cover_the_matrix_envs_that_register_none() -> None:
     assert report.default_threshold("MountainCarContinuous-v0") == 90.0
 
 
-def test_seconds_to_threshold_is_the_median_with_never_as_infinite() -> None:
+def test_steps_and_seconds_to_threshold_are_medians_with_never_as_infinite() -> None:
     def timed(returns: list[float], seconds: list[float]) -> dict[str, Any]:
         return {"eval_timesteps": [0, 10, 20, 30], "eval_mean": returns, "eval_train_s": seconds}
 
@@ -115,6 +115,8 @@ def test_seconds_to_threshold_is_the_median_with_never_as_infinite() -> None:
     never = timed([0.0, 10.0, 20.0, 30.0], [0.0, 1.0, 2.0, 3.0])
     assert report.steps_to_threshold(fast, 100.0) == 20 and report.steps_to_threshold(never, 100.0) is None
     assert report.seconds_to_threshold([fast, slow, never], 100.0) == 12.0
+    assert report.median_steps_to_threshold([fast, slow, never], 100.0) == 30.0
+    assert report.median_steps_to_threshold([fast, never, never], 100.0) == np.inf
     assert report.seconds_to_threshold([fast, never, never], 100.0) == np.inf
     assert report.seconds_to_threshold([fast, slow], 95.0) == 7.0
     assert report.seconds_to_threshold([fast, fake_run("a2c", "A", 0, 1.0)], 95.0) is None
