@@ -350,5 +350,3 @@ def test_next_trial_lock_excludes_other_workers_until_the_trial_exists(postgres:
     assert not other_worker.is_alive()
     # By the time the other worker counts, the new trial is in the study, RUNNING.
     assert study.trials[trial.number].state == TrialState.RUNNING
-    mine.close()
-    theirs.close()

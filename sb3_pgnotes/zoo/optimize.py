@@ -309,18 +309,17 @@ class NextTrialLock:
         self._holder: int | None = None
         self._key = int.from_bytes(hashlib.sha256(f"sb3_pgnotes/{study_name}".encode()).digest()[:8], "little", signed=True)
         engine = storage.engine if isinstance(storage, RDBStorage) else None
-        self._connection = (
-            engine.connect().execution_options(isolation_level="AUTOCOMMIT")
-            if engine is not None and engine.dialect.name == "postgresql"
-            else None
-        )
+        self._engine = engine if engine is not None and engine.dialect.name == "postgresql" else None
+        # A connection only while the lock is held: one kept open through hours of training could be dropped.
+        self._connection: sqlalchemy.engine.Connection | None = None
 
     def acquire(self) -> None:
         """Wait for the lock, unless this thread holds it already."""
         if self._holder == threading.get_ident():
             return
         self._thread_lock.acquire()
-        if self._connection is not None:
+        if self._engine is not None:
+            self._connection = self._engine.connect().execution_options(isolation_level="AUTOCOMMIT")
             self._connection.execute(sqlalchemy.text("SELECT pg_advisory_lock(:key)"), {"key": self._key})
         self._holder = threading.get_ident()
 
@@ -331,6 +330,8 @@ class NextTrialLock:
         self._holder = None
         if self._connection is not None:
             self._connection.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:key)"), {"key": self._key})
+            self._connection.close()
+            self._connection = None
         self._thread_lock.release()
 
     def guarded(self, ask: Callable[..., optuna.Trial]) -> Callable[..., optuna.Trial]:
@@ -348,12 +349,6 @@ class NextTrialLock:
                 self.release()
 
         return ask_under_lock
-
-    def close(self) -> None:
-        """Free the lock if this thread holds it, and the database connection."""
-        self.release()
-        if self._connection is not None:
-            self._connection.close()
 
 
 class FinishedTrialsCap:
@@ -602,7 +597,7 @@ class StudyExperimentManager(ExperimentManager):
             ):
                 yield
         finally:
-            next_trial_lock.close()
+            next_trial_lock.release()
 
     def report_study(self, study: optuna.Study, plots: bool = True) -> None:
         """
