@@ -9,6 +9,7 @@ from pathlib import Path
 import gymnasium as gym
 import optuna
 import pytest
+import torch
 import yaml
 from rl_zoo3.hyperparams_opt import HYPERPARAMS_CONVERTER, HYPERPARAMS_SAMPLER
 from rl_zoo3.utils import ALGOS
@@ -266,3 +267,40 @@ def test_plot_learning_curve(n_episodes: int, tmp_path: Path) -> None:
     png = tmp_path / "curve.png"
     assert plot_learning_curve(str(tmp_path), str(png), title="random policy") == (n_episodes > 0)
     assert png.exists() == (n_episodes > 0)
+
+
+def test_params_value_may_use_the_names_rl_zoo3_defines(tmp_path: Path) -> None:
+    # rl-zoo3 evaluates -params values where nn and th are imported; the check before it must accept them too.
+    policy_kwargs = "policy_kwargs:dict(activation_fn=nn.ReLU, net_arch=[16], optimizer_class=th.optim.RMSprop)"
+    main(["train", "--algo", "reinforce", "--env", "CartPole-v1", "-n", "200", "-f", str(tmp_path), "-params", policy_kwargs])
+    model = Reinforce.load(tmp_path / "reinforce" / "CartPole-v1_1" / "CartPole-v1.zip")
+    assert model.policy.mlp_extractor.policy_net[0].out_features == 16
+    assert isinstance(model.policy.mlp_extractor.policy_net[1], torch.nn.ReLU)
+    assert isinstance(model.policy.optimizer, torch.optim.RMSprop)
+
+
+@pytest.mark.parametrize("baseline", ["none", "mean", "value", "optimal"])
+def test_reinforce_sampler_on_the_packaged_entries_that_bootstrap(baseline: str) -> None:
+    # The Pendulum-v1 entry bootstraps truncated episodes from the learned value; other baselines have none.
+    trial = optuna.trial.FixedTrial(
+        {
+            "learning_rate": 1e-3,
+            "n_episodes": 4,
+            "one_minus_gamma": 0.01,
+            "reward_to_go": True,
+            "baseline": baseline,
+            "normalize_advantage": True,
+            "ent_coef": 1e-3,
+            "net_arch": "small",
+            "activation_fn": "tanh",
+            "critic_learning_rate": 1e-3,
+            "n_critic_updates": 5,
+        }
+    )
+    with hyperparams_path("reinforce") as path:
+        entry = yaml.safe_load(path.read_text())["Pendulum-v1"]
+    assert entry["bootstrap_truncated"] is True
+    _, _, _, kwargs = preprocess_hyperparams(entry, "Pendulum-v1")
+    kwargs.update(ZOO_ALGORITHMS["reinforce"].sampler(trial, 1, 1, {}))
+    model = Reinforce("MlpPolicy", "Pendulum-v1", **kwargs)
+    assert model.bootstrap_truncated == (baseline == "value")

@@ -21,6 +21,7 @@ from typing import Any
 from unittest import mock
 
 import rl_zoo3.train
+import rl_zoo3.utils
 from rl_zoo3.enjoy import enjoy
 from rl_zoo3.exp_manager import ExperimentManager
 from rl_zoo3.plots import all_plots, plot_from_file, plot_train
@@ -208,7 +209,8 @@ def check_hyperparameter_item(parser: argparse.ArgumentParser, item: str) -> Non
     if not separator or not key:
         parser.error(f"-params {item!r}: write KEY:VALUE, e.g. n_episodes:20 or baseline:\"'mean'\"")
     try:
-        eval(value)  # rl-zoo3 evaluates it the same way
+        # As rl-zoo3's StoreDict evaluates it: in rl_zoo3.utils, where nn, th, sb3, gym and spaces are defined.
+        eval(value, vars(rl_zoo3.utils))
     except Exception as error:
         parser.error(
             f"-params {item!r}: {value!r} is not a Python value ({type(error).__name__}); "

@@ -25,8 +25,8 @@ def convert_reinforce_params(sampled_params: dict[str, Any]) -> dict[str, Any]:
     Turn the raw values of :func:`sample_reinforce_params` into ``Reinforce`` keyword arguments.
 
     ``one_minus_gamma`` becomes ``gamma``; ``net_arch`` and ``activation_fn`` names become ``policy_kwargs``;
-    ``normalize_advantage``, absent with the optimal baseline, is False. Every other value is passed through
-    unchanged.
+    ``normalize_advantage``, absent with the optimal baseline, is False; ``bootstrap_truncated`` is False unless the
+    baseline is the learned value, the only one it works with. Every other value is passed through unchanged.
 
     :param sampled_params: the trial's parameters, as suggested by the sampler
     :return: keyword arguments for the ``Reinforce`` constructor
@@ -39,6 +39,10 @@ def convert_reinforce_params(sampled_params: dict[str, Any]) -> dict[str, Any]:
     }
     # Not sampled with the optimal baseline: standardising the weights would undo it, and it refuses them.
     hyperparams.setdefault("normalize_advantage", False)
+    # Bootstrapping a truncated episode needs the learned value; a YAML entry may set it for baseline="value".
+    # (NStepAC's parameters, converted here too, have no baseline: their critic is always learned.)
+    if hyperparams.get("baseline", "value") != "value":
+        hyperparams["bootstrap_truncated"] = False
     return hyperparams
 
 
