@@ -146,6 +146,10 @@ def test_study_arguments(tmp_path: Path) -> None:
     assert parse_trial_choice("0") == 0
     with pytest.raises(SystemExit):
         study_arguments([*args, "--trial-id", "-1"])
+    # rl-zoo3 accepts abbreviations; unseen here, they would send the study elsewhere.
+    for abbreviation in ("--optimize", "--stor=postgresql://host/db", "--study", "--log-fold", "--trial"):
+        with pytest.raises(SystemExit):
+            study_arguments([*args, "-optimize", abbreviation])
 
 
 def test_worker_sampler_seed() -> None:

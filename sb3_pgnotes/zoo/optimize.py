@@ -136,6 +136,14 @@ def study_arguments(args: Sequence[str]) -> tuple[list[str], StudyOptions | None
     ours = argparse.ArgumentParser(prog="sb3-pgnotes train", add_help=False, allow_abbrev=False)
     ours.add_argument("--trial-id", type=parse_trial_choice)
     ours.add_argument("--heartbeat-interval", type=int, default=DEFAULT_HEARTBEAT_INTERVAL)
+    # rl-zoo3 would take an abbreviation (--optimize, --stor, ...) that these parsers do not see: the study would
+    # then go elsewhere, or our defaults override the user's. Ask for the full name instead.
+    full_names = [name for p in (parser, ours) for action in p._actions for name in action.option_strings]
+    for arg in args:
+        option = arg.split("=", 1)[0]
+        abbreviated = [name for name in full_names if name.startswith("--") and name.startswith(option) and name != option]
+        if option.startswith("--") and len(option) > 2 and abbreviated and option not in full_names:
+            parser.error(f"write {option} in full ({' or '.join(abbreviated)}): the study options are read unabbreviated")
     known, _ = parser.parse_known_args(args)
     own, zoo_args = ours.parse_known_args(args)
     if own.heartbeat_interval < 1:
