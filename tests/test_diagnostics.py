@@ -1,5 +1,6 @@
 """Gradient-variance diagnostics: the variance ordering of docs/theory.md on the tabular MDP, the command and the callback."""
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -121,6 +122,31 @@ def test_variance_command_writes_table_and_plot(tmp_path: Path) -> None:
     assert (tmp_path / "out" / "variance.png").stat().st_size > 0
     table = (tmp_path / "out" / "variance.md").read_text()
     assert "| rtg_optimal |" in table and "| gae |" in table
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--episodes", "0"], "--episodes: must be >= 1; got 0"),
+        (["--batches", "1"], "--batches: must be >= 2; got 1"),
+        (["--seed", "-1"], "--seed: must be >= 0; got -1"),
+        (["--gamma", "2"], r"--gamma: must be a number in \[0, 1\]; got 2"),
+        (["--gae-lambda", "nan"], r"--gae-lambda: must be a number in \[0, 1\]"),
+        (["--env", "NoSuch-v0"], "--env 'NoSuch-v0':"),
+        (["--model", "missing.zip", "--algo", "ppo"], "--model 'missing.zip' cannot be loaded as ppo"),
+        (["--model", "ppo.zip", "--algo", "ppo", "--env", "Acrobot-v1"], "--model was trained on observations"),
+    ],
+)
+def test_variance_command_names_a_bad_argument(
+    extra: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    PPO("MlpPolicy", "CartPole-v1", n_steps=64, batch_size=64, seed=0).save(tmp_path / "ppo")
+    with pytest.raises(SystemExit) as exit_info:
+        main(extra)
+    assert exit_info.value.code == 2
+    assert re.search(message, capsys.readouterr().err)
+    assert not (tmp_path / "logs").exists()
 
 
 @pytest.mark.parametrize(

@@ -1,9 +1,10 @@
 """``python -m sb3_pgnotes variance``: compare the variance of policy-gradient estimators on one policy."""
 
 import argparse
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import gymnasium as gym
 import torch as th
 from gymnasium import spaces
 from rich.console import Console
@@ -15,43 +16,83 @@ from sb3_pgnotes.diagnostics.variance import VARIANTS, gradient_variance
 from sb3_pgnotes.reinforce import Reinforce
 
 
-def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+def int_at_least(minimum: int) -> Callable[[str], int]:
+    """:return: An argparse type for integers ``>= minimum``"""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}; got {value}")
+        return value
+
+    return parse
+
+
+def unit_interval(text: str) -> float:
+    """:return: A number in [0, 1] (a discount or a GAE lambda)"""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be a number in [0, 1]; got {text}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sb3-pgnotes variance", description=__doc__)
     parser.add_argument("--env", default="CartPole-v1", help="environment id")
     parser.add_argument("--model", help="saved model (.zip) whose policy is measured; default: a fresh Reinforce policy")
     parser.add_argument("--algo", default="reinforce", help="algorithm of --model (zoo name, e.g. reinforce, ppo, a2c)")
-    parser.add_argument("--batches", type=int, default=20, help="M, the number of independent batches")
-    parser.add_argument("--episodes", type=int, default=10, help="episodes per batch")
-    parser.add_argument("--reference-episodes", type=int, default=200, help="episodes of the reference gradient's batch")
-    parser.add_argument("--gamma", type=float, help="discount of the returns (default: the model's)")
-    parser.add_argument("--gae-lambda", type=float, default=0.95, help="lambda of the gae variant")
+    parser.add_argument("--batches", type=int_at_least(2), default=20, help="M, the number of independent batches")
+    parser.add_argument("--episodes", type=int_at_least(1), default=10, help="episodes per batch")
+    parser.add_argument(
+        "--reference-episodes", type=int_at_least(0), default=200, help="episodes of the reference gradient's batch"
+    )
+    parser.add_argument("--gamma", type=unit_interval, help="discount of the returns (default: the model's)")
+    parser.add_argument("--gae-lambda", type=unit_interval, default=0.95, help="lambda of the gae variant")
     parser.add_argument("--variants", nargs="+", choices=VARIANTS, help="variants to compare (default: all)")
     parser.add_argument(
         "--optimal-baseline-horizon",
-        type=int,
+        type=int_at_least(0),
         default=10,
         help="earlier batches pooled into rtg_optimal's baseline, as Reinforce's optimal_baseline_horizon",
     )
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int_at_least(0), default=0)
     parser.add_argument("--output-dir", default="logs/variance", help="folder of the PNG plot and markdown table")
-    return parser.parse_args(argv)
+    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Run the measurement, print the table and write the plot and the markdown table."""
-    args = parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     th.set_num_threads(1)
-    env = make_vec_env(args.env, n_envs=1, seed=args.seed)
+    try:
+        env = make_vec_env(args.env, n_envs=1, seed=args.seed)
+    except gym.error.Error as error:
+        parser.error(f"--env {args.env!r}: {error}")
     if args.model:
         # rl-zoo3's registry: ``python -m sb3_pgnotes variance`` has added our algorithms to it.
         if args.algo not in ALGOS:
-            raise SystemExit(f"--algo must be one of {', '.join(sorted(ALGOS))}; got {args.algo!r}")
-        model = ALGOS[args.algo].load(args.model, device="cpu")
+            parser.error(f"--algo must be one of {', '.join(sorted(ALGOS))}; got {args.algo!r}")
+        try:
+            model = ALGOS[args.algo].load(args.model, device="cpu")
+        except (OSError, ValueError, KeyError) as error:
+            parser.error(f"--model {args.model!r} cannot be loaded as {args.algo}: {error}")
+        if not hasattr(model.policy, "get_distribution"):
+            parser.error(f"--model: {args.algo}'s policy has no action distribution to differentiate (use an actor-critic)")
+        # Sizes, not spaces: SB3 stores image spaces channel-first.
+        if spaces.flatdim(model.observation_space) != spaces.flatdim(env.observation_space):
+            parser.error(f"--model was trained on observations {model.observation_space}; --env gives {env.observation_space}")
     else:
         policy = "MultiInputPolicy" if isinstance(env.observation_space, spaces.Dict) else "MlpPolicy"
         model = Reinforce(policy, env, seed=args.seed, device="cpu")
     gamma = args.gamma if args.gamma is not None else float(model.gamma)  # type: ignore[attr-defined]
-    variants = tuple(args.variants) if args.variants else VARIANTS
+    variants = tuple(dict.fromkeys(args.variants)) if args.variants else VARIANTS
     stats = gradient_variance(
         model.policy,  # type: ignore[arg-type]
         env,
