@@ -6,8 +6,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch as th
-from stable_baselines3 import A2C, PPO
+from stable_baselines3 import A2C, PPO, SAC
+from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.logger import configure
+from stable_baselines3.common.vec_env import VecNormalize
 from tabular import sample_episodes
 from test_gradients import estimated_gradient, exact_direction, make_model, matches, policy_probs, reinforce
 
@@ -172,3 +174,29 @@ def test_callback_rejects_bad_arguments() -> None:
         GradientVarianceCallback("CartPole-v1", n_batches=1)
     with pytest.raises(ValueError, match="variants"):
         GradientVarianceCallback("CartPole-v1", variants=("rtg_median",))
+    with pytest.raises(ValueError, match="check_freq"):
+        GradientVarianceCallback("CartPole-v1", check_freq=1.5)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="needs an actor-critic policy"):
+        SAC("MlpPolicy", "Pendulum-v1", learning_starts=0).learn(1, callback=GradientVarianceCallback("Pendulum-v1"))
+
+
+def test_callback_measures_with_the_training_normalisation() -> None:
+    env = VecNormalize(make_vec_env("CartPole-v1", seed=0))
+    model = Reinforce("MlpPolicy", env, n_episodes=2, seed=0)
+    callback = GradientVarianceCallback("CartPole-v1", check_freq=50, n_batches=2, n_episodes=2)
+    model.learn(200, callback=callback)
+    callback.measure()
+    assert isinstance(callback.env, VecNormalize) and not callback.env.training and not callback.env.norm_reward
+    np.testing.assert_array_equal(callback.env.obs_rms.mean, env.obs_rms.mean)
+    assert np.abs(env.obs_rms.mean).max() > 0
+
+
+def test_variance_command_normalises_as_the_run_did(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # rl-zoo3's run folder: the model, and the normalisation statistics in a folder named after the env.
+    env = VecNormalize(make_vec_env("CartPole-v1", seed=0))
+    PPO("MlpPolicy", env, n_steps=64, batch_size=64, seed=0).learn(64).save(tmp_path / "ppo")
+    (tmp_path / "CartPole-v1").mkdir()
+    env.save(str(tmp_path / "CartPole-v1" / "vecnormalize.pkl"))
+    argv = ["--model", str(tmp_path / "ppo.zip"), "--algo", "ppo", "--batches", "2", "--episodes", "2"]
+    main([*argv, "--reference-episodes", "0", "--variants", "gae", "--output-dir", str(tmp_path / "out")])
+    assert f"Observations normalised with {tmp_path / 'CartPole-v1' / 'vecnormalize.pkl'}" in capsys.readouterr().out

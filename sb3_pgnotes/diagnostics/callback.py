@@ -1,11 +1,14 @@
 """A callback that logs the policy-gradient estimator's variance during training."""
 
+from copy import deepcopy
+
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.type_aliases import GymEnv
-from stable_baselines3.common.vec_env import VecEnv
+from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
+from sb3_pgnotes.common.validation import check_positive_int
 from sb3_pgnotes.diagnostics.variance import VARIANTS, gradient_variance
 from sb3_pgnotes.reinforce import Reinforce
 
@@ -30,7 +33,9 @@ class GradientVarianceCallback(BaseCallback):
     ``train/grad_variance/<variant>`` and ``train/grad_snr/<variant>`` for each variant measured.
 
     Episodes are drawn from a separate env, so the training env's episodes are not disturbed. Works with any
-    algorithm whose policy is an SB3 ``ActorCriticPolicy`` (ours, A2C, PPO).
+    algorithm whose policy is an SB3 ``ActorCriticPolicy`` (ours, A2C, PPO). When the training env is normalised
+    (``VecNormalize``), the measurement env's observations are normalised with the training statistics of the moment;
+    its rewards stay raw.
 
     :param env: Environment to draw the episodes from (an env id, an env or a VecEnv)
     :param check_freq: Measure every this many calls of ``on_step`` (one call per vec-env step)
@@ -53,11 +58,9 @@ class GradientVarianceCallback(BaseCallback):
         verbose: int = 0,
     ) -> None:
         super().__init__(verbose)
-        if check_freq < 1 or n_batches < 2 or n_episodes < 1:
-            raise ValueError(
-                "check_freq >= 1, n_batches >= 2 and n_episodes >= 1 are required; "
-                f"got {check_freq}, {n_batches}, {n_episodes}"
-            )
+        check_positive_int("check_freq", check_freq)
+        check_positive_int("n_batches", n_batches, minimum=2)
+        check_positive_int("n_episodes", n_episodes)
         if variants is not None and not set(variants) <= set(VARIANTS):
             raise ValueError(f"variants must be taken from {', '.join(VARIANTS)}; got {variants}")
         self.env: VecEnv = env if isinstance(env, VecEnv) else make_vec_env(env, n_envs=1, seed=seed)  # type: ignore[arg-type]
@@ -66,6 +69,26 @@ class GradientVarianceCallback(BaseCallback):
         self.n_episodes = n_episodes
         self.variants = variants
         self.seed = seed
+        self._normalizer: VecNormalize | None = None
+
+    def _init_callback(self) -> None:
+        if not hasattr(self.model.policy, "get_distribution"):
+            raise ValueError(
+                f"GradientVarianceCallback needs an actor-critic policy with an action distribution; "
+                f"{type(self.model).__name__}'s {type(self.model.policy).__name__} has none"
+            )
+        # The policy was trained on normalised observations: the measurement env must show it the same.
+        self._normalizer = self.model.get_vec_normalize_env()
+        if self._normalizer is not None and not isinstance(self.env, VecNormalize):
+            self.env = VecNormalize(
+                self.env,
+                training=False,
+                norm_obs=self._normalizer.norm_obs,
+                norm_reward=False,
+                clip_obs=self._normalizer.clip_obs,
+                epsilon=self._normalizer.epsilon,
+                norm_obs_keys=self._normalizer.norm_obs_keys,
+            )
 
     def _on_step(self) -> bool:
         if self.n_calls % self.check_freq == 0:
@@ -74,6 +97,8 @@ class GradientVarianceCallback(BaseCallback):
 
     def measure(self) -> None:
         """Measure and record the statistics now."""
+        if self._normalizer is not None and isinstance(self.env, VecNormalize):
+            self.env.obs_rms = deepcopy(self._normalizer.obs_rms)
         in_use = estimator_in_use(self.model)
         variants = self.variants or (in_use,)
         stats = gradient_variance(

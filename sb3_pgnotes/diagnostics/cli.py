@@ -10,6 +10,7 @@ from gymnasium import spaces
 from rich.console import Console
 from rl_zoo3.utils import ALGOS
 from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.vec_env import VecNormalize
 
 from sb3_pgnotes.diagnostics.report import plot_variance, variance_markdown, variance_table
 from sb3_pgnotes.diagnostics.variance import VARIANTS, gradient_variance
@@ -45,7 +46,11 @@ def unit_interval(text: str) -> float:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sb3-pgnotes variance", description=__doc__)
     parser.add_argument("--env", default="CartPole-v1", help="environment id")
-    parser.add_argument("--model", help="saved model (.zip) whose policy is measured; default: a fresh Reinforce policy")
+    parser.add_argument(
+        "--model",
+        help="saved model (.zip) whose policy is measured, with the vecnormalize.pkl that rl-zoo3 keeps beside it if "
+        "any; default: a fresh Reinforce policy",
+    )
     parser.add_argument("--algo", default="reinforce", help="algorithm of --model (zoo name, e.g. reinforce, ppo, a2c)")
     parser.add_argument("--batches", type=int_at_least(2), default=20, help="M, the number of independent batches")
     parser.add_argument("--episodes", type=int_at_least(1), default=10, help="episodes per batch")
@@ -88,6 +93,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         # Sizes, not spaces: SB3 stores image spaces channel-first.
         if spaces.flatdim(model.observation_space) != spaces.flatdim(env.observation_space):
             parser.error(f"--model was trained on observations {model.observation_space}; --env gives {env.observation_space}")
+        # rl-zoo3 keeps a run's normalisation statistics beside its model: the policy expects normalised observations.
+        statistics = Path(args.model).parent / args.env / "vecnormalize.pkl"
+        if statistics.exists():
+            env = VecNormalize.load(str(statistics), env)
+            env.training, env.norm_reward = False, False
+            print(f"Observations normalised with {statistics}")
     else:
         policy = "MultiInputPolicy" if isinstance(env.observation_space, spaces.Dict) else "MlpPolicy"
         model = Reinforce(policy, env, seed=args.seed, device="cpu")

@@ -228,5 +228,5 @@ def gradient_variance(
         if reference_gradient is not None:
             cosine = float(th.nn.functional.cosine_similarity(mean, reference_gradient.double(), dim=0))
         snr = float(mean.square().sum()) / total_variance if total_variance > 0 else float("inf")
-        stats.append(VarianceStats(variant, mean.numpy(), total_variance, snr, cosine))
+        stats.append(VarianceStats(variant, mean.cpu().numpy(), total_variance, snr, cosine))
     return stats
