@@ -225,9 +225,9 @@ def rewrite_entry(source: Path, target: Path, entry: str, content: bytes) -> Pat
 
 
 FILES: list[Any] = [
-    pytest.param(NStepAC, "Reinforce", None, "holds a Reinforce model, not a NStepAC", id="nstep_ac-loads-reinforce"),
-    pytest.param(OffPolicyPG, "NStepAC", None, "holds a NStepAC model, not a OffPolicyPG", id="offpolicy-loads-nstep"),
-    pytest.param(Reinforce, "OffPolicyPG", None, "holds a OffPolicyPG model, not a Reinforce", id="reinforce-loads-offpolicy"),
+    pytest.param(NStepAC, "Reinforce", None, "holds a model of class Reinforce, not NStepAC", id="nstep_ac-loads-reinforce"),
+    pytest.param(OffPolicyPG, "NStepAC", None, "holds a model of class NStepAC, not OffPolicyPG", id="offpolicy-loads-nstep"),
+    pytest.param(Reinforce, "OffPolicyPG", None, "holds a model of class OffPolicyPG, not Reinforce", id="reinforce-loads-offpolicy"),
     pytest.param(PPOKL, "PPO", None, "holds a model of PPO, not a PPOKL", id="ppo_kl-loads-ppo"),
     pytest.param(Reinforce, "Reinforce", "truncate", "is not a valid model file", id="truncated-zip"),
     pytest.param(Reinforce, "Reinforce", ("data", b"{not json"), "'data' entry is not JSON", id="data-not-json"),
@@ -308,6 +308,10 @@ def test_load_untrusted_runs_no_planted_code_and_predicts_as_load(
 def test_load_untrusted_checks_the_env(saved: dict[str, Path]) -> None:
     with pytest.raises(ValueError, match="does not match the model's"):
         load_untrusted(Reinforce, saved["Reinforce"], "Pendulum-v1")
+    # Same observation shape, Discrete(3) actions against the model's Discrete(2): both shapes are ().
+    env = SpaceEnv(spaces.Box(-1.0, 1.0, (4,), dtype=np.float32), spaces.Discrete(3))
+    with pytest.raises(ValueError, match=r"does not match the model's \(n=2\)"):
+        load_untrusted(Reinforce, saved["Reinforce"], env)
 
 
 def run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:

@@ -148,7 +148,7 @@ def check_saved_class(algo_class: type[BaseAlgorithm], data: dict[str, Any], pat
     saved = data.get(CLASS_KEY)
     if saved is not None:
         if saved != algo_class.__name__:
-            raise ValueError(f"{path} holds a {saved} model, not a {algo_class.__name__}: load it with {saved}.load")
+            raise ValueError(f"{path} holds a model of class {saved}, not {algo_class.__name__}: load it with {saved}.load")
         return
     # No name: a file of SB3 or of an older sb3-pgnotes. Most of the class's own arguments must be in it.
     expected = own_parameters(algo_class)

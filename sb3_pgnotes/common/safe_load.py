@@ -94,6 +94,10 @@ def _check_space(name: str, stored: Any, space: Any) -> None:
         raise ValueError(
             f"The env's {name} {space} does not match the model's ({stored_type.strip('<>')} of shape {stored_shape})"
         )
+    # A Discrete space's shape is (): its size is stored apart (as text).
+    for size in ("n", "start"):
+        if size in stored and hasattr(space, size) and str(stored[size]) != str(getattr(space, size)):
+            raise ValueError(f"The env's {name} {space} does not match the model's ({size}={stored[size]})")
 
 
 def load_untrusted(
