@@ -227,7 +227,7 @@ def rewrite_entry(source: Path, target: Path, entry: str, content: bytes) -> Pat
 FILES: list[Any] = [
     pytest.param(NStepAC, "Reinforce", None, "a model of class Reinforce, not NStepAC", id="nstep_ac-loads-reinforce"),
     pytest.param(OffPolicyPG, "NStepAC", None, "a model of class NStepAC, not OffPolicyPG", id="offpolicy-loads-nstep"),
-    pytest.param(Reinforce, "OffPolicyPG", None, "a model of class OffPolicyPG, not Reinforce", id="reinforce-loads-offpolicy"),
+    pytest.param(Reinforce, "OffPolicyPG", None, "class OffPolicyPG, not Reinforce", id="reinforce-loads-offpolicy"),
     pytest.param(PPOKL, "PPO", None, "holds a model of PPO, not a PPOKL", id="ppo_kl-loads-ppo"),
     pytest.param(Reinforce, "Reinforce", "truncate", "is not a valid model file", id="truncated-zip"),
     pytest.param(Reinforce, "Reinforce", ("data", b"{not json"), "'data' entry is not JSON", id="data-not-json"),
