@@ -26,6 +26,7 @@ from sb3_pgnotes.zoo.optimize import (
     best_trial_entry,
     open_storage,
     parse_trial_choice,
+    select_trial,
     study_arguments,
     worker_sampler_seed,
 )
@@ -354,3 +355,11 @@ def test_next_trial_lock_excludes_other_workers_until_the_trial_exists(postgres:
     assert not other_worker.is_alive()
     # By the time the other worker counts, the new trial is in the study, RUNNING.
     assert study.trials[trial.number].state == TrialState.RUNNING
+
+
+def test_best_trial_of_a_study_without_a_completed_one_is_explained() -> None:
+    study = optuna.create_study(study_name="failing")
+    study.tell(study.ask(), state=TrialState.FAIL)
+    with pytest.raises(ValueError, match="study 'failing' has no completed trial yet, so no best one"):
+        select_trial(study, "best")
+    assert select_trial(study, 0).state == TrialState.FAIL  # its parameters can still be loaded

@@ -257,9 +257,11 @@ def select_trial(study: optuna.Study, choice: TrialChoice) -> FrozenTrial:
     """
     :param study: the study
     :param choice: a trial number or ``"best"``
-    :return: the chosen trial
+    :return: the chosen trial (its parameters are what is loaded, whatever its state)
     """
     if choice == "best":
+        if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+            raise ValueError(f"study {study.study_name!r} has no completed trial yet, so no best one")
         return study.best_trial
     for trial in study.get_trials(deepcopy=False):
         if trial.number == choice:
