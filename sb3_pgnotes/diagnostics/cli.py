@@ -44,6 +44,7 @@ def unit_interval(text: str) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """:return: The command's parser, whose argument types refuse out-of-range values with the option's name"""
     parser = argparse.ArgumentParser(prog="sb3-pgnotes variance", description=__doc__)
     parser.add_argument("--env", default="CartPole-v1", help="environment id")
     parser.add_argument(
