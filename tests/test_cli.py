@@ -156,9 +156,9 @@ def test_registration() -> None:
     assert ALGOS["reinforce"] is Reinforce
 
 
-@pytest.mark.parametrize("baseline", ["none", "mean", "value", "optimal"])
-def test_reinforce_sampler(baseline: str) -> None:
-    trial = optuna.trial.FixedTrial(
+def reinforce_trial(baseline: str) -> optuna.trial.FixedTrial:
+    """:return: A trial of the Reinforce sampler with the given baseline (and a ReLU network of 64 units)"""
+    return optuna.trial.FixedTrial(
         {
             "learning_rate": 1e-3,
             "n_episodes": 4,
@@ -173,6 +173,11 @@ def test_reinforce_sampler(baseline: str) -> None:
             "n_critic_updates": 5,
         }
     )
+
+
+@pytest.mark.parametrize("baseline", ["none", "mean", "value", "optimal"])
+def test_reinforce_sampler(baseline: str) -> None:
+    trial = reinforce_trial(baseline)
     entry = ZOO_ALGORITHMS["reinforce"]
     kwargs = entry.sampler(trial, 2, 1, {})
     assert kwargs["gamma"] == pytest.approx(0.99)
@@ -282,21 +287,7 @@ def test_params_value_may_use_the_names_rl_zoo3_defines(tmp_path: Path) -> None:
 @pytest.mark.parametrize("baseline", ["none", "mean", "value", "optimal"])
 def test_reinforce_sampler_on_the_packaged_entries_that_bootstrap(baseline: str) -> None:
     # The Pendulum-v1 entry bootstraps truncated episodes from the learned value; other baselines have none.
-    trial = optuna.trial.FixedTrial(
-        {
-            "learning_rate": 1e-3,
-            "n_episodes": 4,
-            "one_minus_gamma": 0.01,
-            "reward_to_go": True,
-            "baseline": baseline,
-            "normalize_advantage": True,
-            "ent_coef": 1e-3,
-            "net_arch": "small",
-            "activation_fn": "tanh",
-            "critic_learning_rate": 1e-3,
-            "n_critic_updates": 5,
-        }
-    )
+    trial = reinforce_trial(baseline)
     with hyperparams_path("reinforce") as path:
         entry = yaml.safe_load(path.read_text())["Pendulum-v1"]
     assert entry["bootstrap_truncated"] is True
