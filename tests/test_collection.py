@@ -9,7 +9,7 @@ from algorithms import ALGORITHMS
 from envs import CountingEnv, MatrixActionEnv
 from gymnasium import spaces
 from stable_baselines3.common.base_class import BaseAlgorithm
-from stable_baselines3.common.buffers import RolloutBuffer
+from stable_baselines3.common.buffers import DictReplayBuffer, RolloutBuffer
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.type_aliases import ReplayBufferSamples
 from stable_baselines3.common.vec_env import DummyVecEnv
@@ -262,3 +262,18 @@ def test_set_env_without_reset_keeps_episodes_whole(algo: type[BaseAlgorithm], k
     first_steps = np.cumsum(batch.episode_lengths) - batch.episode_lengths
     assert batch.observations[first_steps].ravel().tolist() == [0.0] * batch.n_episodes
     assert batch.episode_lengths.tolist() == [2, 5]
+
+
+def test_replay_samples_have_sb3_shapes_for_discrete_observations() -> None:
+    observation_space = spaces.Dict({"box": spaces.Box(-1, 1, (2,)), "cell": spaces.Discrete(5)})
+    buffer = EpisodeReplayBuffer(100, observation_space, spaces.Discrete(2), device="cpu")
+    sb3_buffer = DictReplayBuffer(100, observation_space, spaces.Discrete(2), device="cpu")
+    for t in range(3):
+        obs = {"box": np.zeros((1, 2), dtype=np.float32), "cell": np.array([t])}
+        step = dict(action=np.array([0]), reward=np.array([1.0]), done=np.array([t == 2]), infos=[{}])
+        buffer.add(obs, obs, log_prob=np.zeros(1), **step)  # type: ignore[arg-type]
+        sb3_buffer.add(obs, obs, **step)  # type: ignore[arg-type]
+    ours, theirs = buffer.sample(4), sb3_buffer.sample(4)
+    for key in ("box", "cell"):
+        assert ours.observations[key].shape == theirs.observations[key].shape  # type: ignore[index]
+        assert ours.next_observations[key].shape == theirs.next_observations[key].shape  # type: ignore[index]

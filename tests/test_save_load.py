@@ -11,6 +11,8 @@ import torch as th
 from algorithms import ALGORITHMS
 from stable_baselines3.common.base_class import BaseAlgorithm
 
+from sb3_pgnotes import PPOKL, NStepAC, OffPolicyPG, Reinforce, load_untrusted
+
 
 @pytest.mark.parametrize(("algo", "kwargs"), ALGORITHMS)
 def test_save_load_same_actions(algo: type[BaseAlgorithm], kwargs: dict[str, Any], tmp_path: Path) -> None:
@@ -44,9 +46,23 @@ def test_load_and_set_env_take_an_env_id_as_the_constructor(
         algo.load(tmp_path / "model.zip", env="Acrobot-v1")
 
 
-def test_reinforce_keeps_critic_optimizer_and_settings(tmp_path: Path) -> None:
-    from sb3_pgnotes import Reinforce
+@pytest.mark.filterwarnings("ignore:Not restored")  # OffPolicyPG keeps train_freq as code
+@pytest.mark.parametrize("algo", [Reinforce, PPOKL, NStepAC, OffPolicyPG])
+def test_load_appends_the_zip_suffix_and_subclasses_load_their_parents_files(algo: type[Any], tmp_path: Path) -> None:
+    subclass = type(f"My{algo.__name__}", (algo,), {})
+    algo("MlpPolicy", "CartPole-v1", gamma=0.5).save(tmp_path / "gamma_0.5")
+    # A file whose name is the other's with its last dot-part cut must not be found instead.
+    subclass("MlpPolicy", "CartPole-v1", gamma=0.0).save(tmp_path / "gamma_0")
+    assert algo.load(tmp_path / "gamma_0.5").gamma == 0.5
+    assert subclass.load(str(tmp_path / "gamma_0.5")).gamma == 0.5
+    assert algo.load(tmp_path / "gamma_0").gamma == 0.0
+    assert load_untrusted(subclass, tmp_path / "gamma_0.5", "CartPole-v1").gamma == 0.5
+    other = next(cls for cls in (Reinforce, NStepAC) if not issubclass(algo, cls))
+    with pytest.raises(ValueError, match=f"holds a model of class {algo.__name__}, not {other.__name__}"):
+        other.load(tmp_path / "gamma_0")
 
+
+def test_reinforce_keeps_critic_optimizer_and_settings(tmp_path: Path) -> None:
     model = Reinforce(
         "MlpPolicy", "CartPole-v1", n_episodes=2, critic_learning_rate=0.01, n_critic_updates=3, discount_option=2, seed=0
     )

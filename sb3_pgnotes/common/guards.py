@@ -85,11 +85,13 @@ class EnvDataCheck(BaseCallback):
 
 
 def model_file_path(path: Any) -> Any:
-    """:return: ``path`` with SB3's ``.zip`` suffix when it names a file that exists only with it"""
+    """:return: ``path`` with ``.zip`` appended when it names a file that exists only with it (as SB3's ``load``)"""
     if isinstance(path, (str, pathlib.Path)):
         path = pathlib.Path(path)
-        if not path.exists() and path.with_suffix(".zip").exists():
-            return path.with_suffix(".zip")
+        # Appended, not substituted: "run_gamma_0.5" is "run_gamma_0.5.zip", never "run_gamma_0.zip".
+        with_zip = pathlib.Path(f"{path}.zip")
+        if not path.exists() and with_zip.exists():
+            return with_zip
     return path
 
 
@@ -138,16 +140,29 @@ def own_parameters(algo_class: type[BaseAlgorithm]) -> list[str]:
     return [name for name in inspect.signature(algo_class).parameters if name not in inherited and not name.startswith("_")]
 
 
+def algorithm_name(algo_class: type) -> str:
+    """
+    :param algo_class: An algorithm class
+    :return: The name of the sb3-pgnotes algorithm that ``algo_class`` is or derives from, so that a user's subclass
+        and its parent load each other's files (as SB3's algorithms do); the class's own name for other classes
+    """
+    for klass in algo_class.__mro__:
+        if klass.__module__.startswith("sb3_pgnotes.") and issubclass(klass, BaseAlgorithm):
+            return klass.__name__
+    return algo_class.__name__
+
+
 def check_saved_class(algo_class: type[BaseAlgorithm], data: dict[str, Any], path: Any) -> None:
     """
     :param algo_class: The class asked to load the file
     :param data: The file's ``data`` entry
     :param path: The file, for the message
-    :raises ValueError: If another class saved it, naming both
+    :raises ValueError: If another algorithm saved it, naming both
     """
     saved = data.get(CLASS_KEY)
     if saved is not None:
-        if saved != algo_class.__name__:
+        # The class's own name too: files saved by a subclass before subclasses saved their algorithm's name.
+        if saved not in (algorithm_name(algo_class), algo_class.__name__):
             raise ValueError(f"{path} holds a model of class {saved}, not {algo_class.__name__}: load it with {saved}.load")
         return
     # No name: a file of SB3 or of an older sb3-pgnotes. Most of the class's own arguments must be in it.
@@ -186,7 +201,7 @@ class GuardedAlgorithm:
     def save(self, path: Any, exclude: Any = None, include: Any = None) -> None:
         """
         SB3's ``save``, refusing a model whose parameters are not all finite, and naming the class in the file so
-        that loading it with another class fails clearly.
+        that loading it with another algorithm fails clearly.
 
         :param path: Where to save
         :param exclude: Attributes not to save, besides the defaults
@@ -195,7 +210,7 @@ class GuardedAlgorithm:
         for name, parameter in self.policy.named_parameters():
             if not th.isfinite(parameter).all():
                 raise ValueError(f"Refusing to save: the policy parameter {name!r} holds NaN or infinite values")
-        self.sb3_pgnotes_class = type(self).__name__
+        self.sb3_pgnotes_class = algorithm_name(type(self))
         super().save(path, exclude, include)  # type: ignore[misc]
 
     @classmethod

@@ -315,10 +315,14 @@ class EpisodeReplayBuffer(ReplayBuffer):
             following = stored[np.minimum(step_idx + 1, self.capacity - 1)]
             return np.where(last.reshape(-1, *[1] * (following.ndim - 1)), terminal_rows, following)
 
+        def shaped(rows: np.ndarray, key: str | None) -> np.ndarray:
+            # SB3's shape: a Discrete observation is (batch, 1), stored as the VecEnv gives it, (batch,).
+            return rows.reshape(batch_size, *(self.obs_shape if key is None else self.obs_shape[key]))  # type: ignore[call-overload]
+
         if isinstance(self.observations, dict):
-            obs = self._normalize_obs({key: value[step_idx] for key, value in self.observations.items()}, env)
+            obs = self._normalize_obs({key: shaped(value[step_idx], key) for key, value in self.observations.items()}, env)
             next_obs = self._normalize_obs(
-                {key: next_of(value, terminal(key)) for key, value in self.observations.items()}, env
+                {key: shaped(next_of(value, terminal(key)), key) for key, value in self.observations.items()}, env
             )
             return DictReplayBufferSamples(  # type: ignore[return-value]
                 observations={key: self.to_torch(value) for key, value in obs.items()},  # type: ignore[union-attr]
@@ -327,10 +331,11 @@ class EpisodeReplayBuffer(ReplayBuffer):
                 dones=self.to_torch(dones),
                 rewards=self.to_torch(rewards),
             )
+        next_observations = shaped(next_of(self.observations, terminal(None)), None)
         return ReplayBufferSamples(
-            observations=self.to_torch(self._normalize_obs(self.observations[step_idx], env)),  # type: ignore[arg-type]
+            observations=self.to_torch(self._normalize_obs(shaped(self.observations[step_idx], None), env)),  # type: ignore[arg-type]
             actions=actions,
-            next_observations=self.to_torch(self._normalize_obs(next_of(self.observations, terminal(None)), env)),  # type: ignore[arg-type]
+            next_observations=self.to_torch(self._normalize_obs(next_observations, env)),  # type: ignore[arg-type]
             dones=self.to_torch(dones),
             rewards=self.to_torch(rewards),
         )
