@@ -204,6 +204,48 @@ def test_training_survives_numpy_raising_on_every_floating_point_error(algo: typ
         np.seterr(**old)
 
 
+def mid_training(rate: float) -> Callable[[float], float]:
+    """A schedule that is fine at both ends of training and returns ``rate`` in between."""
+    return lambda progress: rate if 0.1 < progress < 0.9 else 1e-3
+
+
+SCHEDULE_FAULTS = [
+    *each({"learning_rate": mid_training(-1e-2)}, "learning_rate: a schedule must return finite numbers >= 0"),
+    *each({"learning_rate": mid_training(float("nan"))}, "learning_rate: a schedule must return finite numbers >= 0"),
+    *each(
+        {"baseline": "value", "critic_learning_rate": mid_training(-1e-2)},
+        "critic_learning_rate: a schedule must return finite numbers >= 0",
+        [Reinforce, OffPolicyPG],
+    ),
+    *each({"critic_learning_rate": mid_training(float("nan"))}, "critic_learning_rate: a schedule must", [NStepAC]),
+]
+
+
+@pytest.mark.parametrize(("algo", "kwargs", "match"), SCHEDULE_FAULTS)
+def test_a_schedule_going_wrong_mid_training_stops_before_an_optimiser_uses_it(
+    algo: type[BaseAlgorithm], kwargs: dict[str, Any], match: str
+) -> None:
+    model = build(algo, seed=0, **kwargs)
+    with pytest.raises(ValueError, match=match):
+        model.learn(1_000)
+    assert 0 < model.num_timesteps < 1_000
+    assert all(th.isfinite(parameter).all() for parameter in model.policy.parameters())
+
+
+@pytest.mark.parametrize("algo", ALGOS)
+def test_numpy_scalars_are_taken_wherever_numbers_are(algo: type[BaseAlgorithm]) -> None:
+    kwargs: dict[str, Any] = {"seed": np.int64(3), "learning_rate": np.float32(1e-3)}
+    if algo is not PPOKL:
+        kwargs["critic_learning_rate"] = np.int64(0)
+    if algo is Reinforce:
+        kwargs.update(baseline="optimal", optimal_baseline_horizon=np.int64(4), critic_learning_rate=3e-3)
+    if algo is OffPolicyPG:
+        kwargs["train_freq"] = (np.int64(1), "episode")
+    build(algo, **kwargs).learn(100)
+    if algo is OffPolicyPG:
+        build(algo, train_freq=np.int64(4)).learn(100)
+
+
 @pytest.fixture(scope="module")
 def saved(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("models")

@@ -10,6 +10,7 @@ from stable_baselines3.common.utils import FloatSchedule, obs_as_tensor, update_
 
 from sb3_pgnotes.common.buffers import EpisodeBatch, as_batch, concatenate_observations
 from sb3_pgnotes.common.policies import build_actor_critic_optimizers, clip_gradient, fit_values
+from sb3_pgnotes.common.validation import python_number, scheduled_rate
 
 
 def evaluate_values(
@@ -53,7 +54,7 @@ class SeparateCriticMixin:
 
     def _setup_critic(self) -> None:
         """Build the two optimisers (after the policy)."""
-        self.critic_lr_schedule = FloatSchedule(self.critic_learning_rate)
+        self.critic_lr_schedule = FloatSchedule(python_number(self.critic_learning_rate))
         self.policy.optimizer, self.critic_optimizer = build_actor_critic_optimizers(
             self.policy, self.lr_schedule(1), self.critic_lr_schedule(1)
         )
@@ -63,7 +64,7 @@ class SeparateCriticMixin:
 
     def _update_critic_learning_rate(self) -> float:
         """:return: The critic's learning rate at the current progress, now set in its optimiser"""
-        learning_rate = self.critic_lr_schedule(self._current_progress_remaining)
+        learning_rate = scheduled_rate("critic_learning_rate", self.critic_lr_schedule, self._current_progress_remaining)
         update_learning_rate(self.critic_optimizer, learning_rate)
         return learning_rate
 

@@ -299,7 +299,7 @@ class TimeOptimalBaseline:
         self.horizon = horizon
         self.leave_one_out = leave_one_out
         #: Per earlier batch, the sums of ``|psi_t|^2 R_t`` and of ``|psi_t|^2`` per time index, (2, batch's longest)
-        self.history: deque[np.ndarray] = deque(maxlen=horizon)
+        self.history: deque[np.ndarray] = deque(maxlen=int(horizon))
 
     def __call__(self, score_norms: np.ndarray, returns: np.ndarray, step_times: np.ndarray) -> np.ndarray:
         """

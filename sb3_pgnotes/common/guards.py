@@ -1,7 +1,7 @@
 """
 What every sb3-pgnotes algorithm adds to SB3's ``BaseAlgorithm``: checks where input enters (the env's spaces, the
-``learn()`` budget, data from the env), and model files that are refused with a clear error when they are
-corrupt, hold another class's model, or would save non-finite parameters.
+``learn()`` budget, data from the env, a learning-rate schedule's values), and model files that are refused with a
+clear error when they are corrupt, hold another class's model, or would save non-finite parameters.
 """
 
 import inspect
@@ -23,7 +23,14 @@ from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback
 from stable_baselines3.common.vec_env import VecEnv
 from stable_baselines3.common.vec_env.patch_gym import _patch_env
 
-from sb3_pgnotes.common.validation import check_env_data, check_spaces, check_terminal_observations, check_total_timesteps
+from sb3_pgnotes.common.validation import (
+    check_env_data,
+    check_spaces,
+    check_terminal_observations,
+    check_total_timesteps,
+    python_number,
+    scheduled_rate,
+)
 
 #: The ``data`` entry that names the class that saved a model file.
 CLASS_KEY = "sb3_pgnotes_class"
@@ -179,10 +186,13 @@ def check_saved_class(algo_class: type[BaseAlgorithm], data: dict[str, Any], pat
 class GuardedAlgorithm:
     """
     Mixed into every sb3-pgnotes algorithm, before SB3's base class: checks of the env's spaces, of ``learn()``'s
-    budget and of model files (see the module docstring).
+    budget, of the learning rate at every update and of model files (see the module docstring).
     """
 
     policy: Any
+    learning_rate: Any
+    lr_schedule: Any
+    _current_progress_remaining: float
 
     @staticmethod
     def _wrap_env(env: GymEnv, verbose: int = 0, monitor_wrapper: bool = True) -> VecEnv:
@@ -193,6 +203,18 @@ class GuardedAlgorithm:
             env = _patch_env(env)
         check_spaces(env.observation_space, env.action_space)
         return BaseAlgorithm._wrap_env(env, verbose, monitor_wrapper)
+
+    def _setup_lr_schedule(self) -> None:
+        # SB3's schedule takes Python numbers only; the constructors' checks accept numpy scalars too.
+        self.learning_rate = python_number(self.learning_rate)
+        super()._setup_lr_schedule()  # type: ignore[misc]
+
+    def set_random_seed(self, seed: int | None = None) -> None:
+        super().set_random_seed(python_number(seed))  # type: ignore[misc]
+
+    def _update_learning_rate(self, optimizers: list[th.optim.Optimizer] | th.optim.Optimizer) -> None:
+        scheduled_rate("learning_rate", self.lr_schedule, self._current_progress_remaining)
+        super()._update_learning_rate(optimizers)  # type: ignore[misc]
 
     def _setup_learn(self, total_timesteps: int, *args: Any, **kwargs: Any) -> tuple[int, BaseCallback]:
         check_total_timesteps(total_timesteps)

@@ -3,6 +3,7 @@
 import math
 import os
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -91,15 +92,36 @@ def check_schedule(name: str, value: Any) -> None:
             return
         raise ValueError(f"{name} must be a number >= 0 or a schedule (a function of the progress remaining); got {value!r}")
     for progress in (1.0, 0.0):
-        try:
-            rate = value(progress)
-        except Exception as error:
-            raise ValueError(f"{name}: the schedule failed at progress remaining {progress}: {error!r}") from error
-        is_number = isinstance(rate, (int, float, np.integer, np.floating)) and not isinstance(rate, bool)
-        if not is_number or not math.isfinite(rate) or rate < 0:
-            raise ValueError(
-                f"{name}: a schedule must return finite numbers >= 0; at progress remaining {progress} it returned {rate!r}"
-            )
+        scheduled_rate(name, value, progress)
+
+
+def scheduled_rate(name: str, schedule: Callable[[float], Any], progress_remaining: float) -> float:
+    """
+    A schedule's learning rate at one point of training, checked: a schedule can go wrong anywhere between the ends
+    that the constructor tries, and a negative or non-finite rate must not reach an optimiser.
+
+    :param name: Argument the schedule came from, for the error message
+    :param schedule: The schedule
+    :param progress_remaining: 1 at the start of training, 0 at its end
+    :return: The learning rate
+    :raises ValueError: If the schedule fails or returns anything but a finite number >= 0
+    """
+    try:
+        rate = schedule(progress_remaining)
+    except Exception as error:
+        raise ValueError(f"{name}: the schedule failed at progress remaining {progress_remaining}: {error!r}") from error
+    is_number = isinstance(rate, (int, float, np.integer, np.floating)) and not isinstance(rate, bool)
+    if not is_number or not math.isfinite(rate) or rate < 0:
+        raise ValueError(
+            f"{name}: a schedule must return finite numbers >= 0; at progress remaining {progress_remaining} it "
+            f"returned {rate!r}"
+        )
+    return float(rate)
+
+
+def python_number(value: Any) -> Any:
+    """:return: A numpy scalar as the Python number SB3 and the standard library expect; anything else unchanged"""
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def check_device(device: Any) -> None:

@@ -51,19 +51,21 @@ DISCOUNT_OPTIONS = (1, 2)
 TRAIN_FREQ_UNITS = ("step", "episode")
 
 
-def _check_train_freq(train_freq: Any) -> None:
+def checked_train_freq(train_freq: Any) -> Any:
     """
     :param train_freq: An int (steps) or an ``(int, "step" | "episode")`` tuple
+    :return: ``train_freq`` with its frequency a Python int (SB3 refuses numpy integers)
     :raises ValueError: Otherwise
     """
     if isinstance(train_freq, TrainFreq):
-        train_freq = (train_freq.frequency, train_freq.unit.value)
-    if not isinstance(train_freq, tuple):
-        train_freq = (train_freq, "step")
-    if len(train_freq) != 2:
+        check_positive_int("train_freq", train_freq.frequency)
+        return train_freq
+    as_tuple = train_freq if isinstance(train_freq, tuple) else (train_freq, "step")
+    if len(as_tuple) != 2:
         raise ValueError(f"train_freq must be an integer >= 1 or a (frequency, unit) tuple; got {train_freq!r}")
-    check_positive_int("train_freq", train_freq[0])
-    check_choice("train_freq unit", train_freq[1], TRAIN_FREQ_UNITS)
+    check_positive_int("train_freq", as_tuple[0])
+    check_choice("train_freq unit", as_tuple[1], TRAIN_FREQ_UNITS)
+    return (int(as_tuple[0]), as_tuple[1]) if isinstance(train_freq, tuple) else int(train_freq)
 
 
 class OffPolicyPG(GuardedAlgorithm, SeparateCriticMixin, OffPolicyAlgorithm):
@@ -230,7 +232,7 @@ class OffPolicyPG(GuardedAlgorithm, SeparateCriticMixin, OffPolicyAlgorithm):
             raise ValueError(f"learning_starts must be an integer >= 0, got {learning_starts!r}")
         check_positive_int("batch_size", batch_size)
         check_number("gamma", gamma, 0.0, 1.0)
-        _check_train_freq(train_freq)
+        self.train_freq = checked_train_freq(train_freq)
         if isinstance(gradient_steps, bool) or not isinstance(gradient_steps, numbers.Integral) or gradient_steps < -1:
             raise ValueError(
                 "gradient_steps must be an integer >= -1 (-1: as many as the env steps collected, 0: collect only); "
