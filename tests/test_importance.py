@@ -1,5 +1,7 @@
 """The importance-sampling math of ``sb3_pgnotes.common.importance`` against hand-computed values."""
 
+from typing import Any
+
 import numpy as np
 import pytest
 
@@ -24,6 +26,25 @@ def test_per_decision_log_weights_restart_at_each_episode() -> None:
 def test_per_decision_log_weights_reject_bad_lengths() -> None:
     with pytest.raises(ValueError, match="episode_lengths"):
         per_decision_log_weights(np.zeros(3), np.array([2, 2]))
+    assert per_decision_log_weights(np.zeros(0), np.zeros(0, dtype=np.int64)).shape == (0,)
+
+
+@pytest.mark.parametrize(
+    ("call", "match"),
+    [
+        pytest.param(lambda: per_decision_log_weights(np.zeros((3, 1)), [3]), "flat per-step", id="column"),
+        pytest.param(lambda: truncate_log_weights(np.zeros(2), -1.0), "c_bar must be None or > 0", id="negative-c_bar"),
+        pytest.param(lambda: importance_weights(np.zeros(2), 0.0, True), "c_bar must be None or > 0", id="zero-c_bar"),
+        pytest.param(lambda: importance_weights(np.zeros(2), None, "no"), "self_normalize must be True or", id="string"),
+        pytest.param(lambda: self_normalized_weights(np.full(2, -np.inf)), "at least one finite", id="all-minus-inf"),
+        pytest.param(lambda: effective_sample_size(np.zeros(0)), "at least one finite", id="empty"),
+        pytest.param(lambda: effective_sample_size(np.zeros((2, 3))), "flat array", id="2-d"),
+        pytest.param(lambda: per_decision_returns(np.ones(3), np.ones(2), [3], 1.0), "weights must have one", id="weights"),
+    ],
+)
+def test_malformed_inputs_raise_instead_of_returning_nan(call: Any, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        call()
 
 
 def test_truncation() -> None:

@@ -108,6 +108,21 @@ def test_adaptive_rule_arguments_and_bounds() -> None:
     assert adapt_kl_beta(0.3, 0.0, 0.01, beta_min=0.2) == 0.2
 
 
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"kl": float("nan")}, "kl is NaN"),
+        ({"beta_factor": 0.5}, r"beta_factor must be a number in \(1, inf\]"),
+        ({"kl_tolerance": 0.0}, "kl_tolerance must be a number in"),
+        ({"beta_min": 2.0, "beta_max": 1.0}, "beta_max must be a number in"),
+        ({"kl_target": 0.0}, "kl_target must be a number in"),
+    ],
+)
+def test_adaptive_rule_refuses_settings_that_break_it(kwargs: dict[str, float], match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        adapt_kl_beta(**{"beta": 1.0, "kl": 0.01, "kl_target": 0.01, **kwargs})
+
+
 def collect(model: PPOKL) -> None:
     """Fill the model's rollout buffer with one rollout of the current policy."""
     _, callback = model._setup_learn(model.n_steps * model.n_envs)

@@ -1,5 +1,7 @@
 """Return math against hand-computed values, and episode collection across several envs."""
 
+from typing import Any
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -10,6 +12,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 
 from sb3_pgnotes import Reinforce
 from sb3_pgnotes.common.returns import (
+    baseline_values,
     batch_mean_baseline,
     discount_weights,
     episode_ids,
@@ -76,6 +79,34 @@ def test_batch_mean_baseline_counts_each_episode_once_for_full_returns() -> None
 def test_inconsistent_episode_lengths_raise(lengths: list[int]) -> None:
     with pytest.raises(ValueError, match="episode_lengths"):
         reward_to_go(REWARDS, np.array(lengths))
+
+
+COLUMN = np.ones((5, 1))
+
+MALFORMED = [
+    pytest.param(lambda: reward_to_go(REWARDS, [2.7, 2.3]), "whole numbers", id="fractional-lengths"),
+    pytest.param(lambda: time_indices([1.5, 2.5]), "whole numbers", id="fractional-time-indices"),
+    pytest.param(lambda: reward_to_go(COLUMN, LENGTHS), "flat per-step", id="rewards-column"),
+    pytest.param(lambda: reward_to_go(REWARDS, LENGTHS, 1.5), r"gamma must be in \[0, 1\]", id="gamma-above-1"),
+    pytest.param(lambda: reward_to_go(REWARDS, LENGTHS, float("nan")), "gamma must be", id="gamma-nan"),
+    pytest.param(lambda: reward_to_go(REWARDS, LENGTHS, 0.9, [1.0]), r"bootstrap_values must have one", id="bootstrap"),
+    pytest.param(lambda: discount_weights(np.arange(3), -0.5), "gamma must be", id="discount-gamma"),
+    pytest.param(lambda: nstep_returns(REWARDS, COLUMN, LENGTHS, 0.9, 2), r"shape \(5,\); got shape \(5, 1\)", id="column"),
+    pytest.param(lambda: nstep_returns(REWARDS, np.ones(7), LENGTHS, 0.9, 2), "one value per step", id="values-long"),
+    pytest.param(lambda: nstep_returns(REWARDS, np.ones(5), LENGTHS, 0.9, 2.5), "n must be an integer", id="n-float"),
+    pytest.param(lambda: nstep_returns(REWARDS, np.ones(5), LENGTHS, 0.9, True), "n must be an integer", id="n-bool"),
+    pytest.param(lambda: gae_advantages(REWARDS, np.ones(5), LENGTHS, 0.9, 2.0), "gae_lambda must be", id="lambda"),
+    pytest.param(lambda: batch_mean_baseline(REWARDS[:3], [5], per_episode=True), "sum to the number", id="mean-lengths"),
+    pytest.param(lambda: baseline_values("avg", REWARDS, LENGTHS, None, False), "kind must be 'none'", id="kind"),
+    pytest.param(lambda: baseline_values("value", REWARDS, LENGTHS, np.ones(6), False), "one value per step", id="vals"),
+]
+
+
+@pytest.mark.parametrize(("call", "match"), MALFORMED)
+def test_malformed_inputs_to_the_return_math_raise(call: Any, match: str) -> None:
+    """An (n, 1) column of values would broadcast to an (n, n) result: refused, as are the other malformed inputs."""
+    with pytest.raises(ValueError, match=match):
+        call()
 
 
 def _collect(model: Reinforce) -> BaseCallback:

@@ -9,7 +9,7 @@ has bounded them.
 
 import numpy as np
 
-from sb3_pgnotes.common.returns import _check_lengths, reward_to_go
+from sb3_pgnotes.common.returns import _as_lengths, _check_lengths, _per_item, reward_to_go
 
 # log(sum(exp(x))) without overflow: a reduction of numpy's ``logaddexp``, which gives scipy's ``logsumexp`` value
 # without its per-call overhead (which is larger than the sum itself on a batch of a few episodes).
@@ -26,8 +26,12 @@ def per_decision_log_weights(log_ratios: np.ndarray, episode_lengths: np.ndarray
     :return: Flat per-step log-weights, float64
     """
     log_ratios = np.asarray(log_ratios, dtype=np.float64)
-    episode_lengths = np.asarray(episode_lengths, dtype=np.int64)
+    if log_ratios.ndim != 1:
+        raise ValueError(f"log_ratios must be a flat per-step array; got shape {log_ratios.shape}")
+    episode_lengths = _as_lengths(episode_lengths)
     _check_lengths(len(log_ratios), episode_lengths)
+    if len(log_ratios) == 0:
+        return log_ratios
     cumulative = np.cumsum(log_ratios)
     # Subtract the running total at the end of the previous episode, so each episode's sum starts afresh.
     ends = np.cumsum(episode_lengths)
@@ -46,7 +50,17 @@ def truncate_log_weights(log_weights: np.ndarray, c_bar: float | None) -> np.nda
     log_weights = np.asarray(log_weights, dtype=np.float64)
     if c_bar is None:
         return log_weights
+    if not c_bar > 0:  # NaN fails too
+        raise ValueError(f"c_bar must be None or > 0; got {c_bar!r}")
     return np.minimum(log_weights, np.log(c_bar))
+
+
+def _with_a_finite_weight(log_weights: np.ndarray) -> np.ndarray:
+    """:return: The log-weights as a flat float64 array, refused without a finite one (the normalising sum is 0)"""
+    log_weights = np.asarray(log_weights, dtype=np.float64)
+    if log_weights.ndim != 1 or not np.isfinite(log_weights).any():
+        raise ValueError(f"log_weights must be a flat array with at least one finite value; got {log_weights!r}")
+    return log_weights
 
 
 def self_normalized_weights(log_weights: np.ndarray) -> np.ndarray:
@@ -57,7 +71,7 @@ def self_normalized_weights(log_weights: np.ndarray) -> np.ndarray:
     :param log_weights: Log-weights, at least one finite
     :return: The normalised weights, float64
     """
-    log_weights = np.asarray(log_weights, dtype=np.float64)
+    log_weights = _with_a_finite_weight(log_weights)
     # A weight far below the largest rounds to 0, which is its value to double precision (not an error).
     with np.errstate(under="ignore"):
         return np.exp(log_weights - _logsumexp(log_weights)) * len(log_weights)
@@ -72,7 +86,7 @@ def effective_sample_size(log_weights: np.ndarray) -> float:
     :param log_weights: Log-weights, at least one finite
     :return: The effective sample size
     """
-    log_weights = np.asarray(log_weights, dtype=np.float64)
+    log_weights = _with_a_finite_weight(log_weights)
     with np.errstate(under="ignore"):
         return float(np.exp(2.0 * _logsumexp(log_weights) - _logsumexp(2.0 * log_weights)))
 
@@ -87,6 +101,8 @@ def importance_weights(log_weights: np.ndarray, c_bar: float | None, self_normal
     :param self_normalize: Divide the weights by their mean
     :return: The weights, float64
     """
+    if self_normalize not in (True, False):
+        raise ValueError(f"self_normalize must be True or False; got {self_normalize!r}")
     truncated = truncate_log_weights(log_weights, c_bar)
     if self_normalize:
         return self_normalized_weights(truncated)
@@ -107,5 +123,6 @@ def per_decision_returns(rewards: np.ndarray, weights: np.ndarray, episode_lengt
     :param gamma: Discount factor
     :return: Flat per-step weighted returns-to-go, float64
     """
-    weighted = np.asarray(weights, dtype=np.float64) * np.asarray(rewards, dtype=np.float64)
+    rewards = np.asarray(rewards, dtype=np.float64)
+    weighted = _per_item("weights", weights, len(rewards), "step") * rewards
     return reward_to_go(weighted, episode_lengths, gamma)

@@ -6,8 +6,12 @@ Every KL here is ``KL(pi_old(.|s) || pi_new(.|s))``: the expectation is under th
 whose actions the batch holds.
 """
 
+import math
+
 import torch as th
 from stable_baselines3.common.distributions import Distribution, kl_divergence
+
+from sb3_pgnotes.common.validation import check_finite_number, check_number
 
 
 def analytic_kl(old: Distribution, new: Distribution) -> th.Tensor:
@@ -39,6 +43,21 @@ def sample_kl(log_ratio: th.Tensor) -> th.Tensor:
     return th.expm1(log_ratio) - log_ratio
 
 
+def check_adaptive_rule(kl_target: float, kl_tolerance: float, beta_factor: float, beta_min: float, beta_max: float) -> None:
+    """
+    Check the adaptive rule's settings (see :func:`adapt_kl_beta`): a positive target, a tolerance band and a factor
+    above 1 (at 1 or below the rule stands still or acts backwards), and bounds ``0 <= beta_min <= beta_max``
+    (``beta_max`` may be infinite).
+
+    :raises ValueError: Naming the first setting that is wrong
+    """
+    check_finite_number("kl_target", kl_target, 0.0, low_open=True)
+    check_finite_number("kl_tolerance", kl_tolerance, 1.0, low_open=True)
+    check_finite_number("beta_factor", beta_factor, 1.0, low_open=True)
+    check_finite_number("beta_min", beta_min, 0.0)
+    check_number("beta_max", beta_max, beta_min)
+
+
 def adapt_kl_beta(
     beta: float,
     kl: float,
@@ -62,7 +81,11 @@ def adapt_kl_beta(
     :param beta_min: Lower bound of beta
     :param beta_max: Upper bound of beta
     :return: The new beta
+    :raises ValueError: If ``kl`` is NaN or a setting is out of range (:func:`check_adaptive_rule`)
     """
+    check_adaptive_rule(kl_target, kl_tolerance, beta_factor, beta_min, beta_max)
+    if math.isnan(kl):
+        raise ValueError("kl is NaN: the policy update diverged")
     if kl < kl_target / kl_tolerance:
         beta /= beta_factor
     elif kl > kl_target * kl_tolerance:

@@ -21,6 +21,28 @@ def _check_lengths(n_steps: int, episode_lengths: np.ndarray) -> None:
         )
 
 
+def _as_lengths(episode_lengths: np.ndarray) -> np.ndarray:
+    """:return: ``episode_lengths`` as int64, refused unless a flat array of whole numbers (2.7 is not 2)"""
+    lengths = np.asarray(episode_lengths)
+    as_int = lengths.astype(np.int64)
+    if lengths.ndim != 1 or lengths.dtype.kind not in "iuf" or np.any(as_int != lengths):
+        raise ValueError(f"episode_lengths must be a flat array of whole numbers; got {lengths.tolist()}")
+    return as_int
+
+
+def _per_item(name: str, values: np.ndarray, n_items: int, of: str) -> np.ndarray:
+    """:return: ``values`` as a float64 array of shape (n_items,); refused otherwise (an (n, 1) column would broadcast)"""
+    array = np.asarray(values, dtype=np.float64)
+    if array.shape != (n_items,):
+        raise ValueError(f"{name} must have one value per {of}, shape ({n_items},); got shape {array.shape}")
+    return array
+
+
+def _check_unit_interval(name: str, value: float) -> None:
+    if not 0.0 <= value <= 1.0:  # NaN fails too
+        raise ValueError(f"{name} must be in [0, 1]; got {value!r}")
+
+
 def time_indices(episode_lengths: np.ndarray) -> np.ndarray:
     """
     Time index of every step within its episode (0 for the first step).
@@ -28,7 +50,7 @@ def time_indices(episode_lengths: np.ndarray) -> np.ndarray:
     :param episode_lengths: Number of steps of each episode, shape (n_episodes,)
     :return: Array of shape (sum(episode_lengths),)
     """
-    episode_lengths = np.asarray(episode_lengths, dtype=np.int64)
+    episode_lengths = _as_lengths(episode_lengths)
     starts = np.cumsum(episode_lengths) - episode_lengths
     return np.arange(int(episode_lengths.sum())) - np.repeat(starts, episode_lengths)
 
@@ -40,7 +62,7 @@ def episode_ids(episode_lengths: np.ndarray) -> np.ndarray:
     :param episode_lengths: Number of steps of each episode
     :return: Array of shape (sum(episode_lengths),)
     """
-    episode_lengths = np.asarray(episode_lengths, dtype=np.int64)
+    episode_lengths = _as_lengths(episode_lengths)
     return np.repeat(np.arange(len(episode_lengths)), episode_lengths)
 
 
@@ -61,14 +83,17 @@ def reward_to_go(
     :return: Flat per-step returns-to-go, float64
     """
     rewards = np.asarray(rewards, dtype=np.float64)
-    episode_lengths = np.asarray(episode_lengths, dtype=np.int64)
+    if rewards.ndim != 1:
+        raise ValueError(f"rewards must be a flat per-step array; got shape {rewards.shape}")
+    episode_lengths = _as_lengths(episode_lengths)
     _check_lengths(len(rewards), episode_lengths)
+    _check_unit_interval("gamma", gamma)
     ends = np.cumsum(episode_lengths) - 1
     is_last = np.zeros(len(rewards), dtype=bool)
     is_last[ends] = True
     next_value = np.zeros(len(rewards))
     if bootstrap_values is not None:
-        next_value[ends] = np.asarray(bootstrap_values, dtype=np.float64)
+        next_value[ends] = _per_item("bootstrap_values", bootstrap_values, len(episode_lengths), "episode")
     returns = np.empty(len(rewards))
     running = 0.0
     # One backward pass over all episodes; the running sum restarts at each episode's last step.
@@ -96,8 +121,9 @@ def episode_returns(
     :param bootstrap_values: Per-episode value after the last step (see :func:`reward_to_go`)
     :return: Array of shape (n_episodes,)
     """
-    starts = np.cumsum(episode_lengths) - episode_lengths
-    return reward_to_go(rewards, episode_lengths, gamma, bootstrap_values)[starts]
+    returns = reward_to_go(rewards, episode_lengths, gamma, bootstrap_values)
+    episode_lengths = _as_lengths(episode_lengths)
+    return returns[np.cumsum(episode_lengths) - episode_lengths]
 
 
 def full_returns(
@@ -116,7 +142,7 @@ def full_returns(
     :param bootstrap_values: Per-episode value after the last step (see :func:`reward_to_go`)
     :return: Flat per-step array
     """
-    return np.repeat(episode_returns(rewards, episode_lengths, gamma, bootstrap_values), episode_lengths)
+    return np.repeat(episode_returns(rewards, episode_lengths, gamma, bootstrap_values), _as_lengths(episode_lengths))
 
 
 def discount_weights(step_times: np.ndarray, gamma: float) -> np.ndarray:
@@ -129,6 +155,7 @@ def discount_weights(step_times: np.ndarray, gamma: float) -> np.ndarray:
     :param gamma: Discount factor
     :return: Flat per-step array
     """
+    _check_unit_interval("gamma", gamma)
     # gamma^t reaches 0 by underflow late in long episodes: the intended value, not an error.
     with np.errstate(under="ignore"):
         return np.power(gamma, np.asarray(step_times), dtype=np.float64)
@@ -158,9 +185,11 @@ def batch_mean_baseline(returns: np.ndarray, episode_lengths: np.ndarray, per_ep
         over all steps.
     :return: The baseline
     """
+    returns = np.asarray(returns)
+    episode_lengths = _as_lengths(episode_lengths)
+    _check_lengths(len(returns), episode_lengths)
     if per_episode:
-        starts = np.cumsum(episode_lengths) - episode_lengths
-        return float(np.mean(returns[starts]))
+        return float(np.mean(returns[np.cumsum(episode_lengths) - episode_lengths]))
     return float(np.mean(returns))
 
 
@@ -171,8 +200,8 @@ def baseline_values(
     The baseline subtracted from the returns (``docs/theory.md``, "Baselines").
 
     :param kind: ``"mean"`` (:func:`batch_mean_baseline`), ``"value"`` (the critic's ``V(s_t)``) or ``"optimal"``
-        (:class:`~sb3_pgnotes.common.gradients.TimeOptimalBaseline`), both given per step in ``values``; anything else
-        for none
+        (:class:`~sb3_pgnotes.common.gradients.TimeOptimalBaseline`), both given per step in ``values``, or
+        ``"none"``
     :param returns: Flat per-step returns
     :param episode_lengths: Number of steps of each episode
     :param values: The per-step baseline, needed for ``"value"`` and ``"optimal"``
@@ -184,7 +213,9 @@ def baseline_values(
     if kind in ("value", "optimal"):
         if values is None:
             raise ValueError(f"The {kind} baseline needs its per-step values")
-        return values
+        return _per_item(f"The {kind} baseline's values", values, len(returns), "step")
+    if kind != "none":
+        raise ValueError(f"kind must be 'none', 'mean', 'value' or 'optimal'; got {kind!r}")
     return 0.0
 
 
@@ -213,12 +244,15 @@ def nstep_returns(
     :param bootstrap_values: Per-segment ``V(s_T)`` after the last step; ``None`` means 0 for every segment
     :return: Flat per-step targets, float64
     """
-    if n < 1:
-        raise ValueError(f"n must be >= 1, got {n}")
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"n must be an integer >= 1, got {n!r}")
     rewards = np.asarray(rewards, dtype=np.float64)
-    values = np.asarray(values, dtype=np.float64)
-    episode_lengths = np.asarray(episode_lengths, dtype=np.int64)
+    if rewards.ndim != 1:
+        raise ValueError(f"rewards must be a flat per-step array; got shape {rewards.shape}")
+    values = _per_item("values", values, len(rewards), "step")
+    episode_lengths = _as_lengths(episode_lengths)
     _check_lengths(len(rewards), episode_lengths)
+    _check_unit_interval("gamma", gamma)
     remaining = np.repeat(episode_lengths, episode_lengths) - time_indices(episode_lengths)  # T - t
     lookahead = np.minimum(n, remaining)  # m
     steps = np.arange(len(rewards))
@@ -226,7 +260,11 @@ def nstep_returns(
     for k in range(int(lookahead.max(initial=0))):
         inside = k < lookahead
         targets[inside] += gamma**k * rewards[steps[inside] + k]
-    segment_end = np.zeros(len(episode_lengths)) if bootstrap_values is None else np.asarray(bootstrap_values, np.float64)
+    segment_end = (
+        np.zeros(len(episode_lengths))
+        if bootstrap_values is None
+        else _per_item("bootstrap_values", bootstrap_values, len(episode_lengths), "segment")
+    )
     # V(s_{t+m}): a value inside the segment, or the segment's bootstrap value when the lookahead reaches its end.
     reaches_end = lookahead == remaining
     next_values = np.where(
@@ -277,5 +315,6 @@ def gae_advantages(
     :param bootstrap_values: Per-segment ``V(s_T)`` after the last step; ``None`` means 0
     :return: Flat per-step advantages, float64
     """
+    _check_unit_interval("gae_lambda", gae_lambda)
     deltas = td_targets(rewards, values, episode_lengths, gamma, bootstrap_values) - np.asarray(values, dtype=np.float64)
     return reward_to_go(deltas, episode_lengths, gamma * gae_lambda)

@@ -14,7 +14,7 @@ from torch.nn import functional as F
 
 from sb3_pgnotes.common.buffers import IndexedDictRolloutBuffer, IndexedRolloutBuffer
 from sb3_pgnotes.common.collection import without_distribution_validation
-from sb3_pgnotes.common.kl import adapt_kl_beta, analytic_kl, sample_kl
+from sb3_pgnotes.common.kl import adapt_kl_beta, analytic_kl, check_adaptive_rule, sample_kl
 from sb3_pgnotes.common.guards import EnvDataCheck, GuardedAlgorithm, explain_policy_errors
 from sb3_pgnotes.common.on_policy import clamped_progress_remaining
 from sb3_pgnotes.common.policies import actor_latents, build_optimizer, distribution_and_values, entropy_loss
@@ -184,10 +184,8 @@ class PPOKL(GuardedAlgorithm, OnPolicyAlgorithm):
         check_choice("normalize_advantage", normalize_advantage, (True, False))
         # Finite: an infinite penalty times the first update's zero KL is NaN.
         check_finite_number("beta", beta, 0.0)
-        check_finite_number("kl_target", kl_target, 0.0, low_open=True)
-        check_finite_number("kl_tolerance", kl_tolerance, 1.0, low_open=True)
-        check_finite_number("beta_factor", beta_factor, 1.0, low_open=True)
-        check_finite_number("beta_min", beta_min, 0.0)
+        check_adaptive_rule(kl_target, kl_tolerance, beta_factor, beta_min, beta_max)
+        # A finite cap too: the doubling rule could otherwise take beta to infinity.
         check_finite_number("beta_max", beta_max, beta_min)
         if target_kl is not None:
             check_number("target_kl", target_kl, 0.0, low_open=True)
