@@ -15,6 +15,7 @@ import runpy
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from typing import Any
@@ -184,9 +185,16 @@ def script_arguments(script: str, args: list[str], stack: ExitStack) -> list[str
     parser.add_argument("--algo")
     parser.add_argument("-conf", "--conf-file")
     parser.add_argument("-params", "--hyperparams", nargs="+", default=[])
+    parser.add_argument("-n", "--n-timesteps", type=int, default=-1)
     known, _ = parser.parse_known_args(args)
     for item in known.hyperparams:
         check_hyperparameter_item(parser, item)
+    # rl-zoo3's train silently runs the file's whole budget for any -n <= 0; -1 is its "not given".
+    if script == "train" and known.n_timesteps < 1 and known.n_timesteps != -1:
+        parser.error(f"-n/--n-timesteps must be >= 1 (leave it out for the file's n_timesteps); got {known.n_timesteps}")
+    is_yaml = known.conf_file is not None and known.conf_file.endswith((".yml", ".yaml"))
+    if is_yaml and not Path(known.conf_file).is_file():
+        parser.error(f"--conf-file {known.conf_file}: no such file")
     if known.algo is not None and known.algo not in ALGOS:
         theirs = sorted(set(ALGOS) - set(ZOO_ALGORITHMS))
         parser.error(
@@ -210,12 +218,15 @@ def check_hyperparameter_item(parser: argparse.ArgumentParser, item: str) -> Non
         parser.error(f"-params {item!r}: write KEY:VALUE, e.g. n_episodes:20 or baseline:\"'mean'\"")
     try:
         # As rl-zoo3's StoreDict evaluates it: in rl_zoo3.utils, where nn, th, sb3, gym and spaces are defined.
-        eval(value, vars(rl_zoo3.utils))
+        evaluated = eval(value, vars(rl_zoo3.utils))
     except Exception as error:
         parser.error(
             f"-params {item!r}: {value!r} is not a Python value ({type(error).__name__}); "
             f"put a string in quotes, e.g. {key}:\"'{value}'\""
         )
+    # rl-zoo3 builds the envs before any algorithm checks its arguments, and fails on these with a bare traceback.
+    if key == "n_envs" and (isinstance(evaluated, bool) or not isinstance(evaluated, int) or evaluated < 1):
+        parser.error(f"-params {item!r}: n_envs must be an integer >= 1")
 
 
 def main(argv: Sequence[str] | None = None) -> None:
