@@ -168,6 +168,17 @@ def test_bad_learn_budget(algo: type[BaseAlgorithm], kwargs: dict[str, Any], mat
     assert model.num_timesteps == 0
 
 
+@pytest.mark.parametrize("algo", ALGOS)
+def test_no_env_and_a_zero_log_interval_are_named(algo: type[BaseAlgorithm]) -> None:
+    with pytest.raises(AttributeError, match="built with env=None. Pass env"):
+        algo("MlpPolicy", None, **FAST[algo])
+    model = build(algo)
+    with pytest.raises(ValueError, match="log_interval must be an integer >= 1, got 0"):
+        model.learn(300, log_interval=0)
+    assert model.num_timesteps == 0
+    model.learn(64, log_interval=None)
+
+
 FAULTS = [
     pytest.param(Reinforce, {}, "reward", id="reinforce-reward"),
     pytest.param(Reinforce, {}, "observation", id="reinforce-observation"),

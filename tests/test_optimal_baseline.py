@@ -244,12 +244,24 @@ def test_optimal_baseline_horizon_is_checked() -> None:
 
 def test_single_episode_without_pool_warns() -> None:
     kwargs: dict[str, Any] = dict(baseline="optimal", normalize_advantage=False, n_episodes=1)
-    with pytest.warns(UserWarning, match="no other episode"):
+    with pytest.warns(UserWarning, match=r"no other episode .*: it is 0 \(no baseline\)"):
         Reinforce("MlpPolicy", "CartPole-v1", optimal_baseline_horizon=0, **kwargs)
+    with pytest.warns(UserWarning, match=r"equals the episode's own returns \(no gradient at all\)"):
+        Reinforce("MlpPolicy", "CartPole-v1", optimal_baseline_horizon=0, leave_one_out=False, **kwargs)
     # With a pool the earlier updates supply the baseline.
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         Reinforce("MlpPolicy", "CartPole-v1", **kwargs)
+
+
+def test_batch_mean_of_one_full_return_warns_and_indeed_never_moves_the_policy() -> None:
+    with pytest.warns(UserWarning, match="subtracts the episode's return from itself"):
+        model = Reinforce("MlpPolicy", "CartPole-v1", baseline="mean", reward_to_go=False, n_episodes=1, seed=0)
+    before = [parameter.detach().clone() for parameter in model.policy.parameters()]
+    model.learn(300)
+    assert model._n_updates > 0
+    for old, new in zip(before, model.policy.parameters(), strict=True):
+        th.testing.assert_close(old, new.detach())
 
 
 #: Two of the benchmark's MDPs (docs/benchmarks/optimal_baseline_variance.md, rows A and C): seed, size, horizon and

@@ -25,6 +25,7 @@ from stable_baselines3.common.vec_env.patch_gym import _patch_env
 
 from sb3_pgnotes.common.validation import (
     check_env_data,
+    check_positive_int,
     check_spaces,
     check_terminal_observations,
     check_total_timesteps,
@@ -203,6 +204,31 @@ class GuardedAlgorithm:
             env = _patch_env(env)
         check_spaces(env.observation_space, env.action_space)
         return BaseAlgorithm._wrap_env(env, verbose, monitor_wrapper)
+
+    def __getattr__(self, name: str) -> Any:
+        # Only reached when the attribute is missing: SB3 sets the spaces from the env, so env=None left them unset.
+        if name in ("observation_space", "action_space"):
+            raise AttributeError(
+                f"{type(self).__name__} has no {name.replace('_', ' ')}: it was built with env=None. Pass env, a "
+                "Gymnasium env, a VecEnv or a registered env id (load() takes env=None and reads the spaces from the file)"
+            )
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def learn(
+        self,
+        total_timesteps: int,
+        callback: MaybeCallback = None,
+        log_interval: int = 100,
+        tb_log_name: str = "run",
+        reset_num_timesteps: bool = True,
+        progress_bar: bool = False,
+    ) -> Any:
+        """SB3's ``learn``, with ``log_interval`` checked (0 would divide by zero when the first log is due)."""
+        if log_interval is not None:
+            check_positive_int("log_interval", log_interval)
+        return super().learn(  # type: ignore[misc]
+            total_timesteps, callback, log_interval, tb_log_name, reset_num_timesteps, progress_bar
+        )
 
     def _setup_lr_schedule(self) -> None:
         # SB3's schedule takes Python numbers only; the constructors' checks accept numpy scalars too.

@@ -182,11 +182,18 @@ class Reinforce(SeparateCriticMixin, EpisodicOnPolicyAlgorithm):
                 "baseline='optimal' minimises the variance of the raw estimator; standardising the weights would undo "
                 "it: use normalize_advantage=False, or leave it unset"
             )
-        if baseline == "optimal" and leave_one_out and n_episodes < 2 and optimal_baseline_horizon == 0:
+        if baseline == "optimal" and n_episodes < 2 and optimal_baseline_horizon == 0:
+            effect = "it is 0 (no baseline)" if leave_one_out else "it equals the episode's own returns (no gradient at all)"
             warnings.warn(
-                "baseline='optimal' with leave_one_out=True, n_episodes=1 and optimal_baseline_horizon=0 has no other "
-                "episode to estimate the baseline from: it is 0 (no baseline). Pool earlier updates "
+                f"baseline='optimal' with leave_one_out={leave_one_out}, n_episodes=1 and optimal_baseline_horizon=0 has "
+                f"no other episode to estimate the baseline from: {effect}. Pool earlier updates "
                 "(optimal_baseline_horizon >= 1) or use n_episodes >= 2.",
+                UserWarning,
+            )
+        if baseline == "mean" and n_episodes < 2 and not reward_to_go:
+            warnings.warn(
+                "baseline='mean' with reward_to_go=False and n_episodes=1 subtracts the episode's return from itself: "
+                "every update is zero. Use n_episodes >= 2, reward_to_go=True or another baseline.",
                 UserWarning,
             )
         self.reward_to_go = reward_to_go
