@@ -170,7 +170,7 @@ def test_bad_learn_budget(algo: type[BaseAlgorithm], kwargs: dict[str, Any], mat
 
 @pytest.mark.parametrize("algo", ALGOS)
 def test_no_env_and_a_zero_log_interval_are_named(algo: type[BaseAlgorithm]) -> None:
-    with pytest.raises(AttributeError, match="built with env=None. Pass env"):
+    with pytest.raises(AttributeError, match=r"built with env=None\. Pass env"):
         algo("MlpPolicy", None, **FAST[algo])
     model = build(algo)
     with pytest.raises(ValueError, match="log_interval must be an integer >= 1, got 0"):
