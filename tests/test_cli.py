@@ -107,8 +107,10 @@ def test_optimize(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert "Saved model" not in out
 
 
-def test_conf_file_default() -> None:
+def test_conf_file_default(tmp_path: Path) -> None:
     register_algorithms()  # as main() does before checking --algo
+    mine = tmp_path / "mine.yml"
+    mine.write_text("CartPole-v1:\n  n_timesteps: 1000\n", encoding="utf-8")
     with ExitStack() as stack:
         args = script_arguments("train", ["--algo", "reinforce", "--env", "CartPole-v1"], stack)
         assert args[:4] == ["--algo", "reinforce", "--env", "CartPole-v1"]
@@ -116,8 +118,8 @@ def test_conf_file_default() -> None:
         assert Path(args[5]).name == ZOO_ALGORITHMS["reinforce"].hyperparams_file
         assert Path(args[5]).is_file()
     for script, args in [
-        ("train", ["--algo", "reinforce", "--conf-file", "mine.yml"]),
-        ("train", ["--algo", "reinforce", "-conf", "mine.yml"]),
+        ("train", ["--algo", "reinforce", "--conf-file", str(mine)]),
+        ("train", ["--algo", "reinforce", "-conf", str(mine)]),
         ("train", ["--algo", "ppo"]),
         ("enjoy", ["--algo", "reinforce"]),
         ("plot_train", ["-a", "reinforce", "-e", "CartPole-v1", "-f", "logs"]),

@@ -69,7 +69,7 @@ def test_nstep_limits_are_td_and_monte_carlo() -> None:
 
 
 def test_nstep_returns_rejects_bad_input() -> None:
-    with pytest.raises(ValueError, match="n must be >= 1"):
+    with pytest.raises(ValueError, match="n must be an integer >= 1"):
         nstep_returns(REWARDS, VALUES, LENGTHS, GAMMA, 0)
     with pytest.raises(ValueError, match="episode_lengths"):
         nstep_returns(REWARDS, VALUES, np.array([2, 2]), GAMMA, 2)

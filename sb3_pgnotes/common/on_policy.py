@@ -110,6 +110,7 @@ class EpisodicOnPolicyAlgorithm(GuardedAlgorithm, OnPolicyAlgorithm):
             learning_rate, ent_coef, stats_window_size, device, seed, verbose, policy_kwargs, tensorboard_log
         )
         check_choice("use_sde", use_sde, (True, False))
+        check_choice("monitor_wrapper", monitor_wrapper, (True, False))
         check_sde_sample_freq(sde_sample_freq)
         super().__init__(
             policy,

@@ -22,18 +22,30 @@ def check_positive_int(name: str, value: Any, minimum: int = 1) -> None:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
 
 
+def is_choice(value: Any, allowed: tuple) -> bool:
+    """
+    :return: Whether ``value`` is one of ``allowed`` and of the same kind: a bool never stands for 0/1 nor the
+        reverse, and a float never for an int (``2.0`` is not the option ``2``); numpy scalars count as their kind
+    """
+
+    def kind(x: Any) -> str:
+        if isinstance(x, (bool, np.bool_)):
+            return "bool"
+        if isinstance(x, (int, np.integer)):
+            return "int"
+        return "float" if isinstance(x, (float, np.floating)) else "other"
+
+    return any(kind(value) == kind(choice) and value == choice for choice in allowed)
+
+
 def check_choice(name: str, value: Any, allowed: tuple) -> None:
     """
     :param name: Argument name, for the error message
     :param value: The value to check
     :param allowed: The allowed values
-    :raises ValueError: Unless ``value`` is one of ``allowed`` (a bool never stands for 0/1 or the reverse)
+    :raises ValueError: Unless ``value`` is one of ``allowed`` (see :func:`is_choice`)
     """
-
-    def is_bool(x: Any) -> bool:
-        return isinstance(x, (bool, np.bool_))
-
-    if not any(is_bool(value) == is_bool(choice) and value == choice for choice in allowed):
+    if not is_choice(value, allowed):
         raise ValueError(f"{name} must be one of {', '.join(repr(a) for a in allowed)}; got {value!r}")
 
 
@@ -208,10 +220,9 @@ def check_policy_kwargs(policy_kwargs: dict[str, Any]) -> None:
 def check_sde_sample_freq(value: Any) -> None:
     """
     :param value: ``sde_sample_freq``
-    :raises ValueError: Unless an integer (-1: once per rollout)
+    :raises ValueError: Unless an integer >= -1 (-1: once per rollout)
     """
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise ValueError(f"sde_sample_freq must be an integer (-1: once per collection); got {value!r}")
+    check_positive_int("sde_sample_freq", value, minimum=-1)
 
 
 def warn_ignored(name: str, value: Any, default: Any, reason: str) -> None:

@@ -15,7 +15,14 @@ from sb3_pgnotes.common.critic import SeparateCriticMixin, evaluate_values
 from sb3_pgnotes.common.on_policy import EpisodicOnPolicyAlgorithm
 from sb3_pgnotes.common.policies import actions_to_tensor, entropy_loss
 from sb3_pgnotes.common.returns import discount_weights, nstep_returns, reward_to_go, standardize, td_targets
-from sb3_pgnotes.common.validation import check_choice, check_finite, check_positive_int, check_schedule, warn_ignored
+from sb3_pgnotes.common.validation import (
+    check_choice,
+    check_finite,
+    check_positive_int,
+    check_schedule,
+    is_choice,
+    warn_ignored,
+)
 from sb3_pgnotes.nstep_ac.policies import CnnPolicy, MlpPolicy, MultiInputPolicy
 
 SelfNStepAC = TypeVar("SelfNStepAC", bound="NStepAC")
@@ -187,10 +194,10 @@ class NStepAC(SeparateCriticMixin, EpisodicOnPolicyAlgorithm):
             raise ValueError(f"mode='online' takes one step per update, so collection must be 'rollout'; got {collection!r}")
         if collection == "episodes":
             # 0 is what a saved model stores for "no rollout length".
-            if n_steps not in (None, 0):
+            if n_steps is not None and not is_choice(n_steps, (0,)):
                 raise ValueError(f"n_steps must be None with collection='episodes' (it collects n_episodes); got {n_steps!r}")
         elif mode == "online":
-            if n_steps not in (None, 1):
+            if n_steps is not None and not is_choice(n_steps, (1,)):
                 raise ValueError(f"n_steps must be None or 1 in mode='online' (one step per update); got {n_steps!r}")
         elif n_steps is not None:
             check_positive_int("n_steps", n_steps)

@@ -204,6 +204,7 @@ class OffPolicyPG(GuardedAlgorithm, SeparateCriticMixin, OffPolicyAlgorithm):
         check_common_arguments(
             learning_rate, ent_coef, stats_window_size, device, seed, verbose, policy_kwargs, tensorboard_log
         )
+        check_choice("monitor_wrapper", monitor_wrapper, (True, False))
         super().__init__(
             policy,
             env,
