@@ -126,6 +126,22 @@ def test_variance_command_writes_table_and_plot(tmp_path: Path) -> None:
     assert "| rtg_optimal |" in table and "| gae |" in table
 
 
+def test_variance_command_never_overwrites_a_measurement(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    argv = ["--batches", "2", "--episodes", "2", "--reference-episodes", "0", "--variants", "reward_to_go"]
+    main(argv)
+    main(argv)
+    first, second = (tmp_path / "logs" / "variance" / f"CartPole-v1_{run}" / "variance.md" for run in (1, 2))
+    assert first.exists() and second.exists()
+    kept = first.read_text()
+    with pytest.raises(SystemExit):
+        main([*argv, "--output-dir", str(first.parent)])
+    assert "already holds variance.png, variance.md: choose another folder" in capsys.readouterr().err
+    assert first.read_text() == kept
+
+
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
@@ -137,6 +153,7 @@ def test_variance_command_writes_table_and_plot(tmp_path: Path) -> None:
         (["--env", "NoSuch-v0"], "--env 'NoSuch-v0':"),
         (["--model", "missing.zip", "--algo", "ppo"], "--model 'missing.zip' cannot be loaded as ppo"),
         (["--model", "ppo.zip", "--algo", "ppo", "--env", "Acrobot-v1"], "--model was trained on observations"),
+        (["--output-dir", "ppo.zip/out"], "--output-dir ppo.zip/out: "),
     ],
 )
 def test_variance_command_names_a_bad_argument(

@@ -16,6 +16,11 @@ from sb3_pgnotes.diagnostics.report import plot_variance, variance_markdown, var
 from sb3_pgnotes.diagnostics.variance import VARIANTS, gradient_variance
 from sb3_pgnotes.reinforce import Reinforce
 
+#: Where measurements go without --output-dir, one numbered folder each.
+DEFAULT_OUTPUT_ROOT = "logs/variance"
+#: The plot and the table a measurement writes.
+OUTPUT_FILES = ("variance.png", "variance.md")
+
 
 def int_at_least(minimum: int) -> Callable[[str], int]:
     """:return: An argparse type for integers ``>= minimum``"""
@@ -68,8 +73,39 @@ def build_parser() -> argparse.ArgumentParser:
         help="earlier batches pooled into rtg_optimal's baseline, as Reinforce's optimal_baseline_horizon",
     )
     parser.add_argument("--seed", type=int_at_least(0), default=0)
-    parser.add_argument("--output-dir", default="logs/variance", help="folder of the PNG plot and markdown table")
+    parser.add_argument(
+        "--output-dir",
+        help=f"folder of the PNG plot and markdown table, which must not hold earlier ones (default: a new "
+        f"{DEFAULT_OUTPUT_ROOT}/<env>_<N>)",
+    )
     return parser
+
+
+def output_folder(parser: argparse.ArgumentParser, output_dir: str | None, env_id: str) -> Path:
+    """
+    The folder of the plot and table, created before the measurement so that an unusable one fails at once.
+
+    :param parser: Reports the error
+    :param output_dir: ``--output-dir``; refused if it holds an earlier measurement's files
+    :param env_id: The env, naming the default folder: the first free ``<env>_<N>``, as rl-zoo3 numbers its runs
+    :return: The folder
+    """
+    if output_dir is None:
+        stem = Path(DEFAULT_OUTPUT_ROOT) / env_id.replace("/", "-").replace(":", "-")
+        run = 1
+        while Path(f"{stem}_{run}").exists():
+            run += 1
+        folder = Path(f"{stem}_{run}")
+    else:
+        folder = Path(output_dir)
+        earlier = [name for name in OUTPUT_FILES if (folder / name).exists()]
+        if earlier:
+            parser.error(f"--output-dir {folder} already holds {', '.join(earlier)}: choose another folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        parser.error(f"--output-dir {folder}: {error}")
+    return folder
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -103,6 +139,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     else:
         policy = "MultiInputPolicy" if isinstance(env.observation_space, spaces.Dict) else "MlpPolicy"
         model = Reinforce(policy, env, seed=args.seed, device="cpu")
+    output = output_folder(parser, args.output_dir, args.env)
     gamma = args.gamma if args.gamma is not None else float(model.gamma)  # type: ignore[attr-defined]
     variants = tuple(dict.fromkeys(args.variants)) if args.variants else VARIANTS
     stats = gradient_variance(
@@ -119,8 +156,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     title = f"{args.env}, {args.model or 'initial policy'}: {args.batches} batches of {args.episodes} episodes"
     Console().print(variance_table(stats, title=title))
-    output = Path(args.output_dir)
-    output.mkdir(parents=True, exist_ok=True)
-    plot_variance(stats, output / "variance.png", title=title)
-    (output / "variance.md").write_text(f"{title}\n\n{variance_markdown(stats)}", encoding="utf-8")
-    print(f"Plot: {output / 'variance.png'}\nTable: {output / 'variance.md'}")
+    plot, table = (output / name for name in OUTPUT_FILES)
+    plot_variance(stats, plot, title=title)
+    table.write_text(f"{title}\n\n{variance_markdown(stats)}", encoding="utf-8")
+    print(f"Plot: {plot}\nTable: {table}")
