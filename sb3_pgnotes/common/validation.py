@@ -72,7 +72,7 @@ def check_finite(name: str, value: th.Tensor) -> None:
     if not th.isfinite(value).all():
         raise ValueError(
             f"The {name} is {value.item()}: training diverged. Lower the learning rate, clip gradients "
-            "(max_grad_norm) or normalise advantages."
+            "(max_grad_norm) or normalise advantages; if the rewards are huge, scale them (VecNormalize)."
         )
 
 
@@ -319,7 +319,8 @@ def check_env_data(
         when = "" if episode_times is None else f", step {int(episode_times[env_idx])} of its episode"
         raise ValueError(
             f"The env returned a non-finite {what} {values[env_idx].tolist()} (env index {env_idx}{when}, after "
-            f"{num_timesteps} env steps of training). Fix the env or wrap it so that it returns finite values."
+            f"{num_timesteps} env steps of training). Fix the env or wrap it so that it returns finite values (SB3's "
+            "VecEnvs store rewards as float32: beyond about 3.4e38 in size they become inf)."
         )
 
 
