@@ -1,7 +1,9 @@
 """Gradient-variance diagnostics: the variance ordering of docs/theory.md on the tabular MDP, the command and the callback."""
 
+import math
 import re
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -9,7 +11,9 @@ import torch as th
 from stable_baselines3 import A2C, PPO, SAC
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.logger import configure
-from stable_baselines3.common.vec_env import VecNormalize
+from envs import SpaceEnv
+from gymnasium import spaces
+from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 from tabular import sample_episodes
 from test_gradients import estimated_gradient, exact_direction, make_model, matches, policy_probs, reinforce
 
@@ -17,6 +21,7 @@ from sb3_pgnotes import Reinforce
 from sb3_pgnotes.common.gradients import TimeOptimalBaseline
 from sb3_pgnotes.diagnostics import GradientVarianceCallback, estimator_gradients, estimator_in_use, gradient_variance
 from sb3_pgnotes.diagnostics.cli import main
+from sb3_pgnotes.diagnostics.report import variance_markdown
 
 ORDERED = ("full_return", "reward_to_go", "rtg_mean", "rtg_optimal_component", "rtg_optimal")
 
@@ -217,3 +222,33 @@ def test_variance_command_normalises_as_the_run_did(tmp_path: Path, capsys: pyte
     argv = ["--model", str(tmp_path / "ppo.zip"), "--algo", "ppo", "--batches", "2", "--episodes", "2"]
     main([*argv, "--reference-episodes", "0", "--variants", "gae", "--output-dir", str(tmp_path / "out")])
     assert f"Observations normalised with {tmp_path / 'CartPole-v1' / 'vecnormalize.pkl'}" in capsys.readouterr().out
+
+
+class ZeroRewardEnv(SpaceEnv):
+    """No reward at all: every estimator is the zero vector."""
+
+    def step(self, action: Any) -> tuple[Any, float, bool, bool, dict]:
+        observation, _, terminated, truncated, info = super().step(action)
+        return observation, 0.0, terminated, truncated, info
+
+
+def test_without_any_reward_snr_and_cosine_are_undefined_rather_than_inf_or_zero() -> None:
+    env = DummyVecEnv([lambda: ZeroRewardEnv(spaces.Box(-1, 1, (3,)), spaces.Discrete(2))])
+    model = Reinforce("MlpPolicy", env, seed=0)
+    variants = ("reward_to_go", "full_return")
+    stats = gradient_variance(model.policy, env, 0.99, n_batches=2, n_episodes=2, reference_episodes=2, variants=variants)
+    for entry in stats:
+        assert entry.total_variance == 0.0
+        assert math.isnan(entry.snr) and math.isnan(entry.cosine_to_reference)
+    assert "| reward_to_go | 0 | - | n/a | n/a | 0 |" in variance_markdown(stats)
+
+
+def test_image_observations_reach_the_policy_channels_first_from_an_env_instance(tmp_path: Path) -> None:
+    def image_env() -> SpaceEnv:
+        return SpaceEnv(spaces.Box(0, 255, (36, 36, 3), dtype=np.uint8), spaces.Discrete(2))
+
+    model = Reinforce("CnnPolicy", image_env(), n_episodes=2, seed=0)
+    model.set_logger(configure(str(tmp_path), ["csv"]))
+    callback = GradientVarianceCallback(image_env(), check_freq=5, n_batches=2, n_episodes=1)
+    model.learn(10, callback=callback, log_interval=1)
+    assert "train/grad_variance" in (tmp_path / "progress.csv").read_text().splitlines()[0].split(",")

@@ -63,7 +63,13 @@ class GradientVarianceCallback(BaseCallback):
         check_positive_int("n_episodes", n_episodes)
         if variants is not None and not set(variants) <= set(VARIANTS):
             raise ValueError(f"variants must be taken from {', '.join(VARIANTS)}; got {variants}")
-        self.env: VecEnv = env if isinstance(env, VecEnv) else make_vec_env(env, n_envs=1, seed=seed)  # type: ignore[arg-type]
+        if isinstance(env, str):
+            env = make_vec_env(env, n_envs=1, seed=seed)
+        elif not isinstance(env, VecEnv):
+            # make_vec_env takes a function that makes the env: here, the one given.
+            instance = env
+            env = make_vec_env(lambda: instance, n_envs=1, seed=seed)
+        self.env: VecEnv = env
         self.check_freq = check_freq
         self.n_batches = n_batches
         self.n_episodes = n_episodes

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import torch as th
 
+from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.utils import obs_as_tensor, set_random_seed
 from stable_baselines3.common.vec_env import VecEnv
@@ -43,8 +44,9 @@ class VarianceStats:
     :param variant: Name of the estimator
     :param mean_gradient: Mean of the M gradient estimates
     :param total_variance: Trace of the covariance of one batch's estimate (sum of per-component variances)
-    :param snr: Signal-to-noise ratio ``||mean||^2 / total_variance``
-    :param cosine_to_reference: Cosine between the mean estimate and a large-batch reference gradient
+    :param snr: Signal-to-noise ratio ``||mean||^2 / total_variance`` (NaN when both are 0)
+    :param cosine_to_reference: Cosine between the mean estimate and a large-batch reference gradient (NaN without a
+        reference, or when either is the zero vector)
     """
 
     variant: str
@@ -201,6 +203,8 @@ def gradient_variance(
     if n_batches < 2:
         raise ValueError(f"n_batches must be >= 2 to measure a variance, got {n_batches}")
     variants = VARIANTS if variants is None else variants
+    # The observations as SB3 shows them to a policy in training: images channels first.
+    env = BaseAlgorithm._wrap_env(env, monitor_wrapper=False)
     sampler = EpisodeSampler(policy, env, seed)
     policy.set_training_mode(False)
     pool = TimeOptimalBaseline(optimal_baseline_horizon)
@@ -226,7 +230,14 @@ def gradient_variance(
         total_variance = float(stacked.var(0, unbiased=True).sum())
         cosine = float("nan")
         if reference_gradient is not None:
-            cosine = float(th.nn.functional.cosine_similarity(mean, reference_gradient.double(), dim=0))
-        snr = float(mean.square().sum()) / total_variance if total_variance > 0 else float("inf")
+            norms = float(mean.norm() * reference_gradient.double().norm())
+            # Undefined against a zero vector (torch's eps would report 0).
+            cosine = float(mean @ reference_gradient.double()) / norms if norms > 0 else float("nan")
+        signal = float(mean.square().sum())
+        if total_variance > 0:
+            snr = signal / total_variance
+        else:
+            # No noise: infinite with a signal, undefined (NaN) without one, e.g. when every reward is the same.
+            snr = float("inf") if signal > 0 else float("nan")
         stats.append(VarianceStats(variant, mean.cpu().numpy(), total_variance, snr, cosine))
     return stats
