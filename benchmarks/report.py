@@ -431,6 +431,8 @@ def main(argv: list[str] | None = None) -> None:
         "--min-runs", type=int, default=MIN_RUNS, help="Seeds an algorithm needs at a budget to enter the aggregates"
     )
     args = parser.parse_args(argv)
+    if not load_records(args.results):
+        parser.error(f"--results {args.results}: no run records there (runs.jsonl is missing or empty)")
     print(f"Wrote {render(args.results, args.out, dict(args.threshold), args.reps, args.min_runs)}")
 
 

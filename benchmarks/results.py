@@ -1,6 +1,7 @@
 """The results file: one JSON record per finished run, appended as runs finish."""
 
 import json
+import warnings
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -20,13 +21,25 @@ def run_key(record: dict[str, Any]) -> RunKey:
 def load_records(results_dir: Path) -> list[dict[str, Any]]:
     """
     :param results_dir: Folder holding the results file.
-    :return: All records, in file order (empty when there is no file yet).
+    :return: All records, in file order (empty when there is no file yet). A last line cut short, as a run killed
+        while writing leaves it, is skipped with a warning; a damaged line elsewhere is an error naming it.
     """
     path = results_dir / RESULTS_FILE
     if not path.exists():
         return []
-    with open(path) as file:
-        return [json.loads(line) for line in file if line.strip()]
+    lines = path.read_text(encoding="utf-8").splitlines()
+    records = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError as error:
+            if number == len(lines):
+                warnings.warn(f"{path}: line {number} is cut short ({error}); it is skipped", stacklevel=2)
+                continue
+            raise ValueError(f"{path}: line {number} is not a JSON record ({error})") from error
+    return records
 
 
 def append_records(results_dir: Path, records: Iterable[dict[str, Any]]) -> None:
@@ -35,6 +48,13 @@ def append_records(results_dir: Path, records: Iterable[dict[str, Any]]) -> None
     :param records: Records to append, one JSON line each.
     """
     results_dir.mkdir(parents=True, exist_ok=True)
-    with open(results_dir / RESULTS_FILE, "a") as file:
+    path = results_dir / RESULTS_FILE
+    content = path.read_bytes() if path.exists() else b""
+    if content and not content.endswith(b"\n"):
+        # A record cut short by a killed run cannot be completed: drop it rather than extend it.
+        warnings.warn(f"{path}: dropping its last line, cut short", stacklevel=2)
+        with open(path, "r+b") as file:
+            file.truncate(content.rfind(b"\n") + 1)
+    with open(path, "a", encoding="utf-8") as file:
         for record in records:
             file.write(json.dumps(record) + "\n")

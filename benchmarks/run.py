@@ -23,8 +23,10 @@ import traceback
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from datetime import datetime, UTC
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 import stable_baselines3
 import torch as th
@@ -199,6 +201,18 @@ def _describe(record: dict[str, Any]) -> str:
     )
 
 
+def at_least(minimum: int) -> Callable[[str], int]:
+    """:return: An argparse type for integers ``>= minimum``"""
+
+    def parse(text: str) -> int:
+        value = int(text)
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}; got {value}")
+        return value
+
+    return parse
+
+
 def main(argv: list[str] | None = None) -> int:
     """
     :param argv: Command-line arguments (default: ``sys.argv[1:]``).
@@ -207,13 +221,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--algos", nargs="+", required=True, choices=sorted(ALGOS))
     parser.add_argument("--envs", nargs="+", required=True, help="Gymnasium env ids")
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
-    parser.add_argument("--timesteps", type=int, required=True, help="Env-step budget per run (overrides n_timesteps)")
-    parser.add_argument("--eval-freq", type=int, default=5000, help="Env steps between evaluations")
-    parser.add_argument("--eval-episodes", type=int, default=10)
+    parser.add_argument("--seeds", nargs="+", type=at_least(0), default=[0, 1, 2, 3, 4])
+    parser.add_argument("--timesteps", type=at_least(1), required=True, help="Env-step budget per run (overrides n_timesteps)")
+    parser.add_argument("--eval-freq", type=at_least(1), default=5000, help="Env steps between evaluations")
+    parser.add_argument("--eval-episodes", type=at_least(1), default=10)
     parser.add_argument("--stochastic-eval", action="store_true", help="Sample actions during evaluation")
     parser.add_argument("--results", type=Path, default=DEFAULT_RESULTS, help="Results folder")
-    parser.add_argument("--jobs", type=int, default=2, help="Parallel worker processes (1: run in this process)")
+    parser.add_argument("--jobs", type=at_least(1), default=2, help="Parallel worker processes (1: run in this process)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--set", type=parse_override, action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--label", help="Name of the --set variant: its records are those of <algo>:<label>")
@@ -223,17 +237,27 @@ def main(argv: list[str] | None = None) -> int:
     shared = parser.add_argument_group("workers sharing the sweep through a database (benchmarks.sweep)")
     shared.add_argument("--storage", help="database URL, e.g. postgresql://user@host:5432/db; --jobs workers here")
     shared.add_argument("--study-name", default="benchmarks", help="the sweep's study in --storage")
-    shared.add_argument("--heartbeat-interval", type=int, default=DEFAULT_HEARTBEAT_INTERVAL, help="seconds")
+    shared.add_argument("--heartbeat-interval", type=at_least(1), default=DEFAULT_HEARTBEAT_INTERVAL, help="seconds")
     args = parser.parse_args(argv)
-    if args.jobs < 1:
-        parser.error("--jobs must be at least 1")
-    if args.heartbeat_interval < 1:
-        parser.error("--heartbeat-interval must be at least 1 second")
     if bool(args.set) != bool(args.label) or ":" in (args.label or ""):
         parser.error("--set and --label go together, and the label has no ':'")
+    for env_id in args.envs:
+        try:
+            gym.spec(env_id)
+        except gym.error.Error as error:
+            parser.error(f"--envs {env_id}: {error}")
     variant = {"overrides": dict(args.set)} if args.label else {}
+    records = load_records(args.results)
+    if args.label:
+        names = {f"{algo}:{args.label}" for algo in args.algos}
+        for record in records:
+            if record["algo"] in names and record.get("overrides") != variant["overrides"]:
+                parser.error(
+                    f"--label {args.label} already names {record['algo']} with {record.get('overrides')} in "
+                    f"{args.results}: give these --set values another label"
+                )
 
-    done = set() if args.rerun else {run_key(record) for record in load_records(args.results)}
+    done = set() if args.rerun else {run_key(record) for record in records}
     # Seed-major, so that an interrupted sweep leaves every algorithm with the same seeds.
     tasks = [
         {
@@ -247,9 +271,9 @@ def main(argv: list[str] | None = None) -> int:
             "deterministic": not args.stochastic_eval,
             "device": args.device,
         }
-        for seed in args.seeds
-        for env_id in args.envs
-        for algo in args.algos
+        for seed in dict.fromkeys(args.seeds)
+        for env_id in dict.fromkeys(args.envs)
+        for algo in dict.fromkeys(args.algos)
     ]
     pending = [task for task in tasks if run_key(task) not in done]
     print(f"{len(tasks) - len(pending)} of {len(tasks)} runs already in {args.results}, {len(pending)} to run")
@@ -262,7 +286,8 @@ def main(argv: list[str] | None = None) -> int:
         else:
             with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
                 failures = sum(pool.map(shared_worker, *zip(*[worker] * args.jobs, strict=True)))
-        print(f"{sweep.export_records(study, args.results)} records from the study appended to {args.results}")
+        appended = sweep.export_records(study, args.results, replace=args.rerun)
+        print(f"{appended} records from the study appended to {args.results}")
     elif args.jobs == 1:
         for task in pending:
             record = run_one(task)

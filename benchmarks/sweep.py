@@ -28,7 +28,7 @@ from optuna.exceptions import DuplicatedStudyError, ExperimentalWarning
 from optuna.storages import fail_stale_trials
 from optuna.trial import TrialState
 
-from benchmarks.results import append_records, load_records, run_key
+from benchmarks.results import RunKey, append_records, load_records, run_key
 from sb3_pgnotes.zoo.optimize import open_storage
 
 Task = dict[str, Any]
@@ -58,11 +58,18 @@ def open_sweep(storage: str, study_name: str, tasks: list[Task], heartbeat_inter
     :return: The study.
     """
     database = open_storage(storage, heartbeat_interval)
+    by_key = {cell_key(task): task for task in tasks}
     try:
         study = optuna.create_study(study_name=study_name, storage=database)
     except DuplicatedStudyError:
-        return join_sweep(storage, study_name, heartbeat_interval)
-    by_key = {cell_key(task): task for task in tasks}
+        study = join_sweep(storage, study_name, heartbeat_interval)
+        foreign = [key for key in by_key if key not in study.user_attrs[TASKS_ATTR]]
+        if foreign:
+            raise ValueError(
+                f"study {study_name!r} holds another sweep: {len(foreign)} of this command's cells are not in it "
+                f"(e.g. {foreign[0]}). Give this sweep its own --study-name"
+            ) from None
+        return study
     study.set_user_attr(TASKS_ATTR, by_key)
     if by_key:
         distribution = CategoricalDistribution(list(by_key))
@@ -138,17 +145,22 @@ def work(
             print(f"FAILED\n{traceback.format_exc()}", file=sys.stderr, flush=True)
 
 
-def export_records(study: optuna.Study, results: Path) -> int:
+def export_records(study: optuna.Study, results: Path, replace: bool = False) -> int:
     """
     Append the study's finished records that the results file lacks.
 
     :param study: The sweep's study.
     :param results: The results folder.
+    :param replace: Also append a record whose cell the file already holds with another record (a rerun: the latest
+        record of a cell is the one read); identical records are never repeated.
     :return: How many records were appended.
     """
-    new = {run_key(record): record for record in load_records(results)}
-    known = set(new)
+    existing = load_records(results)
+    known = {run_key(record) for record in existing}
+    new: dict[RunKey, dict] = {}
     for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        new.setdefault(run_key(trial.user_attrs[RECORD_ATTR]), trial.user_attrs[RECORD_ATTR])
-    append_records(results, [record for key, record in new.items() if key not in known])
-    return len(new) - len(known)
+        record = trial.user_attrs[RECORD_ATTR]
+        if (replace or run_key(record) not in known) and record not in existing:
+            new.setdefault(run_key(record), record)
+    append_records(results, list(new.values()))
+    return len(new)

@@ -15,7 +15,7 @@ from stable_baselines3.common.vec_env import VecNormalize
 
 from sb3_pgnotes.common import collection
 
-from benchmarks import report, throughput
+from benchmarks import report, run, throughput
 from benchmarks.registry import ALGOS, resolve
 from benchmarks.run import make_env
 from benchmarks.steps_to_threshold import StopAtThreshold
@@ -60,7 +60,7 @@ def test_run_resume_report(tmp_path: Path) -> None:
     assert set(json.loads((results / "random_policy.json").read_text())) == {"CartPole-v1"}
 
 
-def test_run_variant_records_its_overrides_under_its_own_name(tmp_path: Path) -> None:
+def test_run_variant_records_its_overrides_under_its_own_name(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     results = tmp_path / "results"
     argv = ["benchmarks.run", "--algos", "a2c", "--envs", "CartPole-v1", "--seeds", "0", "--timesteps", "500"]
     argv += ["--eval-freq", "500", "--eval-episodes", "1", "--jobs", "1", "--results", str(results)]
@@ -75,6 +75,37 @@ def test_run_variant_records_its_overrides_under_its_own_name(tmp_path: Path) ->
     assert entry["hyperparams"].get("n_steps") != "4"
     with pytest.raises(subprocess.CalledProcessError):
         harness(*argv, "--set", "n_steps=4")  # a variant needs a label
+    # The label names its settings: other --set values under it would be skipped as done.
+    with pytest.raises(SystemExit):
+        run.main([*argv[1:], "--label", "short", "--set", "n_steps=8"])
+    assert "--label short already names a2c:short with {'n_steps': 4" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--eval-freq", "0"], "--eval-freq: must be >= 1; got 0"),
+        (["--eval-episodes", "0"], "--eval-episodes: must be >= 1; got 0"),
+        (["--timesteps", "-5"], "--timesteps: must be >= 1; got -5"),
+        (["--seeds", "-1"], "--seeds: must be >= 0; got -1"),
+        (["--envs", "Nope-v0", "CartPole-v1"], "--envs Nope-v0: "),
+    ],
+)
+def test_run_refuses_bad_arguments_before_any_run(
+    extra: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["--algos", "a2c", "--envs", "CartPole-v1", "--timesteps", "500", "--jobs", "1", "--results", str(tmp_path)]
+    with pytest.raises(SystemExit):
+        run.main([*argv, *extra])
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "runs.jsonl").exists()
+
+
+def test_report_refuses_a_folder_without_records(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        report.main(["--results", str(tmp_path / "typo"), "--out", str(tmp_path)])
+    assert "no run records there" in capsys.readouterr().err
+    assert not (tmp_path / "report.md").exists()
 
 
 def fake_run(algo: str, env_id: str, seed: int, final: float) -> dict[str, Any]:

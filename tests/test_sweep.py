@@ -122,3 +122,35 @@ def test_sweep_queues_only_the_cells_missing_from_the_results_file(tmp_path: Pat
     assert export_records(study, tmp_path) == 2
     assert export_records(study, tmp_path) == 0
     assert sorted(record["seed"] for record in load_records(tmp_path)) == [0, 1, 2]
+    # A rerun's records replace the file's (appended; the latest of a cell is the one read), never repeated.
+    assert export_records(study, tmp_path, replace=True) == 0
+    rerun = open_sweep(f"sqlite:///{tmp_path / 'rerun.db'}", "rerun", tasks[:1], heartbeat_interval=1)
+    assert work(rerun, lambda task: {**task, "eval_mean": [9.0]}, str, heartbeat_interval=1) == 0
+    assert export_records(rerun, tmp_path) == 0
+    assert export_records(rerun, tmp_path, replace=True) == 1
+    assert export_records(rerun, tmp_path, replace=True) == 0
+    assert load_records(tmp_path)[-1]["eval_mean"] == [9.0]
+
+
+def test_a_study_of_another_sweep_is_refused_not_joined(tmp_path: Path) -> None:
+    storage = f"sqlite:///{tmp_path / 'sweep.db'}"
+    task = {"algo": "a2c", "env": "CartPole-v1", "seed": 0, "timesteps": 100}
+    open_sweep(storage, "benchmarks", [task], heartbeat_interval=1)
+    open_sweep(storage, "benchmarks", [task], heartbeat_interval=1)  # the same sweep: joined
+    with pytest.raises(ValueError, match=r"holds another sweep: 1 of this command's cells .*own --study-name"):
+        open_sweep(storage, "benchmarks", [{**task, "seed": 1}], heartbeat_interval=1)
+
+
+def test_a_results_file_cut_short_by_a_killed_run_stays_readable(tmp_path: Path) -> None:
+    append_records(tmp_path, [{"algo": "a2c", "seed": 0}, {"algo": "a2c", "seed": 1}])
+    path = tmp_path / "runs.jsonl"
+    path.write_bytes(path.read_bytes()[:-10])
+    with pytest.warns(UserWarning, match="line 2 is cut short"):
+        assert load_records(tmp_path) == [{"algo": "a2c", "seed": 0}]
+    # The next append drops it rather than extend it.
+    with pytest.warns(UserWarning, match="dropping its last line, cut short"):
+        append_records(tmp_path, [{"algo": "a2c", "seed": 2}])
+    assert [record["seed"] for record in load_records(tmp_path)] == [0, 2]
+    path.write_text('{"seed": 0}\n{broken\n{"seed": 1}\n')
+    with pytest.raises(ValueError, match="line 2 is not a JSON record"):
+        load_records(tmp_path)
