@@ -30,13 +30,16 @@ def main() -> None:
     parser.add_argument("--env", default="CartPole-v1", help="Gymnasium environment id")
     parser.add_argument("--timesteps", type=int, default=50_000, help="environment steps to train for")
     parser.add_argument("--seed", type=int, default=0, help="random seed")
-    parser.add_argument("--save-dir", type=Path, default=Path(tempfile.gettempdir()), help="where to save the model")
+    parser.add_argument("--save-dir", type=Path, help="where to save the model (default: a new temporary folder)")
     args = parser.parse_args()
     algo = ALGORITHMS[args.algo]
+    save_dir = Path(tempfile.mkdtemp(prefix="sb3_pgnotes_")) if args.save_dir is None else args.save_dir
+    path = save_dir / f"{args.algo}_{args.env}.zip"
+    if path.exists():
+        parser.error(f"{path} exists: choose another --save-dir rather than overwrite it")
 
     model = algo("MlpPolicy", args.env, seed=args.seed, verbose=1)
     model.learn(total_timesteps=args.timesteps)
-    path = args.save_dir / f"{args.algo}_{args.env}.zip"
     model.save(path)
     del model
 

@@ -22,8 +22,15 @@ def run_example(name: str, *args: str) -> str:
 @pytest.mark.parametrize("algo", ["reinforce", "offpolicy_pg", "ppo_kl", "nstep_ac"])
 def test_quickstart(algo: str, tmp_path: Path) -> None:
     out = run_example("quickstart.py", "--algo", algo, "--timesteps", "300", "--save-dir", str(tmp_path))
-    assert (tmp_path / f"{algo}_CartPole-v1.zip").exists()
+    saved = tmp_path / f"{algo}_CartPole-v1.zip"
+    assert saved.exists()
     assert "saved to" in out and "first action of the reloaded policy" in out
+    if algo == "reinforce":
+        kept = saved.read_bytes()
+        again = [sys.executable, str(EXAMPLES / "quickstart.py"), "--timesteps", "300", "--save-dir", str(tmp_path)]
+        done = subprocess.run(again, capture_output=True, text=True, timeout=300, check=False)
+        assert done.returncode == 2 and "rather than overwrite it" in done.stderr
+        assert saved.read_bytes() == kept
 
 
 def test_compare_variance() -> None:
