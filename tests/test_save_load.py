@@ -50,8 +50,8 @@ def test_load_and_set_env_take_an_env_id_as_the_constructor(
 @pytest.mark.parametrize("algo", [Reinforce, PPOKL, NStepAC, OffPolicyPG])
 def test_load_appends_the_zip_suffix_and_subclasses_load_their_parents_files(algo: type[Any], tmp_path: Path) -> None:
     subclass = type(f"My{algo.__name__}", (algo,), {})
-    algo("MlpPolicy", "CartPole-v1", gamma=0.5).save(tmp_path / "gamma_0.5")
-    # A file whose name is the other's with its last dot-part cut must not be found instead.
+    algo("MlpPolicy", "CartPole-v1", gamma=0.5).save(tmp_path / "gamma_0.5.zip")
+    # gamma_0.zip: the name of the other with its last dot-part replaced by .zip, which must not be found instead.
     subclass("MlpPolicy", "CartPole-v1", gamma=0.0).save(tmp_path / "gamma_0")
     assert algo.load(tmp_path / "gamma_0.5").gamma == 0.5
     assert subclass.load(str(tmp_path / "gamma_0.5")).gamma == 0.5
