@@ -147,6 +147,8 @@ def test_study_arguments(tmp_path: Path) -> None:
     assert parse_trial_choice("0") == 0
     with pytest.raises(SystemExit):
         study_arguments([*args, "--trial-id", "-1"])
+    with pytest.raises(SystemExit):
+        study_arguments([*args, "-optimize", "--trial-id", "best"])
     # rl-zoo3 accepts abbreviations; unseen here, they would send the study elsewhere.
     for abbreviation in ("--optimize", "--stor=postgresql://host/db", "--study", "--log-fold", "--trial"):
         with pytest.raises(SystemExit):

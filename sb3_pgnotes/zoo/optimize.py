@@ -148,6 +148,8 @@ def study_arguments(args: Sequence[str]) -> tuple[list[str], StudyOptions | None
     own, zoo_args = ours.parse_known_args(args)
     if own.heartbeat_interval < 1:
         ours.error("--heartbeat-interval must be at least 1 second")
+    if known.optimize_hyperparameters and own.trial_id is not None:
+        ours.error("--trial-id trains with a finished search's trial: run it after -optimize, not with it")
     if not known.optimize_hyperparameters and own.trial_id is None:
         return zoo_args, None
     study_name = known.study_name or default_study_name(known.algo, known.env)
