@@ -23,7 +23,6 @@ import traceback
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from datetime import datetime, UTC
 from pathlib import Path
-from collections.abc import Callable
 from typing import Any
 
 import gymnasium as gym
@@ -36,6 +35,7 @@ from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv, VecNormalize, sync_envs_normalization
 
+from sb3_pgnotes.diagnostics.cli import int_at_least
 from sb3_pgnotes.zoo.optimize import DEFAULT_HEARTBEAT_INTERVAL
 
 from benchmarks import sweep
@@ -201,18 +201,6 @@ def _describe(record: dict[str, Any]) -> str:
     )
 
 
-def at_least(minimum: int) -> Callable[[str], int]:
-    """:return: An argparse type for integers ``>= minimum``"""
-
-    def parse(text: str) -> int:
-        value = int(text)
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be >= {minimum}; got {value}")
-        return value
-
-    return parse
-
-
 def main(argv: list[str] | None = None) -> int:
     """
     :param argv: Command-line arguments (default: ``sys.argv[1:]``).
@@ -221,13 +209,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--algos", nargs="+", required=True, choices=sorted(ALGOS))
     parser.add_argument("--envs", nargs="+", required=True, help="Gymnasium env ids")
-    parser.add_argument("--seeds", nargs="+", type=at_least(0), default=[0, 1, 2, 3, 4])
-    parser.add_argument("--timesteps", type=at_least(1), required=True, help="Env-step budget per run (overrides n_timesteps)")
-    parser.add_argument("--eval-freq", type=at_least(1), default=5000, help="Env steps between evaluations")
-    parser.add_argument("--eval-episodes", type=at_least(1), default=10)
+    parser.add_argument("--seeds", nargs="+", type=int_at_least(0), default=[0, 1, 2, 3, 4])
+    parser.add_argument(
+        "--timesteps", type=int_at_least(1), required=True, help="Env-step budget per run (overrides n_timesteps)"
+    )
+    parser.add_argument("--eval-freq", type=int_at_least(1), default=5000, help="Env steps between evaluations")
+    parser.add_argument("--eval-episodes", type=int_at_least(1), default=10)
     parser.add_argument("--stochastic-eval", action="store_true", help="Sample actions during evaluation")
     parser.add_argument("--results", type=Path, default=DEFAULT_RESULTS, help="Results folder")
-    parser.add_argument("--jobs", type=at_least(1), default=2, help="Parallel worker processes (1: run in this process)")
+    parser.add_argument("--jobs", type=int_at_least(1), default=2, help="Parallel worker processes (1: run in this process)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--set", type=parse_override, action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--label", help="Name of the --set variant: its records are those of <algo>:<label>")
@@ -237,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     shared = parser.add_argument_group("workers sharing the sweep through a database (benchmarks.sweep)")
     shared.add_argument("--storage", help="database URL, e.g. postgresql://user@host:5432/db; --jobs workers here")
     shared.add_argument("--study-name", default="benchmarks", help="the sweep's study in --storage")
-    shared.add_argument("--heartbeat-interval", type=at_least(1), default=DEFAULT_HEARTBEAT_INTERVAL, help="seconds")
+    shared.add_argument("--heartbeat-interval", type=int_at_least(1), default=DEFAULT_HEARTBEAT_INTERVAL, help="seconds")
     args = parser.parse_args(argv)
     if bool(args.set) != bool(args.label) or ":" in (args.label or ""):
         parser.error("--set and --label go together, and the label has no ':'")
