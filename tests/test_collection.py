@@ -5,17 +5,21 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import pytest
+import torch as th
 from algorithms import ALGORITHMS
 from envs import CountingEnv, MatrixActionEnv
 from gymnasium import spaces
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.buffers import DictReplayBuffer, RolloutBuffer
 from stable_baselines3.common.callbacks import BaseCallback
-from stable_baselines3.common.type_aliases import ReplayBufferSamples
+from stable_baselines3.common.distributions import Distribution
+from stable_baselines3.common.policies import ActorCriticPolicy, MultiInputActorCriticPolicy
+from stable_baselines3.common.type_aliases import PyTorchObs, ReplayBufferSamples
+from stable_baselines3.common.utils import obs_as_tensor
 from stable_baselines3.common.vec_env import DummyVecEnv
 
 from sb3_pgnotes import PPOKL, NStepAC, OffPolicyPG, Reinforce
-from sb3_pgnotes.common.collection import EpisodeQuota
+from sb3_pgnotes.common.collection import EpisodeQuota, sample_actions
 from sb3_pgnotes.common.returns import reward_to_go
 from sb3_pgnotes.offpolicy_pg.buffers import EpisodeReplayBuffer
 
@@ -277,3 +281,62 @@ def test_replay_samples_have_sb3_shapes_for_discrete_observations() -> None:
     for key in ("box", "cell"):
         assert ours.observations[key].shape == theirs.observations[key].shape  # type: ignore[index]
         assert ours.next_observations[key].shape == theirs.next_observations[key].shape  # type: ignore[index]
+
+
+class _OwnDistributionPolicy(ActorCriticPolicy):
+    """Makes its distribution its own way: collection must call it, not sample around it."""
+
+    def get_distribution(self, obs: PyTorchObs) -> Distribution:
+        distribution = super().get_distribution(obs)
+        distribution.distribution.logits = distribution.distribution.logits.flip(-1)  # type: ignore[union-attr]
+        return distribution
+
+
+@pytest.mark.parametrize(
+    ("observation_space", "action_space", "policy_kwargs", "policy_class"),
+    [
+        (spaces.Box(-1, 1, (4,)), spaces.Discrete(2), {}, ActorCriticPolicy),
+        (spaces.Box(-1, 1, (4,)), spaces.Discrete(7), {}, ActorCriticPolicy),
+        (spaces.Box(-1, 1, (3,)), spaces.Box(-2, 2, (1,)), {}, ActorCriticPolicy),
+        (spaces.Box(-1, 1, (3,)), spaces.Box(-2, 2, (2, 3)), {"log_std_init": -0.7}, ActorCriticPolicy),
+        (
+            spaces.Dict({"a": spaces.Box(-1, 1, (2,)), "b": spaces.Discrete(3)}),
+            spaces.Discrete(3),
+            {},
+            MultiInputActorCriticPolicy,
+        ),
+        (spaces.Box(-1, 1, (3,)), spaces.Box(-2, 2, (2,)), {"use_sde": True}, ActorCriticPolicy),
+        (spaces.Box(-1, 1, (3,)), spaces.MultiDiscrete([2, 3]), {}, ActorCriticPolicy),
+        (spaces.Box(-1, 1, (4,)), spaces.Discrete(3), {}, _OwnDistributionPolicy),
+    ],
+)
+@pytest.mark.parametrize("n_envs", [1, 5])
+def test_sampled_actions_are_the_policys_own_draws(
+    observation_space: spaces.Space,
+    action_space: spaces.Space,
+    policy_kwargs: dict[str, Any],
+    policy_class: type[ActorCriticPolicy],
+    n_envs: int,
+) -> None:
+    # The collection samples without building distribution objects where it can: same draws, same floats.
+    policy = policy_class(observation_space, action_space, lambda _: 1e-3, **policy_kwargs)
+    policy.set_training_mode(False)
+    if policy_kwargs.get("use_sde"):
+        policy.reset_noise(n_envs)
+    observation_space.seed(0)
+    observations = [observation_space.sample() for _ in range(n_envs)]
+    if isinstance(observation_space, spaces.Dict):
+        batch: Any = {key: np.stack([obs[key] for obs in observations]) for key in observation_space.spaces}
+    else:
+        batch = np.stack(observations)
+    for seed in range(3):
+        th.manual_seed(seed)
+        actions, log_probs = sample_actions(policy, batch)
+        th.manual_seed(seed)
+        with th.no_grad():
+            distribution = policy.get_distribution(obs_as_tensor(batch, policy.device))
+            expected_actions = distribution.get_actions()
+            expected_log_probs = distribution.log_prob(expected_actions)
+        np.testing.assert_array_equal(actions, expected_actions.numpy().reshape(actions.shape))
+        np.testing.assert_array_equal(log_probs, expected_log_probs.numpy())
+        assert actions.shape == (n_envs, *action_space.shape)

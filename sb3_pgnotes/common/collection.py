@@ -7,6 +7,7 @@ policy's actions to the env's bounds, clip the others; gSDE noise resampling; ``
 ``on_step`` once per env step; the episode-info buffer), and it owns the guards: an episode that never ends.
 """
 
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any, Protocol, cast
@@ -15,8 +16,9 @@ import numpy as np
 import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.distributions import CategoricalDistribution, DiagGaussianDistribution
 from stable_baselines3.common.policies import ActorCriticPolicy
-from stable_baselines3.common.type_aliases import TrainFreq
+from stable_baselines3.common.type_aliases import PyTorchObs, TrainFreq
 from stable_baselines3.common.utils import obs_as_tensor, should_collect_more_steps
 from stable_baselines3.common.vec_env import VecEnv
 
@@ -38,6 +40,52 @@ class without_distribution_validation:
         th.distributions.Distribution.set_default_validate_args(self.previous)
 
 
+LOG_SQRT_2PI = math.log(math.sqrt(2 * math.pi))
+
+
+def _actor_output(policy: ActorCriticPolicy, obs_tensor: PyTorchObs) -> th.Tensor:
+    """The action head's output, computed as ``ActorCriticPolicy.get_distribution`` computes it."""
+    features = super(ActorCriticPolicy, policy).extract_features(obs_tensor, policy.pi_features_extractor)
+    return policy.action_net(policy.mlp_extractor.forward_actor(features))
+
+
+def _sample_categorical(policy: ActorCriticPolicy, obs_tensor: PyTorchObs) -> tuple[th.Tensor, th.Tensor]:
+    # torch's Categorical (sample, then log_prob) step by step, without building the object.
+    logits = _actor_output(policy, obs_tensor)
+    log_pmf = logits - logits.logsumexp(dim=-1, keepdim=True)
+    actions = th.multinomial(log_pmf.softmax(dim=-1), 1, True)
+    return actions.squeeze(-1), log_pmf.gather(-1, actions).squeeze(-1)
+
+
+def _sample_diag_gaussian(policy: ActorCriticPolicy, obs_tensor: PyTorchObs) -> tuple[th.Tensor, th.Tensor]:
+    # torch's Normal (rsample, then log_prob) step by step, summed over action dimensions as SB3 does.
+    mean = _actor_output(policy, obs_tensor)
+    std = th.ones_like(mean) * policy.log_std.exp()
+    actions = mean + th.empty_like(mean).normal_() * std
+    log_probs = -((actions - mean) ** 2) / (2 * std**2) - std.log() - LOG_SQRT_2PI
+    return actions, log_probs.sum(dim=1)
+
+
+def _direct_sampler(
+    policy: ActorCriticPolicy,
+) -> Callable[[ActorCriticPolicy, PyTorchObs], tuple[th.Tensor, th.Tensor]] | None:
+    """
+    A sampler that does what ``get_distribution``, ``get_actions`` and ``log_prob`` do, with the same random draws
+    and the same floats, without building distribution objects (which cost more than the forward pass of a small
+    policy); None where the policy's own methods must run: a policy class that overrides how the distribution is
+    made, or another distribution.
+    """
+    policy_class = type(policy)
+    if (
+        policy_class.get_distribution is not ActorCriticPolicy.get_distribution
+        or policy_class._get_action_dist_from_latent is not ActorCriticPolicy._get_action_dist_from_latent
+    ):
+        return None
+    return {CategoricalDistribution: _sample_categorical, DiagGaussianDistribution: _sample_diag_gaussian}.get(
+        type(policy.action_dist)
+    )
+
+
 def sample_actions(
     policy: ActorCriticPolicy, observations: Observation, device: th.device | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -51,12 +99,16 @@ def sample_actions(
     """
     with th.no_grad():
         obs_tensor = obs_as_tensor(observations, policy.device if device is None else device)  # type: ignore[arg-type]
-        # torch's argument validation costs more than the sampling itself on small policies; the policy's own
-        # outputs need no checking (non-finite logits still fail in the sampler).
-        with without_distribution_validation():
-            distribution = policy.get_distribution(obs_tensor)
-            actions = distribution.get_actions()
-            log_probs = distribution.log_prob(actions)
+        sampler = _direct_sampler(policy)
+        if sampler is not None:
+            actions, log_probs = sampler(policy, obs_tensor)
+        else:
+            # torch's argument validation costs more than the sampling itself on small policies; the policy's own
+            # outputs need no checking (non-finite logits still fail in the sampler).
+            with without_distribution_validation():
+                distribution = policy.get_distribution(obs_tensor)
+                actions = distribution.get_actions()
+                log_probs = distribution.log_prob(actions)
     action_shape = cast(tuple[int, ...], policy.action_space.shape)
     return actions.cpu().numpy().reshape((-1, *action_shape)), log_probs.cpu().numpy()
 
