@@ -4,7 +4,7 @@ import pytest
 import torch as th
 
 from sb3_pgnotes import PPOKL, NStepAC
-from sb3_pgnotes.common.policies import build_actor_critic_optimizers, split_actor_critic_parameters
+from sb3_pgnotes.common.policies import build_actor_critic_optimizers, clip_gradient, split_actor_critic_parameters
 
 
 def _ids(params: list[th.nn.Parameter]) -> set[int]:
@@ -49,3 +49,35 @@ def test_other_optimizers_get_their_own_kwargs() -> None:
     actor_optimizer, critic_optimizer = build_actor_critic_optimizers(model.policy, 1e-3, 2e-3)
     for optimizer in (actor_optimizer, critic_optimizer):
         assert isinstance(optimizer, th.optim.RMSprop) and optimizer.defaults["alpha"] == 0.9
+
+
+def _gradients(dtypes: list[th.dtype], scale: float) -> list[th.nn.Parameter]:
+    generator = th.Generator().manual_seed(0)
+    params = []
+    for index, dtype in enumerate(dtypes):
+        param = th.nn.Parameter(th.zeros(3 + index, 2, dtype=dtype))
+        param.grad = scale * th.randn(3 + index, 2, generator=generator).to(dtype)
+        params.append(param)
+    return params
+
+
+@pytest.mark.parametrize("dtypes", [[th.float32] * 4, [th.float32, th.float64, th.float32]])
+@pytest.mark.parametrize("max_grad_norm", [None, 1e-3, 0.5, 1e9])
+@pytest.mark.parametrize("scale", [1e-4, 1.0, 100.0])
+def test_clip_gradient_gives_torchs_clipped_gradients(
+    dtypes: list[th.dtype], max_grad_norm: float | None, scale: float
+) -> None:
+    ours, theirs = _gradients(dtypes, scale), _gradients(dtypes, scale)
+    # The last parameter has no gradient: neither counts it.
+    ours[-1].grad, theirs[-1].grad = None, None
+    norm = clip_gradient(th.optim.SGD(ours, lr=1.0), max_grad_norm)
+    expected = th.nn.utils.clip_grad_norm_(theirs, float("inf") if max_grad_norm is None else max_grad_norm)
+    assert norm == float(expected)
+    for mine, reference in zip(ours, theirs, strict=True):
+        assert (mine.grad is None and reference.grad is None) or th.equal(mine.grad, reference.grad)
+
+
+def test_clip_gradient_without_gradients_is_zero() -> None:
+    params = _gradients([th.float32], 1.0)
+    params[0].grad = None
+    assert clip_gradient(th.optim.SGD(params, lr=1.0), 0.5) == 0.0

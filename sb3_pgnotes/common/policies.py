@@ -1,5 +1,7 @@
 """Helpers for SB3 actor-critic policies: split optimisers, action tensors, one-pass distribution and values."""
 
+from typing import cast
+
 import numpy as np
 import torch as th
 from gymnasium import spaces
@@ -166,15 +168,26 @@ def build_actor_critic_optimizers(
 
 def clip_gradient(optimizer: th.optim.Optimizer, max_grad_norm: float | None) -> float:
     """
-    Clip the gradient of an optimiser's parameters to ``max_grad_norm``.
+    Clip the gradient of an optimiser's parameters to ``max_grad_norm``, as ``th.nn.utils.clip_grad_norm_`` does.
 
     :param optimizer: Optimiser whose parameters' gradients are clipped
     :param max_grad_norm: Maximum norm (``None``: no clipping)
     :return: The gradient norm before clipping
     """
     params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
-    max_norm = float("inf") if max_grad_norm is None else max_grad_norm
-    return float(th.nn.utils.clip_grad_norm_(params, max_norm))
+    if not params:
+        return 0.0
+    grads = [cast(th.Tensor, p.grad) for p in params]
+    if len({(grad.device, grad.dtype) for grad in grads}) > 1:
+        max_norm = float("inf") if max_grad_norm is None else max_grad_norm
+        return float(th.nn.utils.clip_grad_norm_(params, max_norm))
+    with th.no_grad():
+        # clip_grad_norm_'s arithmetic in torch's list kernels: the same floats, where on the CPU it loops over the
+        # tensors in Python at a cost above a small network's forward pass.
+        total_norm = th.linalg.vector_norm(th.stack(th._foreach_norm(grads, 2.0)), 2.0)
+        if max_grad_norm is not None:
+            th._foreach_mul_(grads, th.clamp(max_grad_norm / (total_norm + 1e-6), max=1.0))
+    return float(total_norm)
 
 
 def fit_values(
@@ -204,6 +217,7 @@ def fit_values(
         check_finite("value loss", value_loss)
         optimizer.zero_grad()
         value_loss.backward()
-        clip_gradient(optimizer, max_grad_norm)
+        if max_grad_norm is not None:
+            clip_gradient(optimizer, max_grad_norm)
         optimizer.step()
     return value_loss.item()

@@ -17,7 +17,7 @@ from sb3_pgnotes.common.collection import without_distribution_validation
 from sb3_pgnotes.common.kl import adapt_kl_beta, analytic_kl, check_adaptive_rule, sample_kl
 from sb3_pgnotes.common.guards import EnvDataCheck, GuardedAlgorithm, explain_policy_errors
 from sb3_pgnotes.common.on_policy import clamped_progress_remaining
-from sb3_pgnotes.common.policies import actor_latents, build_optimizer, distribution_and_values, entropy_loss
+from sb3_pgnotes.common.policies import actor_latents, build_optimizer, clip_gradient, distribution_and_values, entropy_loss
 from sb3_pgnotes.common.returns import standardize
 from sb3_pgnotes.common.validation import (
     SUPPORTED_ACTION_SPACES,
@@ -391,7 +391,7 @@ class PPOKL(GuardedAlgorithm, OnPolicyAlgorithm):
 
                     self.policy.optimizer.zero_grad()
                     loss.backward()
-                    th.nn.utils.clip_grad_norm_(self.policy.parameters(), self.max_grad_norm)
+                    clip_gradient(self.policy.optimizer, self.max_grad_norm)
                     self.policy.optimizer.step()
                 self._n_updates += 1
                 if not continue_training:
