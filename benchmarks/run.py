@@ -16,6 +16,7 @@ through an Optuna study, each cell run once, a dead worker's cell run again by a
 import argparse
 import ast
 import dataclasses
+import json
 import multiprocessing
 import sys
 import time
@@ -240,8 +241,10 @@ def main(argv: list[str] | None = None) -> int:
     records = load_records(args.results)
     if args.label:
         names = {f"{algo}:{args.label}" for algo in args.algos}
+        # As the records hold them: JSON has no tuples, e.g. train_freq=(4, 'episode') comes back as a list.
+        as_recorded = json.loads(json.dumps(variant["overrides"]))
         for record in records:
-            if record["algo"] in names and record.get("overrides") != variant["overrides"]:
+            if record["algo"] in names and record.get("overrides") != as_recorded:
                 parser.error(
                     f"--label {args.label} already names {record['algo']} with {record.get('overrides')} in "
                     f"{args.results}: give these --set values another label"

@@ -374,3 +374,15 @@ def test_defaults_entries_build_what_a_user_gets_first(env_id: str) -> None:
         config = resolve(ALGOS[f"{name}_defaults"], env_id)
         assert (config.n_envs, config.policy, config.model_kwargs, config.normalize_kwargs) == (1, "MlpPolicy", {}, None)
         assert config.algo_class is ALGOS[name].load_class()
+
+
+def test_run_variant_with_a_tuple_override_is_found_again(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    results = tmp_path / "results"
+    results.mkdir()
+    # A recorded variant whose override was a tuple: the JSON record holds a list.
+    record = {"algo": "offpolicy_pg:freq", "env": "CartPole-v1", "seed": 0, "timesteps": 500}
+    record["overrides"] = {"train_freq": [2, "episode"]}
+    (results / "runs.jsonl").write_text(json.dumps(record) + "\n")
+    argv = ["--algos", "offpolicy_pg", "--envs", "CartPole-v1", "--seeds", "0", "--timesteps", "500", "--jobs", "1"]
+    run.main([*argv, "--results", str(results), "--label", "freq", "--set", "train_freq=(2, 'episode')"])
+    assert "1 of 1 runs already" in capsys.readouterr().out
