@@ -159,6 +159,17 @@ def test_quota_counts_each_env_episodes_in_order() -> None:
     np.testing.assert_array_equal(EpisodeQuota.episode_quotas(2, 4), [1, 1, 0, 0])
 
 
+@pytest.mark.parametrize("n_envs", [1, 3])
+def test_reinforce_collects_one_episode_per_env_by_default(n_envs: int) -> None:
+    env = DummyVecEnv([lambda: CountingEnv(length=4)] * n_envs)
+    model = Reinforce("MlpPolicy", env, seed=0)
+    assert model.n_episodes == n_envs
+    model.learn(1)
+    assert model.episode_batch is not None
+    assert model.episode_batch.n_episodes == n_envs and model.episode_batch.n_steps == 4 * n_envs
+    assert Reinforce("MlpPolicy", env, n_episodes=5).n_episodes == 5
+
+
 def replay_step(buffer: EpisodeReplayBuffer, t: int, **kwargs: Any) -> None:
     """Env 0 plays 0, 1, 2 and terminates; env 1 plays 10, 11, is truncated, and starts again at 12."""
     obs = np.array([[t], [10 + t]], dtype=np.float32)

@@ -59,7 +59,7 @@ class EpisodicOnPolicyAlgorithm(GuardedAlgorithm, OnPolicyAlgorithm):
     :param policy: The policy model to use (MlpPolicy, CnnPolicy, MultiInputPolicy)
     :param env: The environment to learn from (if registered in Gym, can be str)
     :param learning_rate: The learning rate, constant or a function of the progress remaining (from 1 to 0)
-    :param n_episodes: Number of whole episodes per update
+    :param n_episodes: Number of whole episodes per update (``None``: one per env)
     :param gamma: Discount factor
     :param ent_coef: Entropy coefficient for the loss calculation
     :param max_grad_norm: Maximum norm of the gradient (``None``: no clipping)
@@ -89,7 +89,7 @@ class EpisodicOnPolicyAlgorithm(GuardedAlgorithm, OnPolicyAlgorithm):
         policy: str | type[ActorCriticPolicy],
         env: GymEnv | str,
         learning_rate: float | Schedule,
-        n_episodes: int,
+        n_episodes: int | None,
         gamma: float,
         ent_coef: float,
         max_grad_norm: float | None,
@@ -135,6 +135,9 @@ class EpisodicOnPolicyAlgorithm(GuardedAlgorithm, OnPolicyAlgorithm):
             _init_setup_model=False,
             supported_action_spaces=SUPPORTED_ACTION_SPACES,
         )
+        if n_episodes is None:
+            # One per env; without one (as SB3's load builds the model), the saved value replaces it.
+            n_episodes = self.n_envs if self.env is not None else 1
         check_positive_int("n_episodes", n_episodes)
         check_positive_int("episode_step_limit", episode_step_limit)
         check_number("gamma", gamma, 0.0, 1.0)

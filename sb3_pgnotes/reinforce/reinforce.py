@@ -53,7 +53,8 @@ class Reinforce(SeparateCriticMixin, EpisodicOnPolicyAlgorithm):
     :param policy: The policy model to use (MlpPolicy, CnnPolicy, MultiInputPolicy)
     :param env: The environment to learn from (if registered in Gym, can be str)
     :param learning_rate: Learning rate of the policy, constant or a function of the progress remaining (1 to 0)
-    :param n_episodes: Number of whole episodes per update (N in ``docs/theory.md``), spread over the envs
+    :param n_episodes: Number of whole episodes per update (N in ``docs/theory.md``), spread over the envs;
+        ``None`` (default): one per env of the env given at construction
     :param gamma: Discount factor
     :param reward_to_go: Weight each step by the reward-to-go (causality, 2.6) instead of the full return
     :param baseline: ``"none"``; ``"mean"``: the batch mean of the returns (2.7; per episode for full returns,
@@ -107,7 +108,7 @@ class Reinforce(SeparateCriticMixin, EpisodicOnPolicyAlgorithm):
         policy: str | type[MlpPolicy],
         env: GymEnv | str,
         learning_rate: float | Schedule = 3e-3,
-        n_episodes: int = 10,
+        n_episodes: int | None = None,
         gamma: float = 0.99,
         reward_to_go: bool = True,
         baseline: str = "value",
@@ -182,7 +183,7 @@ class Reinforce(SeparateCriticMixin, EpisodicOnPolicyAlgorithm):
                 "baseline='optimal' minimises the variance of the raw estimator; standardising the weights would undo "
                 "it: use normalize_advantage=False, or leave it unset"
             )
-        if baseline == "optimal" and n_episodes < 2 and optimal_baseline_horizon == 0:
+        if baseline == "optimal" and self.n_episodes < 2 and optimal_baseline_horizon == 0:
             effect = "it is 0 (no baseline)" if leave_one_out else "it equals the episode's own returns (no gradient at all)"
             warnings.warn(
                 f"baseline='optimal' with leave_one_out={leave_one_out}, n_episodes=1 and optimal_baseline_horizon=0 has "
@@ -190,7 +191,7 @@ class Reinforce(SeparateCriticMixin, EpisodicOnPolicyAlgorithm):
                 "(optimal_baseline_horizon >= 1) or use n_episodes >= 2.",
                 UserWarning,
             )
-        if baseline == "mean" and n_episodes < 2 and not reward_to_go:
+        if baseline == "mean" and self.n_episodes < 2 and not reward_to_go:
             warnings.warn(
                 "baseline='mean' with reward_to_go=False and n_episodes=1 subtracts the episode's return from itself: "
                 "every update is zero. Use n_episodes >= 2, reward_to_go=True or another baseline.",
