@@ -3,15 +3,16 @@ Compare the training throughput (env steps/s) of our algorithms with their SB3 a
 where the time of one update goes.
 
 Each of ours runs beside the analogue its registry entry names (``benchmarks.registry``), on the same env with the
-same ``n_envs`` and network. With ``--analogue-rollout matched`` (the default) an on-policy analogue's ``n_steps`` is
-set so that ``n_steps * n_envs`` matches the mean number of steps per update that ours collected in a pilot run; with
-``zoo`` it keeps its rl-zoo3 rollout. Where the episodes per update are an argument (``Reinforce``'s ``n_episodes``,
-``OffPolicyPG``'s ``train_freq`` and ``batch_size``), they are raised to ``n_envs`` when smaller, so that no env's
-steps are thrown away, and a ``Reinforce`` analogue gets the same number. With several envs ``Reinforce`` discards the
-steps of envs past their episode quota, so ``OffPolicyPG`` then updates every as many env steps as a pilot
-``Reinforce`` run took per update. The pair alternates in one process for
-several rounds (order swapped every round, so that drift and machine noise hit both), without evaluation or
-observation normalisation, and the report gives the median over rounds of each and of their ratio.
+same ``n_envs``, network and, for a PPO analogue, epochs and minibatch size (:func:`matched_work`). With
+``--analogue-rollout matched`` (the default) an on-policy analogue's ``n_steps`` is set so that ``n_steps * n_envs``
+matches the mean number of steps per update that ours collected in a pilot run; with ``zoo`` it keeps its rl-zoo3
+rollout. Where the episodes per update are an argument (``Reinforce``'s ``n_episodes``, ``OffPolicyPG``'s
+``train_freq`` and ``batch_size``), they are raised to ``n_envs`` when smaller, so that no env's steps are thrown
+away, and a ``Reinforce`` analogue gets the same number. With several envs ``Reinforce`` discards the steps of envs
+past their episode quota, so ``OffPolicyPG`` then updates every as many env steps as a pilot ``Reinforce`` run took
+per update. The pair alternates in one process for several rounds (order swapped every round, so that drift and
+machine noise hit both), without evaluation or observation normalisation, and the report gives the median over rounds
+of each and of their ratio.
 
 Each run is split into phases (:class:`PhaseTimer`): the env's own ``step`` (the physical limit of the collection on
 this machine), the policy's forward passes for acting, storage and conversions (the rest of the collection), returns
@@ -187,6 +188,26 @@ def with_episodes(kwargs: dict[str, Any], n_episodes: int) -> dict[str, Any]:
     return {**kwargs, "n_episodes": n_episodes}
 
 
+#: Work per update that the analogue takes from ours where it has the same argument: the network, and PPO's epochs
+#: and minibatch size (rl-zoo3's MuJoCo PPO entries train a 256x256 network for 20 epochs).
+MATCHED_WORK = ("policy_kwargs", "n_epochs", "batch_size")
+
+
+def matched_work(ours_kwargs: dict[str, Any], theirs_kwargs: dict[str, Any]) -> dict[str, Any]:
+    """
+    :param ours_kwargs: Our constructor kwargs
+    :param theirs_kwargs: The analogue's constructor kwargs
+    :return: The analogue's kwargs with ours' network, and ours' epochs and minibatch size where both have them
+    """
+    matched = {key: value for key, value in theirs_kwargs.items() if key != "policy_kwargs"}
+    if "policy_kwargs" in ours_kwargs:
+        matched["policy_kwargs"] = ours_kwargs["policy_kwargs"]
+    for key in MATCHED_WORK[1:]:
+        if key in ours_kwargs and key in theirs_kwargs:
+            matched[key] = ours_kwargs[key]
+    return matched
+
+
 @dataclasses.dataclass(frozen=True)
 class Comparison:
     """
@@ -238,7 +259,7 @@ def compare(
         ours_kwargs = with_episodes(ours_kwargs, n_envs)
     ours = dataclasses.replace(ours, n_envs=n_envs, normalize_kwargs=None, model_kwargs=ours_kwargs)
     theirs = resolve(analogue, env_id)
-    theirs_kwargs = dict(theirs.model_kwargs)
+    theirs_kwargs = matched_work(ours_kwargs, dict(theirs.model_kwargs))
     rollout = "Each uses the rollout of its own hyperparameters."
     if episodes_per_update(theirs_kwargs) is not None:
         episodes = episodes_per_update(ours_kwargs)

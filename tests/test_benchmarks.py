@@ -386,3 +386,15 @@ def test_run_variant_with_a_tuple_override_is_found_again(tmp_path: Path, capsys
     argv = ["--algos", "offpolicy_pg", "--envs", "CartPole-v1", "--seeds", "0", "--timesteps", "500", "--jobs", "1"]
     run.main([*argv, "--results", str(results), "--label", "freq", "--set", "train_freq=(2, 'episode')"])
     assert "1 of 1 runs already" in capsys.readouterr().out
+
+
+def test_throughput_analogue_takes_our_network_epochs_and_minibatch() -> None:
+    ours = {"n_steps": 2048, "n_epochs": 10, "batch_size": 64, "kl_target": 0.01}
+    zoo_ppo = {"n_steps": 512, "n_epochs": 20, "batch_size": 32, "clip_range": 0.1, "policy_kwargs": {"net_arch": [256]}}
+    matched = throughput.matched_work(ours, zoo_ppo)
+    # The default network, as ours; the PPO arguments ours does not have are kept.
+    assert matched == {"n_steps": 512, "n_epochs": 10, "batch_size": 64, "clip_range": 0.1}
+    with_network = throughput.matched_work({**ours, "policy_kwargs": {"net_arch": [64, 64]}}, zoo_ppo)
+    assert with_network["policy_kwargs"] == {"net_arch": [64, 64]}
+    # An A2C analogue has no epochs or minibatches to take.
+    assert throughput.matched_work({"batch_size": 10}, {"n_steps": 5}) == {"n_steps": 5}
