@@ -188,9 +188,9 @@ def with_episodes(kwargs: dict[str, Any], n_episodes: int) -> dict[str, Any]:
     return {**kwargs, "n_episodes": n_episodes}
 
 
-#: Work per update that the analogue takes from ours where it has the same argument: the network, and PPO's epochs
-#: and minibatch size (rl-zoo3's MuJoCo PPO entries train a 256x256 network for 20 epochs).
-MATCHED_WORK = ("policy_kwargs", "n_epochs", "batch_size")
+#: Work per update that a PPO analogue takes from ours, beside the network (rl-zoo3's MuJoCo PPO entries train a
+#: 256x256 network for 20 epochs).
+EPOCH_WORK = ("n_epochs", "batch_size")
 
 
 def matched_work(ours_kwargs: dict[str, Any], theirs_kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -202,7 +202,7 @@ def matched_work(ours_kwargs: dict[str, Any], theirs_kwargs: dict[str, Any]) -> 
     matched = {key: value for key, value in theirs_kwargs.items() if key != "policy_kwargs"}
     if "policy_kwargs" in ours_kwargs:
         matched["policy_kwargs"] = ours_kwargs["policy_kwargs"]
-    for key in MATCHED_WORK[1:]:
+    for key in EPOCH_WORK:
         if key in ours_kwargs and key in theirs_kwargs:
             matched[key] = ours_kwargs[key]
     return matched
