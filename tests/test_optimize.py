@@ -281,7 +281,8 @@ def test_postgres_killed_worker(postgres: str, tmp_path: Path) -> None:
         return [
             trial
             for trial in study_trials
-            if trial.state == TrialState.RUNNING and trial.user_attrs["worker"].endswith(f":{victim.pid}")
+            # A trial just created has no worker attribute yet.
+            if trial.state == TrialState.RUNNING and trial.user_attrs.get("worker", "").endswith(f":{victim.pid}")
         ]
 
     wait_for("a trial of each worker", lambda: bool(victim_trial()))
