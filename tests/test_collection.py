@@ -340,7 +340,7 @@ def test_sampled_actions_are_the_policys_own_draws(
         batch: Any = {key: np.stack([obs[key] for obs in observations]) for key in observation_space.spaces}
     else:
         batch = np.stack(observations)
-    for seed in range(3):
+    for seed in range(20):
         th.manual_seed(seed)
         actions, log_probs = sample_actions(policy, batch)
         th.manual_seed(seed)
@@ -351,3 +351,12 @@ def test_sampled_actions_are_the_policys_own_draws(
         np.testing.assert_array_equal(actions, expected_actions.numpy().reshape(actions.shape))
         np.testing.assert_array_equal(log_probs, expected_log_probs.numpy())
         assert actions.shape == (n_envs, *action_space.shape)
+
+
+@pytest.mark.parametrize("action_space", [spaces.Discrete(3), spaces.Box(-1, 1, (2,))])
+def test_diverged_policy_stops_collection_with_a_clear_error(action_space: spaces.Space) -> None:
+    policy = ActorCriticPolicy(spaces.Box(-1, 1, (4,)), action_space, lambda _: 1e-3)
+    with th.no_grad():
+        policy.action_net.weight.fill_(float("nan"))
+    with pytest.raises(ValueError, match="action distribution is not finite"):
+        sample_actions(policy, np.zeros((2, 4), dtype=np.float32))

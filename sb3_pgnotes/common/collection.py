@@ -50,10 +50,13 @@ def _actor_output(policy: ActorCriticPolicy, obs_tensor: PyTorchObs) -> th.Tenso
 
 
 def _sample_categorical(policy: ActorCriticPolicy, obs_tensor: PyTorchObs) -> tuple[th.Tensor, th.Tensor]:
-    # torch's Categorical (sample, then log_prob) step by step, without building the object.
+    # torch's Categorical (sample, then log_prob) step by step, without building the object. The draw is what
+    # th.multinomial(probs, 1) computes for one sample (argmax of probs / Exp(1) noise, the same generator calls),
+    # without its input checks, which cost two host synchronisations per step; sample_actions checks the result.
     logits = _actor_output(policy, obs_tensor)
     log_pmf = logits - logits.logsumexp(dim=-1, keepdim=True)
-    actions = th.multinomial(log_pmf.softmax(dim=-1), 1, True)
+    probs = log_pmf.softmax(dim=-1)
+    actions = (probs / th.empty_like(probs).exponential_(1)).argmax(dim=-1, keepdim=True)
     return actions.squeeze(-1), log_pmf.gather(-1, actions).squeeze(-1)
 
 
@@ -103,14 +106,20 @@ def sample_actions(
         if sampler is not None:
             actions, log_probs = sampler(policy, obs_tensor)
         else:
-            # torch's argument validation costs more than the sampling itself on small policies; the policy's own
-            # outputs need no checking (non-finite logits still fail in the sampler).
+            # torch's argument validation costs more than the sampling itself on small policies; the log-probabilities
+            # are checked below.
             with without_distribution_validation():
                 distribution = policy.get_distribution(obs_tensor)
                 actions = distribution.get_actions()
                 log_probs = distribution.log_prob(actions)
+    log_probs_np = log_probs.cpu().numpy()
+    if not np.isfinite(log_probs_np).all():
+        raise ValueError(
+            f"The policy's action distribution is not finite (log-probabilities of the sampled actions: {log_probs_np}): "
+            "its parameters diverged. Lower the learning rate, clip gradients (max_grad_norm) or normalise advantages."
+        )
     action_shape = cast(tuple[int, ...], policy.action_space.shape)
-    return actions.cpu().numpy().reshape((-1, *action_shape)), log_probs.cpu().numpy()
+    return actions.cpu().numpy().reshape((-1, *action_shape)), log_probs_np
 
 
 def env_actions(policy: ActorCriticPolicy, actions: np.ndarray) -> np.ndarray:
