@@ -141,12 +141,14 @@ def check_device(device: Any) -> None:
     :param device: A torch device, or its name
     :raises ValueError: Unless torch knows it (``"auto"`` chooses CUDA when available)
     """
-    if isinstance(device, th.device) or device == "auto":
+    if isinstance(device, str) and device == "auto":
         return
     try:
-        th.device(device)
+        torch_device = th.device(device)
     except (RuntimeError, TypeError) as error:
         raise ValueError(f"device must be 'auto', 'cpu', 'cuda', 'cuda:N' or another torch device; got {device!r}") from error
+    if torch_device.type == "meta":
+        raise ValueError("device 'meta' holds shapes without data, so a model on it cannot act or train; use 'cpu' or 'cuda'")
 
 
 def check_common_arguments(
@@ -191,7 +193,8 @@ def check_policy_kwargs(policy_kwargs: dict[str, Any]) -> None:
     Check the ``policy_kwargs`` entries that SB3's actor-critic policies would otherwise fail on deep inside torch.
 
     :param policy_kwargs: The policy's keyword arguments
-    :raises ValueError: For a malformed ``net_arch``, an ``activation_fn`` that is not a module class, or ``use_sde``
+    :raises ValueError: For a malformed ``net_arch``, an ``activation_fn`` that is not a module class, an
+        ``optimizer_class`` that is not an optimiser class or ``optimizer_kwargs`` it refuses, or ``use_sde``
     """
     if "use_sde" in policy_kwargs:
         # The algorithm passes it to the policy; OffPolicyPG would otherwise build a gSDE policy it never resamples.
@@ -215,6 +218,23 @@ def check_policy_kwargs(policy_kwargs: dict[str, Any]) -> None:
         raise ValueError(
             f"policy_kwargs['activation_fn'] must be a torch module class such as torch.nn.ReLU; got {activation_fn!r}"
         )
+    optimizer_class = policy_kwargs.get("optimizer_class", th.optim.Adam)
+    if not (isinstance(optimizer_class, type) and issubclass(optimizer_class, th.optim.Optimizer)):
+        raise ValueError(
+            "policy_kwargs['optimizer_class'] must be a torch optimiser class such as torch.optim.Adam; "
+            f"got {optimizer_class!r}"
+        )
+    optimizer_kwargs = policy_kwargs.get("optimizer_kwargs")
+    if optimizer_kwargs is not None and not isinstance(optimizer_kwargs, dict):
+        raise ValueError(f"policy_kwargs['optimizer_kwargs'] must be None or a dict; got {optimizer_kwargs!r}")
+    try:
+        # The policy builds its optimiser as this, with the learning rate from the algorithm's learning_rate.
+        optimizer_class([th.nn.Parameter(th.zeros(1))], lr=1e-3, **(optimizer_kwargs or {}))  # type: ignore[call-arg]
+    except (TypeError, ValueError, RuntimeError) as error:
+        raise ValueError(
+            f"policy_kwargs['optimizer_kwargs'] {optimizer_kwargs!r} are not arguments {optimizer_class.__name__} takes "
+            f"(the learning rate comes from learning_rate): {error}"
+        ) from error
 
 
 def check_sde_sample_freq(value: Any) -> None:
