@@ -210,7 +210,8 @@ def fit_values(
     :return: The last value loss
     :raises ValueError: If the loss is NaN or infinite
     """
-    targets_tensor = th.as_tensor(targets, dtype=th.float32, device=policy.device)
+    # The optimiser's first parameter gives the device without policy.device's walk over every parameter.
+    targets_tensor = th.as_tensor(targets, dtype=th.float32, device=optimizer.param_groups[0]["params"][0].device)
     value_loss = th.zeros(())
     for _ in range(n_steps):
         value_loss = F.mse_loss(policy.predict_values(observations).flatten(), targets_tensor)
