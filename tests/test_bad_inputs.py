@@ -412,6 +412,11 @@ CLI: list[Any] = [
     pytest.param(["-params", "n_envs:-1"], "n_envs must be an integer >= 1", id="params-negative-envs"),
     pytest.param(["-conf", "/nonexistent/hyperparams.yml"], "no such file", id="missing-conf-file"),
     pytest.param(["--env", "CartPol-v1"], "CartPol-v1 not found", id="unknown-env"),
+    pytest.param(
+        ["--env-kwargs", "foo:3"],
+        r"--env-kwargs \{'foo': 3\} for CartPole-v1: .*unexpected keyword argument 'foo'",
+        id="env-kwargs",
+    ),
     pytest.param(["--algo", "reinforcee"], "unknown algorithm 'reinforcee'", id="unknown-algo"),
     pytest.param(["-optimize", "--storage", "foo://somewhere/db"], "unknown database scheme 'foo'", id="storage-scheme"),
     pytest.param(["-optimize", "--storage", "not a url"], "is not a database URL", id="storage-not-url"),

@@ -122,6 +122,13 @@ def train(study_options: StudyOptions | None = None) -> None:
             super().__init__(*args, study_options=study_options, **kwargs)
             managers.append(self)
 
+        def create_envs(self, n_envs: int, eval_env: bool = False, no_log: bool = False) -> Any:
+            try:
+                return super().create_envs(n_envs, eval_env, no_log)
+            except TypeError as error:
+                # Raised by the env's constructor; setup_experiment would blame the hyperparameters.
+                raise ValueError(f"--env-kwargs {self.env_kwargs} for {self.env_name}: {error}") from error
+
         def setup_experiment(self) -> Any:
             try:
                 return super().setup_experiment()
