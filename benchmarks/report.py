@@ -9,6 +9,7 @@ statistics of normalised scores computed with rliable (Agarwal et al. 2021, http
   the IQM over seeds at each evaluation with its bootstrap band.
 - Normalised score: 0 is a uniformly random policy's mean return (100 episodes, measured once per env and kept in the
   results folder's ``random_policy.json``), 1 the best IQM final score of the algorithms compared on that env.
+- Beside each env's table, the published scores of :mod:`benchmarks.anchors` (other libraries' figures, not rerun).
 - Aggregates, separately over the envs with discrete actions and those with continuous actions, at one budget per env
   (the one most compared algorithms have at least ``--min-runs`` seeds at, 3 by default), for each compared algorithm
   with that many seeds on every env of the group:
@@ -33,6 +34,7 @@ import numpy as np
 from rliable import library as rly
 from rliable import metrics, plot_utils
 
+from benchmarks.anchors import anchor_lines
 from benchmarks.ppo_table1 import random_policy_return
 from benchmarks.results import load_records, run_key
 from benchmarks.run import DEFAULT_RESULTS
@@ -259,7 +261,15 @@ def env_section(
     fig.savefig(out_dir / f"curves_{env_id}.png", dpi=120)
     plt.close(fig)
     threshold_text = "none" if threshold is None else f"{threshold:g}"
-    return [*lines, "", f"Threshold: {threshold_text}.", "", f"![{env_id}](curves_{env_id}.png)", ""]
+    return [
+        *lines,
+        "",
+        f"Threshold: {threshold_text}.",
+        "",
+        *anchor_lines(env_id),
+        f"![{env_id}](curves_{env_id}.png)",
+        "",
+    ]
 
 
 def normalised_scores(

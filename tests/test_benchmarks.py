@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 import pytest
 from rliable import metrics
@@ -15,7 +16,7 @@ from stable_baselines3.common.vec_env import VecNormalize
 
 from sb3_pgnotes.common import collection
 
-from benchmarks import report, run, throughput
+from benchmarks import anchors, report, run, throughput
 from benchmarks.registry import ALGOS, resolve
 from benchmarks.run import make_env
 from benchmarks.steps_to_threshold import StopAtThreshold
@@ -55,6 +56,10 @@ def test_run_resume_report(tmp_path: Path) -> None:
     harness(*report, "--threshold", "CartPole-v1=50")
     text = (tmp_path / "report.md").read_text()
     assert "| a2c | 2,000 | 1 |" in text and "Threshold: 50." in text
+    assert (
+        "| [rl-zoo3 PPO](https://github.com/DLR-RM/rl-baselines3-zoo/blob/master/benchmark.md) | CartPole-v1 | 100,000 |"
+        in text
+    )
     for figure in ("curves_CartPole-v1", "aggregate_discrete", "profiles_discrete"):
         assert (tmp_path / f"{figure}.png").read_bytes().startswith(b"\x89PNG")
     assert set(json.loads((results / "random_policy.json").read_text())) == {"CartPole-v1"}
@@ -99,6 +104,13 @@ def test_run_refuses_bad_arguments_before_any_run(
         run.main([*argv, *extra])
     assert message in capsys.readouterr().err
     assert not (tmp_path / "runs.jsonl").exists()
+
+
+def test_anchors_name_envs_of_the_registry_and_stay_beside_their_env() -> None:
+    assert all(anchor.env_id in gym.registry for anchor in anchors.ANCHORS)
+    hopper = anchors.anchor_lines("Hopper-v5")
+    assert any(line.startswith("| [Tianshou REINFORCE](") and "| 10,000,000 | 416.0 |" in line for line in hopper)
+    assert anchors.anchor_lines("NoAnchors-v0") == []
 
 
 def test_report_refuses_a_folder_without_records(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
