@@ -213,6 +213,19 @@ def test_callback_measures_with_the_training_normalisation() -> None:
     assert np.abs(env.obs_rms.mean).max() > 0
 
 
+@pytest.mark.parametrize("algo", [PPO, Reinforce])
+def test_callback_leaves_the_training_rollouts_gsde_noise_as_it_was(algo: Any) -> None:
+    model = algo("MlpPolicy", make_vec_env("Pendulum-v1", n_envs=2, seed=0), use_sde=True, seed=0)
+    model.set_logger(configure(None, []))
+    model.policy.reset_noise(2)
+    noise = model.policy.action_dist
+    before = noise.exploration_matrices.clone(), noise.exploration_mat.clone()
+    callback = GradientVarianceCallback("Pendulum-v1", check_freq=1, n_batches=2, n_episodes=1)
+    callback.init_callback(model)
+    callback.measure()
+    assert th.equal(noise.exploration_matrices, before[0]) and th.equal(noise.exploration_mat, before[1])
+
+
 def test_variance_command_normalises_as_the_run_did(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     # rl-zoo3's run folder: the model, and the normalisation statistics in a folder named after the env.
     env = VecNormalize(make_vec_env("CartPole-v1", seed=0))

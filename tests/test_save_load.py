@@ -5,6 +5,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 import pytest
 import torch as th
@@ -94,3 +95,22 @@ def test_transient_episodes_are_not_saved(algo: type[BaseAlgorithm], kwargs: dic
     # the constructor arguments (n_episodes, n_steps, ...) go in.
     assert saved.keys().isdisjoint({"episode_batch", "rollout_buffer", "old_policy"})
     assert set(kwargs) <= saved.keys()
+
+
+def test_offpolicy_pg_checks_the_episode_length_against_its_own_buffer_size(tmp_path: Path) -> None:
+    def long_cartpole() -> gym.Env:
+        return gym.make("CartPole-v1", max_episode_steps=30_000)
+
+    # Saved with a replay that holds the env's episodes: it loads with that env, as SAC's does.
+    OffPolicyPG("MlpPolicy", long_cartpole(), buffer_size=40_000).save(tmp_path / "big")
+    assert OffPolicyPG.load(tmp_path / "big", env=long_cartpole()).buffer_size == 40_000
+    # Saved with a replay too short for the env given at load or later: refused there, not at the first long episode.
+    OffPolicyPG("MlpPolicy", gym.make("Pendulum-v1", max_episode_steps=50), buffer_size=100).save(tmp_path / "small")
+    with pytest.raises(ValueError, match=r"buffer_size=100 is shorter than the env's episodes \(time limit 200 steps\)"):
+        OffPolicyPG.load(tmp_path / "small", env="Pendulum-v1")
+    model = OffPolicyPG.load(tmp_path / "small")
+    with pytest.raises(ValueError, match=r"buffer_size=100 is shorter than the env's episodes \(time limit 200 steps\)"):
+        model.set_env("Pendulum-v1")
+    assert model.env is None
+    model.set_env(gym.make("Pendulum-v1", max_episode_steps=50))
+    model.learn(120)

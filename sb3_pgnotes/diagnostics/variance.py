@@ -7,6 +7,8 @@ computes its gradient on each batch. Because the snapshot does not change, the s
 the estimator's own variance, and their mean is its expectation (the same for every unbiased variant).
 """
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -126,6 +128,24 @@ def estimator_gradients(
     return estimates
 
 
+@contextmanager
+def kept_exploration_noise(policy: ActorCriticPolicy) -> Iterator[None]:
+    """
+    Restore a gSDE policy's exploration matrices on exit: drawing episodes resamples them (as training's collection
+    does), and a measurement in the middle of a training rollout must leave that rollout's noise as it was.
+
+    :param policy: The policy (nothing is kept without gSDE)
+    """
+    distribution = policy.action_dist
+    noise = ("weights_dist", "exploration_mat", "exploration_matrices")
+    kept = {name: getattr(distribution, name) for name in noise if hasattr(distribution, name)}
+    try:
+        yield
+    finally:
+        for name, value in kept.items():
+            setattr(distribution, name, value)
+
+
 class EpisodeSampler:
     """
     Draws batches of whole episodes from a fixed policy with the training algorithms' collection loop (and its
@@ -163,7 +183,8 @@ class EpisodeSampler:
         :return: The episodes
         """
         rule = EpisodeQuota(n_episodes)
-        self._collector.collect(self.env, None, rule)
+        with kept_exploration_noise(self.policy):
+            self._collector.collect(self.env, None, rule)
         if rule.partial_episodes:
             # The next batch starts with fresh episodes, as in training.
             self._last_obs = self.env.reset()

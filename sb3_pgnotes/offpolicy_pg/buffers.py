@@ -292,7 +292,9 @@ class EpisodeReplayBuffer(ReplayBuffer):
         Sample transitions uniformly (with replacement) from the stored episodes, as SB3's ``ReplayBuffer`` does.
 
         :param batch_size: Number of transitions
-        :param env: Normalise the observations and rewards with this env's ``VecNormalize`` statistics
+        :param env: Normalise the observations and rewards with this env's ``VecNormalize`` statistics, as SB3's
+            ``ReplayBuffer`` does with the raw ones it stores. ``OffPolicyPG`` stores them as its policy saw them,
+            already normalised: sample its replay with ``env=None``.
         :return: Observations, actions, next observations, dones (termination only, not truncation) and rewards
         """
         if self.n_episodes == 0:

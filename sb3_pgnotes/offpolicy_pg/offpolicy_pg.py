@@ -254,7 +254,6 @@ class OffPolicyPG(GuardedAlgorithm, SeparateCriticMixin, OffPolicyAlgorithm):
         if baseline != "value":
             warn_ignored("critic_learning_rate", critic_learning_rate, 3e-3, "only with baseline='value'")
             warn_ignored("n_critic_updates", n_critic_updates, 5, "only with baseline='value'")
-        self._check_buffer_holds_an_episode(buffer_size)
         self.max_buffer_episodes = max_buffer_episodes
         self.estimator = estimator
         self.baseline = baseline
@@ -272,6 +271,8 @@ class OffPolicyPG(GuardedAlgorithm, SeparateCriticMixin, OffPolicyAlgorithm):
             self._setup_model()
 
     def _setup_model(self) -> None:
+        # Here rather than in __init__: load() calls _setup_model once the saved buffer_size is in place.
+        self._check_buffer_holds_an_episode(self.env)
         self._setup_lr_schedule()
         self.set_random_seed(self.seed)
         self.replay_buffer_class = EpisodeReplayBuffer
@@ -296,20 +297,25 @@ class OffPolicyPG(GuardedAlgorithm, SeparateCriticMixin, OffPolicyAlgorithm):
     def _excluded_save_params(self) -> list[str]:
         return [*super()._excluded_save_params(), "collector"]
 
-    def _check_buffer_holds_an_episode(self, buffer_size: int) -> None:
+    def _check_buffer_holds_an_episode(self, env: VecEnv | None) -> None:
         """
-        :param buffer_size: The replay's capacity in steps
+        :param env: The env to learn from (nothing to check without one)
         :raises ValueError: If the env's time limit allows episodes longer than the replay holds
         """
-        if self.env is None:
+        if env is None:
             return
-        limits = [getattr(spec, "max_episode_steps", None) for spec in self.env.get_attr("spec")]
+        limits = [getattr(spec, "max_episode_steps", None) for spec in env.get_attr("spec")]
         longest = max((limit for limit in limits if limit is not None), default=None)
-        if longest is not None and longest > buffer_size:
+        if longest is not None and longest > self.buffer_size:
             raise ValueError(
-                f"buffer_size={buffer_size} is shorter than the env's episodes (time limit {longest} steps): the replay "
-                "stores whole episodes, so raise buffer_size"
+                f"buffer_size={self.buffer_size} is shorter than the env's episodes (time limit {longest} steps): the "
+                "replay stores whole episodes, so raise buffer_size"
             )
+
+    def set_env(self, env: GymEnv, force_reset: bool = True) -> None:
+        env = self._wrap_env(env, self.verbose)
+        self._check_buffer_holds_an_episode(env)
+        super().set_env(env, force_reset)
 
     def _update_current_progress_remaining(self, num_timesteps: int, total_timesteps: int) -> None:
         # An episode-counted collection overshoots total_timesteps.
