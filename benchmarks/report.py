@@ -12,7 +12,8 @@ statistics of normalised scores computed with rliable (Agarwal et al. 2021, http
 - Beside each env's table, the published scores of :mod:`benchmarks.anchors` (other libraries' figures, not rerun).
 - Aggregates, separately over the envs with discrete actions and those with continuous actions, at one budget per env
   (the one most compared algorithms have at least ``--min-runs`` seeds at, 3 by default), for each compared algorithm
-  with that many seeds on every env of the group:
+  with that many seeds on every env of the group (an env enters once every SB3 algorithm compared on the group's other
+  envs has its seeds there):
   IQM, median and mean of the normalised final scores with stratified bootstrap confidence intervals, performance
   profiles, and the probability that a run of one of ours beats a run of its SB3 analogue on the same env.
 
@@ -196,6 +197,18 @@ def matrix_groups(groups: dict[Group, list[Record]], min_runs: int = MIN_RUNS) -
         budgets[env_id][timesteps] += 1
     chosen = {env_id: max(counts, key=lambda timesteps: (counts[timesteps], timesteps)) for env_id, counts in budgets.items()}
     return {(env_id, algo): records for (env_id, algo, timesteps), records in complete.items() if chosen[env_id] == timesteps}
+
+
+def aggregated_envs(envs: list[str], runs: dict[tuple[str, str], list[Record]]) -> list[str]:
+    """
+    :param envs: A group's envs.
+    :param runs: The compared algorithms' runs per ``(env, algo)``.
+    :return: The envs that enter the group's aggregates: those where every SB3 algorithm compared on any env of the
+        group has its runs. An env where only some of ours have run yet would otherwise push SB3's algorithms, the
+        aggregates' reference, out of them.
+    """
+    baselines = {algo for env_id, algo in runs if env_id in envs and algo in SB3}
+    return [env_id for env_id in envs if all((env_id, algo) in runs for algo in baselines)]
 
 
 def random_scores(results_dir: Path, env_ids: list[str]) -> dict[str, float]:
@@ -408,13 +421,17 @@ def render(results_dir: Path, out_dir: Path, thresholds: dict[str, float], reps:
         "",
         f"Compared: ours ({', '.join(OURS)}) and SB3's ({', '.join(SB3)}), at one budget per env: the one most of "
         f"them have at least {min_runs} seeds at. An algorithm enters a group's aggregate once it has {min_runs} seeds "
-        "on every env of the group, with as many runs per env as its env with the fewest.",
+        "on every env of the group, with as many runs per env as its env with the fewest; an env enters its group once "
+        "every SB3 algorithm compared on the group's other envs has those seeds there.",
         "",
     ]
     for name, discrete in (("discrete", True), ("continuous", False)):
-        envs = sorted({env_id for env_id, _ in runs if is_discrete(env_id) == discrete})
+        group = sorted({env_id for env_id, _ in runs if is_discrete(env_id) == discrete})
+        envs = aggregated_envs(group, runs)
         if envs:
             lines += aggregate_section(name, envs, runs, random, reps, out_dir)
+        if waiting := sorted(set(group) - set(envs)):
+            lines += [f"Not in the {name} aggregates until SB3's algorithms have runs there: {', '.join(waiting)}.", ""]
     lines += ["## Per env", ""]
     for env_id in env_ids:
         env_groups = {group: records for group, records in groups.items() if group[0] == env_id}

@@ -113,6 +113,23 @@ def test_anchors_name_envs_of_the_registry_and_stay_beside_their_env() -> None:
     assert anchors.anchor_lines("NoAnchors-v0") == []
 
 
+def test_an_env_enters_the_aggregates_once_sb3s_algorithms_have_run_there() -> None:
+    runs: dict[tuple[str, str], list[dict[str, Any]]] = {
+        ("Pendulum-v1", "ppo"): [],
+        ("Pendulum-v1", "a2c"): [],
+        ("Pendulum-v1", "reinforce"): [],
+        ("Hopper-v5", "reinforce"): [],
+        ("Hopper-v5", "ppo"): [],
+        ("HalfCheetah-v5", "ppo"): [],
+        ("HalfCheetah-v5", "a2c"): [],
+        ("CartPole-v1", "reinforce"): [],
+    }
+    envs = ["HalfCheetah-v5", "Hopper-v5", "Pendulum-v1"]
+    assert report.aggregated_envs(envs, runs) == ["HalfCheetah-v5", "Pendulum-v1"]
+    # A group without SB3's runs compares ours alone.
+    assert report.aggregated_envs(["CartPole-v1"], runs) == ["CartPole-v1"]
+
+
 def test_report_refuses_a_folder_without_records(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         report.main(["--results", str(tmp_path / "typo"), "--out", str(tmp_path)])
