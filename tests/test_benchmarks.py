@@ -344,7 +344,8 @@ def test_sb3_entries_fall_back_to_rl_zoo3s_entry_for_an_earlier_env_version() ->
     assert config.source == "ppo.yml (Hopper-v4 entry)"
     assert config.model_kwargs["n_steps"] == 512 and config.model_kwargs["gamma"] == 0.999
     assert resolve(ALGOS["ppo"], "CartPole-v1").source == "ppo.yml"
-    assert resolve(ALGOS["reinforce"], "Hopper-v5").source == "registry"
+    assert resolve(ALGOS["reinforce"], "Hopper-v5").source == "reinforce.yml"
+    assert resolve(ALGOS["reinforce"], "Swimmer-v5").source == "registry"
 
 
 @pytest.mark.parametrize("n_runs", [3, 4, 5, 10])
