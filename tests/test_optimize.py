@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 from unittest import mock
 
 import optuna
@@ -258,7 +259,8 @@ def test_postgres_workers_share_a_study(postgres: str, tmp_path: Path) -> None:
         finish(worker, log)
     study_trials = trials(postgres, "shared")
     # No trial failed (a PRUNED one, a NaN in training, counts as finished).
-    assert n_finished(study_trials) == len(study_trials) == 4
+    seen = [(trial.number, trial.state.name, trial.user_attrs.get("worker")) for trial in study_trials]
+    assert n_finished(study_trials) == len(study_trials) == 4, seen
     assert len({tuple(sorted(trial.params.items())) for trial in study_trials}) == 4
     assert {trial.user_attrs["worker"].split(":")[1] for trial in study_trials} <= {str(worker.pid) for worker, _ in workers}
 
@@ -358,6 +360,29 @@ def test_next_trial_lock_excludes_other_workers_until_the_trial_exists(postgres:
     assert not other_worker.is_alive()
     # By the time the other worker counts, the new trial is in the study, RUNNING.
     assert study.trials[trial.number].state == TrialState.RUNNING
+
+
+def test_cap_counts_finished_and_running_trials_in_one_read() -> None:
+    # Three finished trials and one running, cap 4: the running trial finishes just after a read of the study
+    # (another worker's). Counted from two reads it would be in neither count, and a fifth trial would start.
+    study = optuna.create_study()
+    for _ in range(3):
+        study.tell(study.ask(), 1.0)
+    running = study.ask()
+    read_trials = study.get_trials
+
+    def read_then_other_worker_finishes(*args: Any, **kwargs: Any) -> list[FrozenTrial]:
+        study_trials = read_trials(*args, **kwargs)
+        if study._storage.get_trial(running._trial_id).state == TrialState.RUNNING:
+            study.tell(running, 2.0)
+        return study_trials
+
+    with (
+        mock.patch.object(study, "get_trials", read_then_other_worker_finishes),
+        mock.patch.object(study, "stop") as stop,
+    ):
+        FinishedTrialsCap(4, heartbeat_interval=0)(study, read_trials()[2])
+    stop.assert_called_once()
 
 
 def test_best_trial_of_a_study_without_a_completed_one_is_explained() -> None:

@@ -403,8 +403,10 @@ class FinishedTrialsCap:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", ExperimentalWarning)
                 fail_stale_trials(study)
-            n_finished = len(study.get_trials(deepcopy=False, states=FINISHED_STATES))
-            n_running = len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
+            # One read for both counts: between two reads a trial could finish and be counted in neither.
+            trial_states = [trial.state for trial in study.get_trials(deepcopy=False)]
+            n_finished = sum(state in FINISHED_STATES for state in trial_states)
+            n_running = trial_states.count(TrialState.RUNNING)
             if n_finished + n_running < self.n_trials:
                 return
             if self.next_trial_lock is not None:
