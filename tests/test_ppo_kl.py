@@ -1,6 +1,7 @@
 """PPOKL: the KL term, the adaptive beta rule, the first step's gradient, save/load of beta, errors and logging."""
 
 import copy
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,7 @@ import torch as th
 from gymnasium import spaces
 from stable_baselines3 import PPO
 from stable_baselines3.common.buffers import RolloutBuffer
+from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.distributions import (
     BernoulliDistribution,
     CategoricalDistribution,
@@ -221,6 +223,31 @@ def test_sampled_mean_kl_over_the_whole_rollout(env_id: str) -> None:
     assert model.mean_kl() == pytest.approx(expected, rel=1e-5)
 
 
+class RolloutEndKL(BaseCallback):
+    """Records ``mean_kl()`` when each rollout ends, before the update."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.kls: list[float] = []
+
+    def _on_step(self) -> bool:
+        return True
+
+    def _on_rollout_end(self) -> None:
+        self.kls.append(self.model.mean_kl())
+
+
+@pytest.mark.parametrize("kl_estimator", ["analytic", "sample"])
+def test_mean_kl_is_zero_when_a_rollout_ends(kl_estimator: str) -> None:
+    # The rollout was drawn by the current policy: a callback sees no divergence, in the first rollout and after updates.
+    model = PPOKL("MlpPolicy", "CartPole-v1", n_steps=64, batch_size=16, learning_rate=3e-3, kl_estimator=kl_estimator, seed=0)
+    callback = RolloutEndKL()
+    model.learn(256, callback=callback)
+    assert len(callback.kls) == 4
+    np.testing.assert_allclose(callback.kls, 0.0, atol=1e-7)
+    assert model.mean_kl() > 1e-5
+
+
 @pytest.mark.parametrize("env_id", ["CartPole-v1", "Pendulum-v1"])
 @pytest.mark.parametrize(("beta", "kl_estimator"), [(0.0, "analytic"), (3.0, "analytic"), (3.0, "sample")])
 def test_first_step_is_the_on_policy_gradient(env_id: str, beta: float, kl_estimator: str) -> None:
@@ -376,3 +403,12 @@ def test_rollout_latents_computed_once_give_the_same_training(env_id: str, kwarg
         assert model.logger.name_to_value["train/kl"] > 0
         params.append(th.nn.utils.parameters_to_vector(model.policy.parameters()).detach())
     np.testing.assert_array_equal(params[0].numpy(), params[1].numpy())
+
+
+def test_a_truncated_minibatch_is_announced() -> None:
+    env = make_vec_env("CartPole-v1", n_envs=2, seed=0)
+    with pytest.warns(UserWarning, match=r"batch_size=64 does not divide the rollout of n_steps \* n_envs = 130 steps"):
+        PPOKL("MlpPolicy", env, n_steps=65, batch_size=64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        PPOKL("MlpPolicy", env, n_steps=64, batch_size=32)

@@ -1,3 +1,4 @@
+import warnings
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
@@ -10,6 +11,7 @@ from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 from stable_baselines3.common.policies import ActorCriticPolicy, BasePolicy
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, PyTorchObs, Schedule
 from stable_baselines3.common.utils import explained_variance
+from stable_baselines3.common.vec_env import VecEnv
 from torch.nn import functional as F
 
 from sb3_pgnotes.common.buffers import IndexedDictRolloutBuffer, IndexedRolloutBuffer
@@ -165,7 +167,7 @@ class PPOKL(GuardedAlgorithm, OnPolicyAlgorithm):
             sde_sample_freq=sde_sample_freq,
             rollout_buffer_class=rollout_buffer_class,
             rollout_buffer_kwargs=rollout_buffer_kwargs,
-            stats_window_size=stats_window_size,
+            stats_window_size=int(stats_window_size),  # deque refuses numpy integers
             tensorboard_log=tensorboard_log,
             policy_kwargs=policy_kwargs,
             verbose=verbose,
@@ -209,6 +211,15 @@ class PPOKL(GuardedAlgorithm, OnPolicyAlgorithm):
             raise ValueError(
                 "n_steps * n_envs must be > 1 with normalize_advantage=True (standardising one advantage gives NaN)"
             )
+        if self.env is not None and (self.env.num_envs * n_steps) % batch_size:
+            rollout_size = self.env.num_envs * n_steps
+            warnings.warn(
+                f"batch_size={batch_size} does not divide the rollout of n_steps * n_envs = {rollout_size} steps: every "
+                f"epoch ends with a minibatch of {rollout_size % batch_size} steps after {rollout_size // batch_size} full "
+                "ones (as in SB3's PPO). Choose batch_size as a divisor of n_steps * n_envs to avoid it",
+                UserWarning,
+                stacklevel=2,
+            )
         self.batch_size = batch_size
         self.n_epochs = n_epochs
         self.beta = float(beta)
@@ -232,7 +243,7 @@ class PPOKL(GuardedAlgorithm, OnPolicyAlgorithm):
             # Minibatches that say which states they hold, so the rollout policy's latents are computed once per update.
             dict_obs = isinstance(self.observation_space, spaces.Dict)
             self.rollout_buffer_class = IndexedDictRolloutBuffer if dict_obs else IndexedRolloutBuffer
-        with explain_policy_errors(self.observation_space):
+        with explain_policy_errors(self.observation_space, self.policy_class):
             super()._setup_model()
         self.policy.optimizer = build_optimizer(self.policy, list(self.policy.parameters()), self.lr_schedule(1))
         if self.kl_estimator == "analytic":
@@ -255,6 +266,24 @@ class PPOKL(GuardedAlgorithm, OnPolicyAlgorithm):
     def _update_current_progress_remaining(self, num_timesteps: int, total_timesteps: int) -> None:
         # The last rollout of n_steps * n_envs steps can overshoot total_timesteps.
         self._current_progress_remaining = clamped_progress_remaining(num_timesteps, total_timesteps)
+
+    def collect_rollouts(
+        self, env: VecEnv, callback: BaseCallback, rollout_buffer: RolloutBuffer, n_rollout_steps: int
+    ) -> bool:
+        """
+        SB3's collection, after the rollout policy is frozen as ``old_policy``: the policy that draws the rollout's
+        actions, so that :meth:`mean_kl` is 0 until the policy moves, callbacks included.
+
+        :param env: The training environment
+        :param callback: Callback called at each env step
+        :param rollout_buffer: Buffer to fill with the rollout
+        :param n_rollout_steps: Steps to collect per env
+        :return: False if the callback stopped training
+        """
+        if self.old_policy is not None:
+            self.old_policy.load_state_dict(self.policy.state_dict())
+        self._old_latents = None
+        return super().collect_rollouts(env, callback, rollout_buffer, n_rollout_steps)
 
     def kl(
         self,
@@ -346,9 +375,6 @@ class PPOKL(GuardedAlgorithm, OnPolicyAlgorithm):
         """
         self.policy.set_training_mode(True)
         self._update_learning_rate(self.policy.optimizer)
-        if self.old_policy is not None:
-            self.old_policy.load_state_dict(self.policy.state_dict())
-        self._old_latents = None
         beta = self.beta
 
         pg_losses, kl_losses, value_losses, entropy_losses = [], [], [], []
