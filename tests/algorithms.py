@@ -3,6 +3,7 @@
 from typing import Any
 
 import pytest
+from stable_baselines3.common.type_aliases import TrainFreq
 
 from sb3_pgnotes import PPOKL, NStepAC, OffPolicyPG, Reinforce
 
@@ -123,6 +124,12 @@ BAD_ARGUMENTS: list[Any] = [
         {"train_freq": (2, "update")},
         "train_freq unit must be one of 'step', 'episode'",
         id="offpolicy_pg-train_freq-unit",
+    ),
+    pytest.param(
+        OffPolicyPG,
+        {"train_freq": TrainFreq(2, "update")},  # type: ignore[arg-type]
+        "train_freq unit must be one of 'step', 'episode'",
+        id="offpolicy_pg-TrainFreq-unit",
     ),
     pytest.param(OffPolicyPG, {"train_freq": 0}, "train_freq must be an integer >= 1", id="offpolicy_pg-train_freq"),
     pytest.param(OffPolicyPG, {"gamma": 1.5}, "gamma", id="offpolicy_pg-gamma"),

@@ -19,6 +19,7 @@ from gymnasium import spaces
 from stable_baselines3 import PPO
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.vec_env import DummyVecEnv
+from stable_baselines3.sac.policies import SACPolicy
 
 from sb3_pgnotes import PPOKL, NStepAC, OffPolicyPG, Reinforce, load_untrusted
 from sb3_pgnotes.zoo.cli import main
@@ -56,6 +57,11 @@ CONSTRUCTION = [
     *each({"stats_window_size": -1}, "stats_window_size must be an integer >= 1"),
     *each({"device": "gpu0"}, "device must be 'auto', 'cpu', 'cuda'"),
     *each({"device": "meta"}, "device 'meta' holds shapes without data"),
+    *each({"device": "ve"}, "device 've' cannot be used with this torch build"),
+    *each(
+        {"policy_kwargs": {"log_std_init": float("nan")}}, r"policy_kwargs\['log_std_init'\] must be a number in \[-20, 20\]"
+    ),
+    *each({"policy_kwargs": {"log_std_init": 1e6}}, r"policy_kwargs\['log_std_init'\] must be a number in \[-20, 20\]"),
     *each({"seed": -3}, "seed must be None or an integer >= 0"),
     *each({"verbose": "loud"}, "verbose must be an integer >= 0"),
     *each({"policy_kwargs": "big"}, "policy_kwargs must be None or a dict"),
@@ -142,6 +148,12 @@ SPACES = [
     *each({"env": lambda: SpaceEnv(BOX4, spaces.Box(-np.inf, np.inf, (2,)))}, "has infinite bounds"),
     *each({"env": lambda: SpaceEnv(spaces.MultiDiscrete([[2, 3], [3, 2]]), spaces.Discrete(2))}, "MultiDiscrete with shape"),
     *each({"env": lambda: SpaceEnv(spaces.Discrete(4, start=2), spaces.Discrete(2))}, r"start=2\), which starts at 2"),
+    *each({"env": lambda: SpaceEnv(BOX4, spaces.Box(-1, 1, (0,)))}, r"has no dimensions to act in \(shape \(0,\)\)"),
+    *each({"env": lambda: SpaceEnv(spaces.Box(-1, 1, ()), spaces.Discrete(2))}, r"of shape \(\): the policies need"),
+    *each(
+        {"env": lambda: SpaceEnv(spaces.Dict({"a": BOX4, "b": spaces.Box(-1, 1, (2, 0))}), spaces.Discrete(2))},
+        r"of shape \(2, 0\): the policies need",
+    ),
     *each(
         {"env": lambda: SpaceEnv(spaces.Dict({"a": spaces.MultiDiscrete([3, 3], start=[1, 0])}), spaces.Discrete(2))},
         r"which starts at \[1 0\]",
@@ -260,7 +272,7 @@ def test_a_schedule_going_wrong_mid_training_stops_before_an_optimiser_uses_it(
 
 @pytest.mark.parametrize("algo", ALGOS)
 def test_numpy_scalars_are_taken_wherever_numbers_are(algo: type[BaseAlgorithm]) -> None:
-    kwargs: dict[str, Any] = {"seed": np.int64(3), "learning_rate": np.float32(1e-3)}
+    kwargs: dict[str, Any] = {"seed": np.int64(3), "learning_rate": np.float32(1e-3), "stats_window_size": np.int64(5)}
     if algo is not PPOKL:
         kwargs["critic_learning_rate"] = np.int64(0)
     if algo is Reinforce:
@@ -459,3 +471,11 @@ def test_every_policy_kwargs_form_sb3_accepts_passes_the_check(policy_kwargs: di
         warnings.simplefilter("ignore", UserWarning)  # SB3 warns about the pre-1.8 list-of-dict form
         model = build(Reinforce, policy_kwargs=policy_kwargs)
     assert model.policy.mlp_extractor.latent_dim_pi == actor_width  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("algo", ALGOS)
+def test_policies_the_algorithms_cannot_train_are_refused_at_construction(algo: type[BaseAlgorithm]) -> None:
+    with pytest.raises(ValueError, match="subclass of SB3's ActorCriticPolicy"):
+        algo(SACPolicy, "Pendulum-v1", **FAST[algo])
+    with pytest.raises(ValueError, match=r"MultiInputActorCriticPolicy takes Dict observations, not Box"):
+        algo("MultiInputPolicy", "Pendulum-v1", **FAST[algo])

@@ -3,6 +3,7 @@
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from algorithms import ALGORITHMS
 from stable_baselines3.common.base_class import BaseAlgorithm
@@ -14,6 +15,7 @@ from stable_baselines3.common.callbacks import (
     StopTrainingOnMaxEpisodes,
 )
 from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 
 
 class StopAfter(BaseCallback):
@@ -66,3 +68,31 @@ def test_callback_stops_training_mid_rollout(algo: type[BaseAlgorithm], kwargs: 
 @pytest.mark.parametrize(("algo", "kwargs"), ALGORITHMS)
 def test_progress_bar(algo: type[BaseAlgorithm], kwargs: dict[str, Any]) -> None:
     algo("MlpPolicy", "CartPole-v1", seed=0, **kwargs).learn(200, progress_bar=True)
+
+
+@pytest.mark.parametrize(("algo", "kwargs"), ALGORITHMS)
+def test_callback_locals_as_sb3_gives_them(algo: type[BaseAlgorithm], kwargs: dict[str, Any]) -> None:
+    # SB3's loops give callbacks their locals: the algorithm as `self`, its buffer, and the step's actions under the
+    # names of SB3's on-policy (actions, clipped_actions) or off-policy (buffer_actions, actions) loop.
+    seen: list[dict[str, Any]] = []
+
+    def record(locals_: dict[str, Any], globals_: dict[str, Any]) -> bool:
+        seen.append(dict(locals_))
+        return True
+
+    model = algo("MlpPolicy", make_vec_env("Pendulum-v1", n_envs=2, seed=0), seed=0, **kwargs)
+    model.learn(400, callback=record)
+    assert seen and all(step["self"] is model for step in seen)
+    low, high = model.action_space.low, model.action_space.high
+    if isinstance(model, OffPolicyAlgorithm):
+        sampled, sent = "buffer_actions", "actions"
+        assert all(step["replay_buffer"] is model.replay_buffer and "train_freq" in step for step in seen)
+    else:
+        sampled, sent = "actions", "clipped_actions"
+        assert all(step["rollout_buffer"] is model.rollout_buffer for step in seen)
+    for step in seen:
+        assert step[sent].shape == step[sampled].shape == (2, 1)
+        np.testing.assert_array_equal(step[sent], np.clip(step[sampled], low, high))
+        assert {"new_obs", "rewards", "dones", "infos", "log_probs", "env", "n_steps"} <= set(step)
+    # Gaussian samples leave the bounds now and then: the two names hold different arrays.
+    assert any(not np.array_equal(step[sent], step[sampled]) for step in seen)

@@ -18,6 +18,7 @@ from envs import CountingEnv
 from gymnasium import spaces
 from stable_baselines3.common.buffers import ReplayBuffer
 from stable_baselines3.common.save_util import save_to_pkl
+from stable_baselines3.common.type_aliases import TrainFreq, TrainFrequencyUnit
 from stable_baselines3.common.vec_env import DummyVecEnv
 from tabular import HORIZON, INITIAL, N_STATES, REWARDS, TRANSITIONS, TabularMDP, sample_episodes
 from test_gradients import (
@@ -411,3 +412,44 @@ def test_loading_another_buffer_type_is_refused_and_keeps_the_model_buffer(tmp_p
     with pytest.raises(ValueError, match="EpisodeReplayBuffer"):
         model.load_replay_buffer(tmp_path / "sb3_buffer.pkl")
     assert model.replay_buffer is buffer
+
+
+@pytest.mark.parametrize(
+    ("saved", "message"),
+    [({"not": "a buffer"}, "holds a dict"), ("pendulum", "observation space Box")],
+)
+def test_loading_a_foreign_replay_is_refused_and_keeps_the_model_buffer(saved: Any, message: str, tmp_path: Path) -> None:
+    if saved == "pendulum":
+        other = OffPolicyPG("MlpPolicy", "Pendulum-v1", buffer_size=1_000, seed=0).learn(450)
+        assert other.replay_buffer is not None and other.replay_buffer.n_episodes > 0
+        saved = other.replay_buffer
+    save_to_pkl(tmp_path / "replay.pkl", saved)
+    model = OffPolicyPG("MlpPolicy", "CartPole-v1", seed=0).learn(100)
+    buffer = model.replay_buffer
+    with pytest.raises(ValueError, match=message):
+        model.load_replay_buffer(tmp_path / "replay.pkl")
+    assert model.replay_buffer is buffer
+
+
+def test_a_loaded_replay_takes_the_models_episode_capacity(tmp_path: Path) -> None:
+    saved = OffPolicyPG("MlpPolicy", "CartPole-v1", seed=0).learn(400)
+    assert saved.replay_buffer is not None and saved.replay_buffer.n_episodes > 3
+    kept = saved.replay_buffer.episode_starts[-3:].copy()
+    saved.save_replay_buffer(tmp_path / "replay")
+    model = OffPolicyPG("MlpPolicy", "CartPole-v1", max_buffer_episodes=3, seed=0)
+    model.load_replay_buffer(tmp_path / "replay")
+    assert model.replay_buffer is not None and model.replay_buffer.max_episodes == 3
+    np.testing.assert_array_equal(model.replay_buffer.episode_starts, kept)
+    model.learn(200)
+    assert model.replay_buffer.n_episodes == 3
+
+
+@pytest.mark.parametrize(
+    "train_freq",
+    [(2, TrainFrequencyUnit.EPISODE), TrainFreq(2, TrainFrequencyUnit.EPISODE), TrainFreq(2, "episode")],  # type: ignore[arg-type]
+)
+def test_train_freq_in_sb3s_own_types(train_freq: Any) -> None:
+    model = OffPolicyPG("MlpPolicy", "CartPole-v1", train_freq=train_freq, gradient_steps=1, seed=0)
+    assert model.train_freq == TrainFreq(2, TrainFrequencyUnit.EPISODE)
+    model.learn(100)
+    assert model._n_updates > 0

@@ -452,6 +452,8 @@ class Collector:
         callback: BaseCallback | None,
         rule: StoppingRule,
         on_collected: Callable[[], None] | None = None,
+        callback_locals: dict[str, Any] | None = None,
+        action_locals: tuple[str, str] = ("actions", "clipped_actions"),
     ) -> bool:
         """
         Step ``env`` until ``rule`` has what it wants.
@@ -461,9 +463,18 @@ class Collector:
         :param rule: What to collect
         :param on_collected: Called after the last step, before the callback's ``on_rollout_end`` (e.g. to compute
             returns and advantages, as SB3's ``collect_rollouts`` does)
+        :param callback_locals: What the callback finds in ``self.locals`` besides the algorithm (``self``), ``env``,
+            ``callback``, ``n_steps`` and each step's data, as SB3's collection loops give their arguments (e.g.
+            ``rollout_buffer``)
+        :param action_locals: The names under which ``self.locals`` holds the sampled actions and those the env
+            received: SB3's on-policy loop calls them ``actions`` and ``clipped_actions``, its off-policy loop
+            ``buffer_actions`` and ``actions``
         :return: False if the callback stopped training
         """
         model = self.model
+        # What SB3's loops hand their callbacks: the algorithm as `self`, not this collector.
+        shared_locals = {"self": model, "env": env, "callback": callback, **(callback_locals or {})}
+        sampled_name, sent_name = action_locals
         policy: ActorCriticPolicy = model.policy  # type: ignore[assignment]
         assert model._last_obs is not None, "No previous observation was provided"
         policy.set_training_mode(False)
@@ -479,7 +490,8 @@ class Collector:
         while rule.wants_more(n_vec_steps):
             self._resample_noise(n_vec_steps, env.num_envs)
             actions, log_probs = sample_actions(policy, model._last_obs, model.device)
-            new_obs, rewards, dones, infos = env.step(env_actions(policy, actions))
+            sent_actions = env_actions(policy, actions)
+            new_obs, rewards, dones, infos = env.step(sent_actions)
             model.num_timesteps += env.num_envs
             n_vec_steps += 1
             # Checked before anything is stored or reaches the policy.
@@ -501,14 +513,26 @@ class Collector:
             model._last_episode_starts = dones
 
             if callback is not None:
-                callback.update_locals(locals())
+                callback.update_locals(
+                    {
+                        **shared_locals,
+                        "n_steps": n_vec_steps,
+                        sampled_name: actions,
+                        sent_name: sent_actions,
+                        "log_probs": log_probs,
+                        "new_obs": new_obs,
+                        "rewards": rewards,
+                        "dones": dones,
+                        "infos": infos,
+                    }
+                )
                 if not callback.on_step():
                     return False
         rule.finish(model._last_obs)
         if on_collected is not None:
             on_collected()
         if callback is not None:
-            callback.update_locals(locals())
+            callback.update_locals(shared_locals)
             callback.on_rollout_end()
         return True
 

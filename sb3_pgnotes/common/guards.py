@@ -19,6 +19,7 @@ from stable_baselines3.common.base_class import BaseAlgorithm, maybe_make_env
 from stable_baselines3.common.callbacks import BaseCallback, ConvertCallback
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
+from stable_baselines3.common.policies import ActorCriticPolicy, MultiInputActorCriticPolicy
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback
 from stable_baselines3.common.vec_env import VecEnv
 from stable_baselines3.common.vec_env.patch_gym import _patch_env
@@ -42,13 +43,24 @@ _FOREIGN_MARKERS = {"clip_range": "PPO", "target_entropy": "SAC", "use_rms_prop"
 
 
 @contextmanager
-def explain_policy_errors(observation_space: spaces.Space) -> Iterator[None]:
+def explain_policy_errors(observation_space: spaces.Space, policy_class: type) -> Iterator[None]:
     """
-    Turn the errors that building a policy raises for observations it cannot take, or for a ``policy_kwargs``
-    combination SB3 refuses, into a ValueError that says why.
+    Refuse a policy class the algorithms cannot train, and turn the errors that building a policy raises for
+    observations it cannot take, or for a ``policy_kwargs`` combination SB3 refuses, into a ValueError that says why.
 
     :param observation_space: The env's observation space
+    :param policy_class: The policy class about to be built
     """
+    if not (isinstance(policy_class, type) and issubclass(policy_class, ActorCriticPolicy)):
+        raise ValueError(
+            f"policy must be 'MlpPolicy', 'CnnPolicy', 'MultiInputPolicy' or a subclass of SB3's ActorCriticPolicy (the "
+            f"algorithms need its actor and critic heads); got {policy_class!r}"
+        )
+    # Its CombinedExtractor reads the Dict's subspaces (other policies may take Dict observations with an extractor).
+    if issubclass(policy_class, MultiInputActorCriticPolicy) and not isinstance(observation_space, spaces.Dict):
+        raise ValueError(
+            f"policy {policy_class.__name__} takes Dict observations, not {observation_space}: use MlpPolicy or CnnPolicy"
+        )
     try:
         yield
     except RuntimeError as error:

@@ -125,7 +125,7 @@ class EpisodicOnPolicyAlgorithm(GuardedAlgorithm, OnPolicyAlgorithm):
             max_grad_norm=max_grad_norm,  # type: ignore[arg-type]
             use_sde=use_sde,
             sde_sample_freq=sde_sample_freq,
-            stats_window_size=stats_window_size,
+            stats_window_size=int(stats_window_size),  # deque refuses numpy integers
             tensorboard_log=tensorboard_log,
             policy_kwargs=policy_kwargs,
             verbose=verbose,
@@ -154,7 +154,7 @@ class EpisodicOnPolicyAlgorithm(GuardedAlgorithm, OnPolicyAlgorithm):
 
     def _setup_model(self) -> None:
         self.rollout_buffer_class = episodic_rollout_buffer_class(self.observation_space)
-        with explain_policy_errors(self.observation_space):
+        with explain_policy_errors(self.observation_space, self.policy_class):
             super()._setup_model()
 
     def _excluded_save_params(self) -> list[str]:
@@ -209,7 +209,8 @@ class EpisodicOnPolicyAlgorithm(GuardedAlgorithm, OnPolicyAlgorithm):
                 self.logger.record("rollout/discarded_steps", discarded)
             self.process_batch(self.episode_batch, rollout_buffer)
 
-        if not self.collector.collect(env, callback, rule, on_collected):
+        callback_locals = {"rollout_buffer": rollout_buffer, "n_rollout_steps": n_rollout_steps}
+        if not self.collector.collect(env, callback, rule, on_collected, callback_locals):
             self._envs_mid_episode = rule.needs_episode_ends
             return False
         return True

@@ -139,7 +139,8 @@ def python_number(value: Any) -> Any:
 def check_device(device: Any) -> None:
     """
     :param device: A torch device, or its name
-    :raises ValueError: Unless torch knows it (``"auto"`` chooses CUDA when available)
+    :raises ValueError: Unless torch knows it and, CUDA aside (SB3 falls back to the CPU), this build can use it
+        (``"auto"`` chooses CUDA when available)
     """
     if isinstance(device, str) and device == "auto":
         return
@@ -149,6 +150,14 @@ def check_device(device: Any) -> None:
         raise ValueError(f"device must be 'auto', 'cpu', 'cuda', 'cuda:N' or another torch device; got {device!r}") from error
     if torch_device.type == "meta":
         raise ValueError("device 'meta' holds shapes without data, so a model on it cannot act or train; use 'cpu' or 'cuda'")
+    # SB3 falls back to the CPU for an unavailable CUDA device, not for the others.
+    if torch_device.type != "cuda":
+        try:
+            th.empty(0, device=torch_device)
+        except Exception as error:  # each backend fails its own way (assert, NotImplementedError, missing module)
+            raise ValueError(
+                f"device {device!r} cannot be used with this torch build: {error}; use 'cpu' or 'auto'"
+            ) from error
 
 
 def check_common_arguments(
@@ -188,13 +197,18 @@ def _is_layer_sizes(value: Any) -> bool:
     )
 
 
+#: Bound on ``|log_std_init|``: the initial std stays between 2e-9 and 5e8.
+LOG_STD_INIT_LIMIT = 20.0
+
+
 def check_policy_kwargs(policy_kwargs: dict[str, Any]) -> None:
     """
     Check the ``policy_kwargs`` entries that SB3's actor-critic policies would otherwise fail on deep inside torch.
 
     :param policy_kwargs: The policy's keyword arguments
     :raises ValueError: For a malformed ``net_arch``, an ``activation_fn`` that is not a module class, an
-        ``optimizer_class`` that is not an optimiser class or ``optimizer_kwargs`` it refuses, or ``use_sde``
+        ``optimizer_class`` that is not an optimiser class or ``optimizer_kwargs`` it refuses, a ``log_std_init``
+        that is not a number in [-20, 20], or ``use_sde``
     """
     if "use_sde" in policy_kwargs:
         # The algorithm passes it to the policy; OffPolicyPG would otherwise build a gSDE policy it never resamples.
@@ -218,6 +232,9 @@ def check_policy_kwargs(policy_kwargs: dict[str, Any]) -> None:
         raise ValueError(
             f"policy_kwargs['activation_fn'] must be a torch module class such as torch.nn.ReLU; got {activation_fn!r}"
         )
+    if "log_std_init" in policy_kwargs:
+        # Its exponential is the Gaussian's initial std: beyond these bounds float32 gives 0 or inf.
+        check_number("policy_kwargs['log_std_init']", policy_kwargs["log_std_init"], -LOG_STD_INIT_LIMIT, LOG_STD_INIT_LIMIT)
     optimizer_class = policy_kwargs.get("optimizer_class", th.optim.Adam)
     if not (isinstance(optimizer_class, type) and issubclass(optimizer_class, th.optim.Optimizer)):
         raise ValueError(
@@ -287,12 +304,21 @@ def check_spaces(observation_space: spaces.Space, action_space: spaces.Space) ->
             f"The action space {action_space} has infinite bounds: actions are clipped to the bounds, which must be "
             "finite, as in SB3. Give the env finite bounds (a gymnasium.ActionWrapper with a bounded Box)"
         )
+    if isinstance(action_space, spaces.Box) and action_space.shape is not None and 0 in action_space.shape:
+        raise ValueError(f"The action space {action_space} has no dimensions to act in (shape {action_space.shape})")
     subspaces = observation_space.spaces.values() if isinstance(observation_space, spaces.Dict) else [observation_space]
     for space in subspaces:
         if not isinstance(space, SUPPORTED_OBSERVATION_SPACES):
             raise ValueError(
                 f"The observation space {observation_space} is not supported: use {names}, or a Dict of them "
                 "(MultiInputPolicy)"
+            )
+        # SB3's feature extractors flatten from the first axis on, and a network cannot take zero inputs.
+        if isinstance(space, (spaces.Box, spaces.MultiBinary)) and (space.shape == () or 0 in space.shape):
+            raise ValueError(
+                f"The observation space {observation_space} holds {space} of shape {space.shape}: the policies need "
+                "at least one value per observation, in one axis or more (a scalar as shape (1,), which a "
+                "gymnasium.ObservationWrapper can give)"
             )
         if isinstance(space, spaces.MultiDiscrete) and len(space.shape) != 1:
             raise ValueError(

@@ -104,6 +104,15 @@ class EpisodeReplayBuffer(ReplayBuffer):
         self._keep_episodes(np.zeros(self.n_episodes, dtype=bool))
         self.pending.clear()
 
+    def set_max_episodes(self, max_episodes: int | None) -> None:
+        """
+        :param max_episodes: The new capacity in episodes (``None``: only the step capacity); the oldest stored
+            episodes beyond it are dropped now
+        """
+        self.max_episodes = max_episodes
+        if max_episodes is not None and self.n_episodes > max_episodes:
+            self._keep_episodes(slice(self.n_episodes - max_episodes, None))
+
     def _keep_episodes(self, keep: np.ndarray | slice) -> None:
         """:param keep: The stored episodes to keep: a mask, or a slice of them (oldest first)"""
         kept = self.episode_lengths[keep]

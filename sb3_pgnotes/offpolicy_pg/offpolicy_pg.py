@@ -12,7 +12,15 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.noise import ActionNoise
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.policies import ActorCriticPolicy, BasePolicy
-from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, RolloutReturn, Schedule, TrainFreq
+from stable_baselines3.common.type_aliases import (
+    GymEnv,
+    MaybeCallback,
+    RolloutReturn,
+    Schedule,
+    TrainFreq,
+    TrainFrequencyUnit,
+)
+from stable_baselines3.common.save_util import load_from_pkl
 from stable_baselines3.common.utils import explained_variance, obs_as_tensor
 from stable_baselines3.common.vec_env import VecEnv
 
@@ -53,19 +61,19 @@ TRAIN_FREQ_UNITS = ("step", "episode")
 
 def checked_train_freq(train_freq: Any) -> Any:
     """
-    :param train_freq: An int (steps) or an ``(int, "step" | "episode")`` tuple
-    :return: ``train_freq`` with its frequency a Python int (SB3 refuses numpy integers)
+    :param train_freq: An int (steps), an ``(int, unit)`` tuple or SB3's ``TrainFreq``, the unit ``"step"`` or
+        ``"episode"`` (or SB3's ``TrainFrequencyUnit``)
+    :return: ``train_freq`` with its frequency a Python int (SB3 refuses numpy integers) and its unit a string
     :raises ValueError: Otherwise
     """
-    if isinstance(train_freq, TrainFreq):
-        check_positive_int("train_freq", train_freq.frequency)
-        return train_freq
-    as_tuple = train_freq if isinstance(train_freq, tuple) else (train_freq, "step")
+    as_tuple = tuple(train_freq) if isinstance(train_freq, (tuple, TrainFreq)) else (train_freq, "step")
     if len(as_tuple) != 2:
         raise ValueError(f"train_freq must be an integer >= 1 or a (frequency, unit) tuple; got {train_freq!r}")
-    check_positive_int("train_freq", as_tuple[0])
-    check_choice("train_freq unit", as_tuple[1], TRAIN_FREQ_UNITS)
-    return (int(as_tuple[0]), as_tuple[1]) if isinstance(train_freq, tuple) else int(train_freq)
+    frequency, unit = as_tuple
+    check_positive_int("train_freq", frequency)
+    unit = unit.value if isinstance(unit, TrainFrequencyUnit) else unit
+    check_choice("train_freq unit", unit, TRAIN_FREQ_UNITS)
+    return (int(frequency), unit) if isinstance(train_freq, (tuple, TrainFreq)) else int(frequency)
 
 
 class OffPolicyPG(GuardedAlgorithm, SeparateCriticMixin, OffPolicyAlgorithm):
@@ -216,7 +224,7 @@ class OffPolicyPG(GuardedAlgorithm, SeparateCriticMixin, OffPolicyAlgorithm):
             train_freq=train_freq,
             gradient_steps=gradient_steps,
             policy_kwargs=policy_kwargs,
-            stats_window_size=stats_window_size,
+            stats_window_size=int(stats_window_size),  # deque refuses numpy integers
             tensorboard_log=tensorboard_log,
             verbose=verbose,
             device=device,
@@ -285,7 +293,7 @@ class OffPolicyPG(GuardedAlgorithm, SeparateCriticMixin, OffPolicyAlgorithm):
             n_envs=self.n_envs,
             max_episodes=self.max_buffer_episodes,
         )
-        with explain_policy_errors(self.observation_space):
+        with explain_policy_errors(self.observation_space, self.policy_class):
             self.policy = self.policy_class(  # type: ignore[assignment]
                 self.observation_space, self.action_space, self.lr_schedule, **self.policy_kwargs
             )
@@ -343,22 +351,30 @@ class OffPolicyPG(GuardedAlgorithm, SeparateCriticMixin, OffPolicyAlgorithm):
         Load the stored episodes of a replay buffer saved with :meth:`save_replay_buffer`.
 
         The saved buffer's unfinished episodes are dropped: they belong to the envs as they were when it was saved.
-        The envs' current unfinished episodes are kept, so that they are stored whole when they end.
+        The envs' current unfinished episodes are kept, so that they are stored whole when they end. The loaded
+        replay keeps its own ``buffer_size`` (as SB3's off-policy algorithms keep a loaded buffer's) and takes this
+        model's ``max_buffer_episodes``, dropping its oldest episodes beyond it.
 
         :param path: Path to the pickled replay buffer, or a file-like object
         :param truncate_last_traj: Unused: only SB3's ``HerReplayBuffer`` reads it
+        :raises ValueError: If the file holds no ``EpisodeReplayBuffer``, or one of other observation or action
+            spaces; the model's replay is then unchanged
         """
-        current = self.replay_buffer
-        super().load_replay_buffer(path, truncate_last_traj)
-        loaded = self.replay_buffer
+        loaded = load_from_pkl(path, self.verbose)
         if not isinstance(loaded, EpisodeReplayBuffer):
-            self.replay_buffer = current
             raise ValueError(
                 f"load_replay_buffer: {path!r} holds a {type(loaded).__name__}; OffPolicyPG needs the "
                 "EpisodeReplayBuffer that its save_replay_buffer writes"
             )
+        if loaded.observation_space != self.observation_space or loaded.action_space != self.action_space:
+            raise ValueError(
+                f"load_replay_buffer: {path!r} holds episodes with observation space {loaded.observation_space} and "
+                f"action space {loaded.action_space}; this model has {self.observation_space} and {self.action_space}"
+            )
         loaded.n_envs = self.n_envs
-        loaded.pending = current.pending if current is not None else EpisodeAssembler(self.n_envs)
+        loaded.pending = self.replay_buffer.pending if self.replay_buffer is not None else EpisodeAssembler(self.n_envs)
+        loaded.set_max_episodes(self.max_buffer_episodes)
+        self.replay_buffer = loaded
 
     def collect_rollouts(
         self,
@@ -394,7 +410,16 @@ class OffPolicyPG(GuardedAlgorithm, SeparateCriticMixin, OffPolicyAlgorithm):
                     self.dump_logs()
 
         rule = EpisodesToReplay(replay_buffer.add, train_freq, after_step)
-        continue_training = self.collector.collect(env, callback, rule)
+        callback_locals = {
+            "train_freq": train_freq,
+            "replay_buffer": replay_buffer,
+            "action_noise": action_noise,
+            "learning_starts": learning_starts,
+            "log_interval": log_interval,
+        }
+        continue_training = self.collector.collect(
+            env, callback, rule, callback_locals=callback_locals, action_locals=("buffer_actions", "actions")
+        )
         return RolloutReturn(self.num_timesteps - n_steps_before, rule.n_episodes, continue_training)
 
     def policy_gradient_weights(
