@@ -16,7 +16,7 @@ from stable_baselines3.common.distributions import Distribution
 from stable_baselines3.common.policies import ActorCriticPolicy, MultiInputActorCriticPolicy
 from stable_baselines3.common.type_aliases import PyTorchObs, ReplayBufferSamples
 from stable_baselines3.common.utils import obs_as_tensor
-from stable_baselines3.common.vec_env import DummyVecEnv
+from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecEnvWrapper
 
 from sb3_pgnotes import PPOKL, NStepAC, OffPolicyPG, Reinforce
 from sb3_pgnotes.common.collection import EpisodeQuota, sample_actions
@@ -360,3 +360,34 @@ def test_diverged_policy_stops_collection_with_a_clear_error(action_space: space
         policy.action_net.weight.fill_(float("nan"))
     with pytest.raises(ValueError, match="action distribution is not finite"):
         sample_actions(policy, np.zeros((2, 4), dtype=np.float32))
+
+
+class NumericDones(VecEnvWrapper):
+    """Gives ``dones`` as 0/1 numbers, as some custom VecEnvs do."""
+
+    def __init__(self, venv: VecEnv, dtype: type) -> None:
+        super().__init__(venv)
+        self.dtype = dtype
+
+    def reset(self) -> Any:
+        return self.venv.reset()
+
+    def step_wait(self) -> Any:
+        observations, rewards, dones, infos = self.venv.step_wait()
+        return observations, rewards, dones.astype(self.dtype), infos
+
+
+@pytest.mark.parametrize("dtype", [np.int64, np.float32])
+@pytest.mark.parametrize(("algo", "kwargs"), ALGORITHMS)
+def test_numeric_dones_end_only_their_own_envs_episodes(
+    algo: type[BaseAlgorithm], kwargs: dict[str, Any], dtype: type
+) -> None:
+    # CountingEnv observes its step index: each stored step's time must match it, env by env.
+    env = NumericDones(DummyVecEnv([lambda: CountingEnv(length=3), lambda: CountingEnv(length=5)]), dtype)
+    model = algo("MlpPolicy", env, seed=0, **kwargs)
+    model.learn(60)
+    batch = (
+        model.replay_buffer.sample_episodes(100) if isinstance(model, OffPolicyPG) else getattr(model, "episode_batch", None)
+    )
+    if batch is not None:
+        np.testing.assert_array_equal(np.asarray(batch.observations).ravel(), batch.step_times)

@@ -492,6 +492,8 @@ class Collector:
             actions, log_probs = sample_actions(policy, model._last_obs, model.device)
             sent_actions = env_actions(policy, actions)
             new_obs, rewards, dones, infos = env.step(sent_actions)
+            # Some VecEnvs give 0/1 numbers: as an index they would pick envs by position instead of masking them.
+            dones = np.asarray(dones, dtype=bool)
             model.num_timesteps += env.num_envs
             n_vec_steps += 1
             # Checked before anything is stored or reaches the policy.
