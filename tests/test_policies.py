@@ -1,7 +1,10 @@
 """The optimisers: the actor/critic split shared by Reinforce, OffPolicyPG and NStepAC, and PPOKL's single one."""
 
+from typing import Any
+
 import pytest
 import torch as th
+from stable_baselines3.common.policies import ActorCriticPolicy
 
 from sb3_pgnotes import PPOKL, NStepAC
 from sb3_pgnotes.common.policies import build_actor_critic_optimizers, clip_gradient, split_actor_critic_parameters
@@ -19,6 +22,53 @@ def test_optimizers_cover_actor_and_critic_with_their_learning_rates() -> None:
     assert _ids(model.critic_optimizer.param_groups[0]["params"]) == _ids(critic)
     assert model.policy.optimizer.param_groups[0]["lr"] == pytest.approx(1e-3)
     assert model.critic_optimizer.param_groups[0]["lr"] == pytest.approx(5e-3)
+
+
+class NamedTrunks(th.nn.Module):
+    """A custom extractor in the form of SB3's "Custom Policy Network" guide, its trunks named freely."""
+
+    def __init__(self, feature_dim: int) -> None:
+        super().__init__()
+        self.latent_dim_pi = self.latent_dim_vf = 16
+        self.actor = th.nn.Sequential(th.nn.Linear(feature_dim, 16), th.nn.Tanh())
+        self.critic = th.nn.Sequential(th.nn.Linear(feature_dim, 16), th.nn.Tanh())
+
+    def forward(self, features: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
+        return self.forward_actor(features), self.forward_critic(features)
+
+    def forward_actor(self, features: th.Tensor) -> th.Tensor:
+        return self.actor(features)
+
+    def forward_critic(self, features: th.Tensor) -> th.Tensor:
+        return self.critic(features)
+
+
+class NamedTrunksPolicy(ActorCriticPolicy):
+    def _build_mlp_extractor(self) -> None:
+        self.mlp_extractor = NamedTrunks(self.features_dim)  # type: ignore[assignment]
+
+
+@pytest.mark.parametrize(
+    ("policy", "policy_kwargs", "env_id", "critic_names"),
+    [
+        ("MlpPolicy", {}, "CartPole-v1", ["mlp_extractor.value_net", "value_net"]),
+        ("MlpPolicy", {"share_features_extractor": False}, "Pendulum-v1", ["mlp_extractor.value_net", "value_net"]),
+        (NamedTrunksPolicy, {}, "CartPole-v1", ["mlp_extractor.critic", "value_net"]),
+    ],
+)
+def test_the_critic_is_what_only_the_value_depends_on(
+    policy: Any, policy_kwargs: dict[str, Any], env_id: str, critic_names: list[str]
+) -> None:
+    model = NStepAC(policy, env_id, policy_kwargs=policy_kwargs, seed=0)
+    actor, critic = split_actor_critic_parameters(model.policy)
+    named = dict(model.policy.named_parameters())
+    expected = {name for name in named if name.startswith(tuple(f"{prefix}." for prefix in critic_names))}
+    assert {name for name, parameter in named.items() if id(parameter) in _ids(critic)} == expected
+    assert _ids(actor) == _ids(list(named.values())) - _ids(critic)
+    # The critic's optimiser trains the custom trunk: its weights move after an update.
+    before = {name: named[name].detach().clone() for name in expected}
+    model.learn(64)
+    assert all(not th.equal(before[name], named[name]) for name in expected)
 
 
 def test_adam_is_fused_unless_the_user_chooses() -> None:

@@ -13,24 +13,52 @@ from torch.nn import functional as F
 
 from sb3_pgnotes.common.validation import check_finite
 
+
 # Parameter-name prefixes of the critic in SB3's ActorCriticPolicy; everything else belongs to the actor.
-_CRITIC_PREFIXES = ("value_net.", "mlp_extractor.value_net.", "vf_features_extractor.")
+def zero_observation(space: spaces.Space) -> np.ndarray | dict[str, np.ndarray]:
+    """
+    :param space: An observation space the policies take (Box, Discrete, MultiDiscrete, MultiBinary or a Dict of them)
+    :return: One observation of it, all zeros (each Discrete's first value)
+    """
+    if isinstance(space, spaces.Dict):
+        return {key: cast(np.ndarray, zero_observation(subspace)) for key, subspace in space.spaces.items()}
+    dtype = np.int64 if isinstance(space, spaces.Discrete) else space.dtype
+    return np.zeros(space.shape, dtype=dtype)
+
+
+def _fed_parameters(output: th.Tensor, parameters: list[th.nn.Parameter]) -> set[int]:
+    """:return: The ids of the parameters that ``output`` depends on"""
+    gradients = th.autograd.grad(output.sum(), parameters, allow_unused=True)
+    return {id(parameter) for parameter, gradient in zip(parameters, gradients, strict=True) if gradient is not None}
 
 
 def split_actor_critic_parameters(policy: ActorCriticPolicy) -> tuple[list[th.nn.Parameter], list[th.nn.Parameter]]:
     """
-    Split a policy's parameters into actor and critic parts.
+    Split a policy's parameters into actor and critic parts by what they feed, whatever a custom policy names its
+    modules: the critic's are those that the value depends on and the action distribution does not.
 
     A features extractor shared by both (``share_features_extractor=True``, e.g. a CNN) goes to the actor:
     the critic's gradient does not train it, so the value regression cannot disturb the policy's features.
 
     :param policy: The policy
-    :return: (actor parameters, critic parameters)
+    :return: (actor parameters, critic parameters), each in the order of ``policy.parameters()``
     """
-    actor: list[th.nn.Parameter] = []
-    critic: list[th.nn.Parameter] = []
-    for name, param in policy.named_parameters():
-        (critic if name.startswith(_CRITIC_PREFIXES) else actor).append(param)
+    trainable = [parameter for parameter in policy.parameters() if parameter.requires_grad]
+    observation, _ = policy.obs_to_tensor(zero_observation(policy.observation_space))
+    was_training = policy.training
+    # Evaluation mode: a forward pass that neither updates batch statistics nor draws dropout masks.
+    policy.set_training_mode(False)
+    try:
+        with th.enable_grad():
+            feeds_value = _fed_parameters(policy.predict_values(observation), trainable)
+            distribution = policy.get_distribution(observation)
+            actions = distribution.get_actions(deterministic=True).detach()
+            feeds_actions = _fed_parameters(distribution.log_prob(actions), trainable)
+    finally:
+        policy.set_training_mode(was_training)
+    critic_ids = feeds_value - feeds_actions
+    actor = [parameter for parameter in policy.parameters() if id(parameter) not in critic_ids]
+    critic = [parameter for parameter in policy.parameters() if id(parameter) in critic_ids]
     return actor, critic
 
 
