@@ -23,7 +23,7 @@ def zero_observation(space: spaces.Space) -> np.ndarray | dict[str, np.ndarray]:
     if isinstance(space, spaces.Dict):
         return {key: cast(np.ndarray, zero_observation(subspace)) for key, subspace in space.spaces.items()}
     dtype = np.int64 if isinstance(space, spaces.Discrete) else space.dtype
-    return np.zeros(space.shape, dtype=dtype)
+    return np.zeros(cast(tuple[int, ...], space.shape), dtype=cast(np.dtype, dtype))
 
 
 def _fed_parameters(output: th.Tensor, parameters: list[th.nn.Parameter]) -> set[int]:
