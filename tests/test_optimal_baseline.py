@@ -126,10 +126,11 @@ def test_per_step_score_norms_match_per_step_gradients(env_id: str) -> None:
 
 def test_per_step_score_norms_of_a_gsde_policy() -> None:
     # gSDE's log_std is a matrix whose score depends on the latent features: the exact per-step path, not the
-    # diagonal Gaussian's closed form.
+    # diagonal Gaussian's closed form. More steps than one chunk of the batched path, the last chunk partial.
     model = NStepAC("MlpPolicy", "Pendulum-v1", use_sde=True, n_steps=8, seed=0)
-    observations = th.as_tensor(np.stack([model.observation_space.sample() for _ in range(12)]))
-    actions = th.as_tensor(np.stack([model.action_space.sample() for _ in range(12)]))
+    n_steps = 2 * gradients.SCORE_NORM_CHUNK + 7
+    observations = th.as_tensor(np.stack([model.observation_space.sample() for _ in range(n_steps)]))
+    actions = th.as_tensor(np.stack([model.action_space.sample() for _ in range(n_steps)]))
     assert_norms_match_per_step_gradients(model, observations, actions, split_actor_critic_parameters(model.policy)[0])
 
 

@@ -266,16 +266,16 @@ SCORE_NORM_CHUNK = 64
 def _batched_score_norms(
     policy: ActorCriticPolicy, params: list[th.nn.Parameter], observations: PyTorchObs, actions: th.Tensor
 ) -> th.Tensor:
-    """:func:`per_step_score_norms` for any policy: per-step gradients from one-hot batched backward passes."""
-    log_prob = policy.get_distribution(observations).log_prob(actions)
-    n_steps = len(log_prob)
+    """
+    :func:`per_step_score_norms` for any policy: per-step gradients from one-hot batched backward passes, each chunk
+    of steps through a forward pass of its own, so that the cost grows linearly with the batch.
+    """
     norms = []
-    for start in range(0, n_steps, SCORE_NORM_CHUNK):
-        rows = th.arange(start, min(start + SCORE_NORM_CHUNK, n_steps), device=log_prob.device)
-        one_hot = th.nn.functional.one_hot(rows, n_steps).to(log_prob.dtype)
-        grads = th.autograd.grad(
-            log_prob, params, grad_outputs=one_hot, is_grads_batched=True, retain_graph=True, allow_unused=True
-        )
+    for start in range(0, len(actions), SCORE_NORM_CHUNK):
+        stop = min(start + SCORE_NORM_CHUNK, len(actions))
+        log_prob = policy.get_distribution(slice_observations(observations, start, stop)).log_prob(actions[start:stop])
+        one_hot = th.eye(stop - start, dtype=log_prob.dtype, device=log_prob.device)
+        grads = th.autograd.grad(log_prob, params, grad_outputs=one_hot, is_grads_batched=True, allow_unused=True)
         norms.append(th.stack([g.flatten(1).square().sum(1) for g in grads if g is not None]).sum(0))
     return th.cat(norms).detach()
 
