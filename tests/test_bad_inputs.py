@@ -296,6 +296,29 @@ def saved(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return paths
 
 
+LOAD_OVERRIDES = [
+    pytest.param(Reinforce, {"n_episodes": 0}, {"n_episodes": 3}, "n_episodes must be", id="reinforce"),
+    pytest.param(NStepAC, {"critic_target": "foo"}, {"n_steps": 8}, "critic_target must be one of", id="nstep_ac"),
+    pytest.param(NStepAC, {"n_steps": -2}, {"target_n": 2}, "n_steps must be", id="nstep_ac-n_steps"),
+    pytest.param(PPOKL, {"n_epochs": 0}, {"n_epochs": 2}, "n_epochs must be", id="ppo_kl"),
+    pytest.param(OffPolicyPG, {"batch_size": 0}, {"batch_size": 3}, "batch_size must be", id="offpolicy_pg"),
+]
+
+
+@pytest.mark.parametrize(("algo", "bad", "good", "match"), LOAD_OVERRIDES)
+def test_load_overrides_are_checked_as_the_constructor_checks_them(
+    algo: type[BaseAlgorithm], bad: dict[str, Any], good: dict[str, Any], match: str, saved: dict[str, Path]
+) -> None:
+    # SB3's load sets keyword arguments and custom_objects on the model as given.
+    with pytest.raises(ValueError, match=match):
+        algo.load(saved[algo.__name__], env="CartPole-v1", **bad)
+    with pytest.raises(ValueError, match=match):
+        algo.load(saved[algo.__name__], env="CartPole-v1", custom_objects=bad)
+    model = algo.load(saved[algo.__name__], env="CartPole-v1", custom_objects={"learning_rate": 0.0}, **good)
+    assert all(getattr(model, name) == value for name, value in good.items())
+    model.learn(64)
+
+
 def rewrite_entry(source: Path, target: Path, entry: str, content: bytes) -> Path:
     """Copy a model file with one entry replaced."""
     with zipfile.ZipFile(source) as original, zipfile.ZipFile(target, "w") as copy:

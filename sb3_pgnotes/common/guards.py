@@ -8,6 +8,7 @@ import inspect
 import io
 import json
 import pathlib
+import warnings
 import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -196,6 +197,43 @@ def check_saved_class(algo_class: type[BaseAlgorithm], data: dict[str, Any], pat
         )
 
 
+def check_load_overrides(algo_class: type[BaseAlgorithm], data: dict[str, Any], overrides: dict[str, Any]) -> None:
+    """
+    Run the constructor's checks on the constructor arguments that ``load`` is asked to override (SB3's ``load``
+    sets its keyword arguments and ``custom_objects`` on the model unchecked), together with the file's own
+    plain-valued arguments, so that combinations are checked too.
+
+    :param algo_class: The class asked to load the file
+    :param data: The file's ``data`` entry, as :func:`read_model_data` reads it
+    :param overrides: ``custom_objects`` and the keyword arguments given to ``load``
+    :raises ValueError: The constructor's error for the overridden arguments, when the saved ones pass its checks
+    """
+    parameters = inspect.signature(algo_class).parameters
+    fixed = ("policy", "env", "device")
+    overridden = {
+        name: value for name, value in overrides.items() if name in parameters and name not in fixed and name[0] != "_"
+    }
+    if not overridden:
+        return
+    # Objects SB3 pickled into the file are not read here (nothing is unpickled before the checks).
+    saved = {
+        name: value
+        for name, value in data.items()
+        if name in parameters and name not in fixed and not (isinstance(value, dict) and ":serialized:" in value)
+    }
+
+    def construct(arguments: dict[str, Any]) -> None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            algo_class("MlpPolicy", None, **arguments, _init_setup_model=False)  # type: ignore[call-arg]
+
+    try:
+        construct(saved)
+    except (ValueError, TypeError):
+        return  # the saved values are not constructor arguments as such: nothing to check the overrides against
+    construct({**saved, **overridden})
+
+
 class GuardedAlgorithm:
     """
     Mixed into every sb3-pgnotes algorithm, before SB3's base class: checks of the env's spaces, of ``learn()``'s
@@ -288,7 +326,9 @@ class GuardedAlgorithm:
         SB3's ``load``, after checking that the file is readable and was saved by this class. ``load`` unpickles
         objects stored in the file: use :func:`sb3_pgnotes.load_untrusted` for a file from an untrusted source.
         """
-        check_saved_class(cls, read_model_data(path), path)  # type: ignore[arg-type]
+        data = read_model_data(path)
+        check_saved_class(cls, data, path)  # type: ignore[arg-type]
+        check_load_overrides(cls, data, {**(custom_objects or {}), **kwargs})  # type: ignore[arg-type]
         return super().load(  # type: ignore[misc]
             model_file_path(path), env, device, custom_objects, print_system_info, force_reset, **kwargs
         )
