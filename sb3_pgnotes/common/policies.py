@@ -14,7 +14,6 @@ from torch.nn import functional as F
 from sb3_pgnotes.common.validation import check_finite
 
 
-# Parameter-name prefixes of the critic in SB3's ActorCriticPolicy; everything else belongs to the actor.
 def zero_observation(space: spaces.Space) -> np.ndarray | dict[str, np.ndarray]:
     """
     :param space: An observation space the policies take (Box, Discrete, MultiDiscrete, MultiBinary or a Dict of them)
