@@ -502,3 +502,14 @@ def test_policies_the_algorithms_cannot_train_are_refused_at_construction(algo: 
         algo(SACPolicy, "Pendulum-v1", **FAST[algo])
     with pytest.raises(ValueError, match=r"MultiInputActorCriticPolicy takes Dict observations, not Box"):
         algo("MultiInputPolicy", "Pendulum-v1", **FAST[algo])
+
+
+def test_load_overrides_are_not_checked_against_training_state(tmp_path: Path) -> None:
+    # The adaptive rule took beta below the beta_min the load asks for: it clips beta at the next update.
+    model = PPOKL("MlpPolicy", "CartPole-v1", **FAST[PPOKL], seed=0)
+    model.beta = 5e-4
+    model.save(tmp_path / "model.zip")
+    loaded = PPOKL.load(tmp_path / "model.zip", env="CartPole-v1", beta_min=1e-3)
+    assert loaded.beta_min == 1e-3
+    loaded.learn(32)
+    assert loaded.beta >= 1e-3

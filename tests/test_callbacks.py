@@ -1,5 +1,6 @@
 """SB3's callbacks work unchanged."""
 
+import itertools
 from pathlib import Path
 from typing import Any
 
@@ -87,12 +88,19 @@ def test_callback_locals_as_sb3_gives_them(algo: type[BaseAlgorithm], kwargs: di
     if isinstance(model, OffPolicyAlgorithm):
         sampled, sent = "buffer_actions", "actions"
         assert all(step["replay_buffer"] is model.replay_buffer and "train_freq" in step for step in seen)
+        # Counted from 1 within each collection, as SB3's off-policy loop counts them.
+        counts = [step["num_collected_steps"] for step in seen]
+        assert counts[0] == 1 and all(now in (1, before + 1) for before, now in itertools.pairwise(counts))
+        assert all(step["num_collected_episodes"] >= 0 for step in seen)
     else:
         sampled, sent = "actions", "clipped_actions"
         assert all(step["rollout_buffer"] is model.rollout_buffer for step in seen)
+        # The steps before this one in the rollout, as SB3's on-policy loop counts them.
+        counts = [step["n_steps"] for step in seen]
+        assert counts[0] == 0 and all(now in (0, before + 1) for before, now in itertools.pairwise(counts))
     for step in seen:
         assert step[sent].shape == step[sampled].shape == (2, 1)
         np.testing.assert_array_equal(step[sent], np.clip(step[sampled], low, high))
-        assert {"new_obs", "rewards", "dones", "infos", "log_probs", "env", "n_steps"} <= set(step)
+        assert {"new_obs", "rewards", "dones", "infos", "env"} <= set(step)
     # Gaussian samples leave the bounds now and then: the two names hold different arrays.
     assert any(not np.array_equal(step[sent], step[sampled]) for step in seen)

@@ -431,14 +431,16 @@ def test_loading_a_foreign_replay_is_refused_and_keeps_the_model_buffer(saved: A
     assert model.replay_buffer is buffer
 
 
-def test_a_loaded_replay_takes_the_models_episode_capacity(tmp_path: Path) -> None:
+def test_a_loaded_replay_takes_the_models_episode_capacity_and_device(tmp_path: Path) -> None:
     saved = OffPolicyPG("MlpPolicy", "CartPole-v1", seed=0).learn(400)
     assert saved.replay_buffer is not None and saved.replay_buffer.n_episodes > 3
     kept = saved.replay_buffer.episode_starts[-3:].copy()
+    saved.replay_buffer.device = th.device("meta")  # as if saved from another device
     saved.save_replay_buffer(tmp_path / "replay")
     model = OffPolicyPG("MlpPolicy", "CartPole-v1", max_buffer_episodes=3, seed=0)
     model.load_replay_buffer(tmp_path / "replay")
     assert model.replay_buffer is not None and model.replay_buffer.max_episodes == 3
+    assert model.replay_buffer.device == model.device
     np.testing.assert_array_equal(model.replay_buffer.episode_starts, kept)
     model.learn(200)
     assert model.replay_buffer.n_episodes == 3

@@ -6,7 +6,7 @@ import pytest
 import torch as th
 from stable_baselines3.common.policies import ActorCriticPolicy
 
-from sb3_pgnotes import PPOKL, NStepAC
+from sb3_pgnotes import PPOKL, NStepAC, Reinforce
 from sb3_pgnotes.common.policies import build_actor_critic_optimizers, clip_gradient, split_actor_critic_parameters
 
 
@@ -131,3 +131,24 @@ def test_clip_gradient_without_gradients_is_zero() -> None:
     params = _gradients([th.float32], 1.0)
     params[0].grad = None
     assert clip_gradient(th.optim.SGD(params, lr=1.0), 0.5) == 0.0
+
+
+def test_frozen_parameters_keep_their_side_and_stay_frozen() -> None:
+    model = NStepAC("MlpPolicy", "CartPole-v1", seed=0)
+    expected_critic = _ids(split_actor_critic_parameters(model.policy)[1])
+    model.policy.value_net.requires_grad_(False)
+    model.policy.mlp_extractor.policy_net[0].requires_grad_(False)
+    with th.inference_mode():
+        actor, critic = split_actor_critic_parameters(model.policy)
+    assert _ids(actor) | _ids(critic) == _ids(list(model.policy.parameters()))
+    assert _ids(critic) == expected_critic
+    assert (
+        not model.policy.value_net.weight.requires_grad and not model.policy.mlp_extractor.policy_net[0].weight.requires_grad
+    )
+    # The optimal baseline's score is over the trainable actor parameters only.
+    reinforce = Reinforce("MlpPolicy", "CartPole-v1", baseline="optimal", n_episodes=2, seed=0)
+    reinforce.policy.value_net.requires_grad_(False)
+    reinforce.policy.mlp_extractor.policy_net[0].requires_grad_(False)
+    frozen = reinforce.policy.mlp_extractor.policy_net[0].weight.detach().clone()
+    reinforce.learn(200)
+    assert th.equal(frozen, reinforce.policy.mlp_extractor.policy_net[0].weight)

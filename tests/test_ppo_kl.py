@@ -412,3 +412,22 @@ def test_a_truncated_minibatch_is_announced() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         PPOKL("MlpPolicy", env, n_steps=64, batch_size=32)
+
+
+class KLDuringCollection(BaseCallback):
+    """Calls ``mean_kl()`` on the first step of each rollout, with the buffer partly filled."""
+
+    def _on_step(self) -> bool:
+        if self.locals["n_steps"] == 0:
+            self.model.mean_kl()
+        return True
+
+
+def test_mean_kl_during_collection_leaves_training_unchanged() -> None:
+    def trained(callback: BaseCallback | None) -> list[th.Tensor]:
+        model = PPOKL("MlpPolicy", "CartPole-v1", n_steps=64, batch_size=16, learning_rate=3e-3, seed=0)
+        model.learn(256, callback=callback)
+        return [parameter.detach() for parameter in model.policy.parameters()]
+
+    for with_kl, without in zip(trained(KLDuringCollection()), trained(None), strict=True):
+        th.testing.assert_close(with_kl, without, rtol=0, atol=0)

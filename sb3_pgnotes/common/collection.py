@@ -453,7 +453,7 @@ class Collector:
         rule: StoppingRule,
         on_collected: Callable[[], None] | None = None,
         callback_locals: dict[str, Any] | None = None,
-        action_locals: tuple[str, str] = ("actions", "clipped_actions"),
+        off_policy_names: bool = False,
     ) -> bool:
         """
         Step ``env`` until ``rule`` has what it wants.
@@ -464,17 +464,19 @@ class Collector:
         :param on_collected: Called after the last step, before the callback's ``on_rollout_end`` (e.g. to compute
             returns and advantages, as SB3's ``collect_rollouts`` does)
         :param callback_locals: What the callback finds in ``self.locals`` besides the algorithm (``self``), ``env``,
-            ``callback``, ``n_steps`` and each step's data, as SB3's collection loops give their arguments (e.g.
+            ``callback``, the step counts and each step's data, as SB3's collection loops give their arguments (e.g.
             ``rollout_buffer``)
-        :param action_locals: The names under which ``self.locals`` holds the sampled actions and those the env
-            received: SB3's on-policy loop calls them ``actions`` and ``clipped_actions``, its off-policy loop
-            ``buffer_actions`` and ``actions``
+        :param off_policy_names: Name the step's data in ``self.locals`` as SB3's off-policy loop does
+            (``buffer_actions`` sampled, ``actions`` sent to the env, ``num_collected_steps`` and
+            ``num_collected_episodes`` so far) rather than as its on-policy loop (``actions`` sampled,
+            ``clipped_actions`` sent, ``n_steps`` the steps before this one)
         :return: False if the callback stopped training
         """
         model = self.model
         # What SB3's loops hand their callbacks: the algorithm as `self`, not this collector.
         shared_locals = {"self": model, "env": env, "callback": callback, **(callback_locals or {})}
-        sampled_name, sent_name = action_locals
+        sampled_name, sent_name = ("buffer_actions", "actions") if off_policy_names else ("actions", "clipped_actions")
+        n_episodes_ended = 0
         policy: ActorCriticPolicy = model.policy  # type: ignore[assignment]
         assert model._last_obs is not None, "No previous observation was provided"
         policy.set_training_mode(False)
@@ -515,10 +517,16 @@ class Collector:
             model._last_episode_starts = dones
 
             if callback is not None:
+                n_episodes_ended += int(np.count_nonzero(dones))
+                counts = (
+                    {"num_collected_steps": n_vec_steps, "num_collected_episodes": n_episodes_ended}
+                    if off_policy_names
+                    else {"n_steps": n_vec_steps - 1}
+                )
                 callback.update_locals(
                     {
                         **shared_locals,
-                        "n_steps": n_vec_steps,
+                        **counts,
                         sampled_name: actions,
                         sent_name: sent_actions,
                         "log_probs": log_probs,

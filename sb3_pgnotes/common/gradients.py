@@ -12,7 +12,7 @@ from stable_baselines3.common.type_aliases import PyTorchObs
 from stable_baselines3.common.utils import obs_as_tensor
 
 from sb3_pgnotes.common.buffers import EpisodeBatch
-from sb3_pgnotes.common.policies import actions_to_tensor, slice_observations, split_actor_critic_parameters
+from sb3_pgnotes.common.policies import actions_to_tensor, slice_observations, trainable_actor_parameters
 
 
 def flat_gradient(params: list[th.nn.Parameter], grads: tuple[th.Tensor | None, ...]) -> th.Tensor:
@@ -253,7 +253,7 @@ def batch_score_norms(policy: ActorCriticPolicy, batch: EpisodeBatch) -> np.ndar
     """
     observations = obs_as_tensor(batch.observations, policy.device)  # type: ignore[arg-type]
     actions = actions_to_tensor(batch.actions, policy.action_space, policy.device)
-    actor_params, _ = split_actor_critic_parameters(policy)
+    actor_params = trainable_actor_parameters(policy)
     with th.enable_grad():
         norms = per_step_score_norms(policy, actor_params, observations, actions)
     return norms.cpu().numpy().astype(np.float64)

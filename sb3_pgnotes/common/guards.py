@@ -200,16 +200,19 @@ def check_saved_class(algo_class: type[BaseAlgorithm], data: dict[str, Any], pat
 def check_load_overrides(algo_class: type[BaseAlgorithm], data: dict[str, Any], overrides: dict[str, Any]) -> None:
     """
     Run the constructor's checks on the constructor arguments that ``load`` is asked to override (SB3's ``load``
-    sets its keyword arguments and ``custom_objects`` on the model unchecked), together with the file's own
-    plain-valued arguments, so that combinations are checked too.
+    sets its keyword arguments and ``custom_objects`` on the model unchecked).
+
+    They are checked together with the file's plain-valued arguments, then alone: an override is refused only when
+    it fails both. Alone, it may clash with the constructor's defaults where the file's values suit it; together, with
+    training state the file keeps under an argument's name (``PPOKL``'s adapted ``beta``).
 
     :param algo_class: The class asked to load the file
     :param data: The file's ``data`` entry, as :func:`read_model_data` reads it
     :param overrides: ``custom_objects`` and the keyword arguments given to ``load``
-    :raises ValueError: The constructor's error for the overridden arguments, when the saved ones pass its checks
+    :raises ValueError: The constructor's error for the overridden arguments on their own
     """
     parameters = inspect.signature(algo_class).parameters
-    fixed = ("policy", "env", "device")
+    fixed = ("policy", "env", "device", "verbose")
     overridden = {
         name: value for name, value in overrides.items() if name in parameters and name not in fixed and name[0] != "_"
     }
@@ -225,13 +228,12 @@ def check_load_overrides(algo_class: type[BaseAlgorithm], data: dict[str, Any], 
     def construct(arguments: dict[str, Any]) -> None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            algo_class("MlpPolicy", None, **arguments, _init_setup_model=False)  # type: ignore[call-arg]
+            algo_class("MlpPolicy", None, **arguments, device="cpu", verbose=0, _init_setup_model=False)  # type: ignore[call-arg]
 
     try:
-        construct(saved)
+        construct({**saved, **overridden})
     except (ValueError, TypeError):
-        return  # the saved values are not constructor arguments as such: nothing to check the overrides against
-    construct({**saved, **overridden})
+        construct(overridden)
 
 
 class GuardedAlgorithm:

@@ -26,7 +26,13 @@ def zero_observation(space: spaces.Space) -> np.ndarray | dict[str, np.ndarray]:
 
 
 def _fed_parameters(output: th.Tensor, parameters: list[th.nn.Parameter]) -> set[int]:
-    """:return: The ids of the parameters that ``output`` depends on"""
+    """
+    :param output: A tensor computed from some of ``parameters``
+    :param parameters: Parameters, all requiring gradients
+    :return: The ids of those that ``output`` depends on
+    """
+    if not output.requires_grad:
+        return set()
     gradients = th.autograd.grad(output.sum(), parameters, allow_unused=True)
     return {id(parameter) for parameter, gradient in zip(parameters, gradients, strict=True) if gradient is not None}
 
@@ -34,7 +40,8 @@ def _fed_parameters(output: th.Tensor, parameters: list[th.nn.Parameter]) -> set
 def split_actor_critic_parameters(policy: ActorCriticPolicy) -> tuple[list[th.nn.Parameter], list[th.nn.Parameter]]:
     """
     Split a policy's parameters into actor and critic parts by what they feed, whatever a custom policy names its
-    modules: the critic's are those that the value depends on and the action distribution does not.
+    modules: the critic's are those that the value depends on and the action distribution does not. Frozen
+    parameters are placed the same way (an optimiser skips them until they are unfrozen).
 
     A features extractor shared by both (``share_features_extractor=True``, e.g. a CNN) goes to the actor:
     the critic's gradient does not train it, so the value regression cannot disturb the policy's features.
@@ -42,23 +49,34 @@ def split_actor_critic_parameters(policy: ActorCriticPolicy) -> tuple[list[th.nn
     :param policy: The policy
     :return: (actor parameters, critic parameters), each in the order of ``policy.parameters()``
     """
-    trainable = [parameter for parameter in policy.parameters() if parameter.requires_grad]
-    observation, _ = policy.obs_to_tensor(zero_observation(policy.observation_space))
+    parameters = list(policy.parameters())
+    frozen = [parameter for parameter in parameters if not parameter.requires_grad]
     was_training = policy.training
     # Evaluation mode: a forward pass that neither updates batch statistics nor draws dropout masks.
     policy.set_training_mode(False)
     try:
-        with th.enable_grad():
-            feeds_value = _fed_parameters(policy.predict_values(observation), trainable)
+        with th.inference_mode(False), th.enable_grad():
+            # Every parameter joins the graph for the trace, frozen ones too.
+            for parameter in frozen:
+                parameter.requires_grad_(True)
+            observation, _ = policy.obs_to_tensor(zero_observation(policy.observation_space))
+            feeds_value = _fed_parameters(policy.predict_values(observation), parameters) if parameters else set()
             distribution = policy.get_distribution(observation)
             actions = distribution.get_actions(deterministic=True).detach()
-            feeds_actions = _fed_parameters(distribution.log_prob(actions), trainable)
+            feeds_actions = _fed_parameters(distribution.log_prob(actions), parameters) if parameters else set()
     finally:
+        for parameter in frozen:
+            parameter.requires_grad_(False)
         policy.set_training_mode(was_training)
     critic_ids = feeds_value - feeds_actions
-    actor = [parameter for parameter in policy.parameters() if id(parameter) not in critic_ids]
-    critic = [parameter for parameter in policy.parameters() if id(parameter) in critic_ids]
+    actor = [parameter for parameter in parameters if id(parameter) not in critic_ids]
+    critic = [parameter for parameter in parameters if id(parameter) in critic_ids]
     return actor, critic
+
+
+def trainable_actor_parameters(policy: ActorCriticPolicy) -> list[th.nn.Parameter]:
+    """:return: The actor's parameters (:func:`split_actor_critic_parameters`) that are not frozen: those of its score"""
+    return [parameter for parameter in split_actor_critic_parameters(policy)[0] if parameter.requires_grad]
 
 
 def slice_observations(observations: PyTorchObs, start: int, stop: int) -> PyTorchObs:

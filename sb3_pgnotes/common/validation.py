@@ -197,7 +197,7 @@ def _is_layer_sizes(value: Any) -> bool:
     )
 
 
-#: Bound on ``|log_std_init|``: the initial std stays between 2e-9 and 5e8.
+#: Bound on ``|log_std_init|``: an initial std ``exp(log_std_init)`` between 2e-9 and 5e8.
 LOG_STD_INIT_LIMIT = 20.0
 
 
@@ -233,7 +233,7 @@ def check_policy_kwargs(policy_kwargs: dict[str, Any]) -> None:
             f"policy_kwargs['activation_fn'] must be a torch module class such as torch.nn.ReLU; got {activation_fn!r}"
         )
     if "log_std_init" in policy_kwargs:
-        # Its exponential is the Gaussian's initial std: beyond these bounds float32 gives 0 or inf.
+        # A chosen bound, wide for any task: NaN, infinities and huge values only fail later, at the first action or loss.
         check_number("policy_kwargs['log_std_init']", policy_kwargs["log_std_init"], -LOG_STD_INIT_LIMIT, LOG_STD_INIT_LIMIT)
     optimizer_class = policy_kwargs.get("optimizer_class", th.optim.Adam)
     if not (isinstance(optimizer_class, type) and issubclass(optimizer_class, th.optim.Optimizer)):

@@ -29,7 +29,7 @@ from sb3_pgnotes.common.gradients import (
     optimal_baseline,
     per_episode_score_sums,
 )
-from sb3_pgnotes.common.policies import actions_to_tensor, split_actor_critic_parameters
+from sb3_pgnotes.common.policies import actions_to_tensor, trainable_actor_parameters
 from sb3_pgnotes.common.returns import batch_mean_baseline, full_returns, gae_advantages, reward_to_go
 
 #: Estimator variants, from the plain estimator to the lowest-variance ones. Those after ``rtg_optimal`` need a
@@ -100,7 +100,7 @@ def estimator_gradients(
         "rtg_mean": rtg - batch_mean_baseline(rtg, lengths, per_episode=False),
         "score": np.ones_like(rtg),
     }
-    actor_params, _ = split_actor_critic_parameters(policy)
+    actor_params = trainable_actor_parameters(policy)
     if "rtg_optimal" in variants:
         pool = TimeOptimalBaseline(horizon=0) if optimal_baseline_pool is None else optimal_baseline_pool
         weightings["rtg_optimal"] = rtg - pool(batch_score_norms(policy, batch), rtg, batch.step_times)

@@ -12,6 +12,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.noise import ActionNoise
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.policies import ActorCriticPolicy, BasePolicy
+from stable_baselines3.common.save_util import load_from_pkl
 from stable_baselines3.common.type_aliases import (
     GymEnv,
     MaybeCallback,
@@ -20,7 +21,6 @@ from stable_baselines3.common.type_aliases import (
     TrainFreq,
     TrainFrequencyUnit,
 )
-from stable_baselines3.common.save_util import load_from_pkl
 from stable_baselines3.common.utils import explained_variance, obs_as_tensor
 from stable_baselines3.common.vec_env import VecEnv
 
@@ -371,6 +371,8 @@ class OffPolicyPG(GuardedAlgorithm, SeparateCriticMixin, OffPolicyAlgorithm):
                 f"load_replay_buffer: {path!r} holds episodes with observation space {loaded.observation_space} and "
                 f"action space {loaded.action_space}; this model has {self.observation_space} and {self.action_space}"
             )
+        # The model's device and envs, not those of the model that saved it.
+        loaded.device = self.device
         loaded.n_envs = self.n_envs
         loaded.pending = self.replay_buffer.pending if self.replay_buffer is not None else EpisodeAssembler(self.n_envs)
         loaded.set_max_episodes(self.max_buffer_episodes)
@@ -417,9 +419,7 @@ class OffPolicyPG(GuardedAlgorithm, SeparateCriticMixin, OffPolicyAlgorithm):
             "learning_starts": learning_starts,
             "log_interval": log_interval,
         }
-        continue_training = self.collector.collect(
-            env, callback, rule, callback_locals=callback_locals, action_locals=("buffer_actions", "actions")
-        )
+        continue_training = self.collector.collect(env, callback, rule, callback_locals=callback_locals, off_policy_names=True)
         return RolloutReturn(self.num_timesteps - n_steps_before, rule.n_episodes, continue_training)
 
     def policy_gradient_weights(

@@ -375,6 +375,8 @@ class PPOKL(GuardedAlgorithm, OnPolicyAlgorithm):
         """
         self.policy.set_training_mode(True)
         self._update_learning_rate(self.policy.optimizer)
+        # A callback's mean_kl() during collection may have cached the latents of a partly filled buffer.
+        self._old_latents = None
         beta = self.beta
 
         pg_losses, kl_losses, value_losses, entropy_losses = [], [], [], []
