@@ -31,7 +31,7 @@ def _fed_parameters(output: th.Tensor, parameters: list[th.nn.Parameter]) -> set
     :param parameters: Parameters, all requiring gradients
     :return: The ids of those that ``output`` depends on
     """
-    if not output.requires_grad:
+    if not parameters or not output.requires_grad:
         return set()
     gradients = th.autograd.grad(output.sum(), parameters, allow_unused=True)
     return {id(parameter) for parameter, gradient in zip(parameters, gradients, strict=True) if gradient is not None}
@@ -60,10 +60,10 @@ def split_actor_critic_parameters(policy: ActorCriticPolicy) -> tuple[list[th.nn
             for parameter in frozen:
                 parameter.requires_grad_(True)
             observation, _ = policy.obs_to_tensor(zero_observation(policy.observation_space))
-            feeds_value = _fed_parameters(policy.predict_values(observation), parameters) if parameters else set()
+            feeds_value = _fed_parameters(policy.predict_values(observation), parameters)
             distribution = policy.get_distribution(observation)
             actions = distribution.get_actions(deterministic=True).detach()
-            feeds_actions = _fed_parameters(distribution.log_prob(actions), parameters) if parameters else set()
+            feeds_actions = _fed_parameters(distribution.log_prob(actions), parameters)
     finally:
         for parameter in frozen:
             parameter.requires_grad_(False)
