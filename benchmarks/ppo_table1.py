@@ -16,13 +16,10 @@ LunarLanderContinuous-v3), else the paper's MuJoCo settings (:data:`PAPER_MUJOCO
 """
 
 import argparse
-import multiprocessing
 import sys
 import time
-import traceback
 from collections import defaultdict
 from collections.abc import Collection, Mapping
-from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -37,7 +34,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 
 from benchmarks.registry import ALGOS, ZOO_HYPERPARAMS, RunConfig
 from sb3_pgnotes.zoo.registry import preprocess_hyperparams
-from benchmarks.results import append_records, load_records, run_key
+from benchmarks.results import load_records, run_in_pool, run_key
 from benchmarks.run import build_model, make_env
 
 matplotlib.use("Agg")
@@ -212,6 +209,14 @@ def tasks_for(
     return tasks
 
 
+def describe(record: dict[str, Any]) -> str:
+    """:return: A one-line progress summary of a finished run."""
+    return (
+        f"{record['env']} | {record['algo']} | seed {record['seed']}: score {record['score']:.1f}, "
+        f"{record['wall_time_s']:.0f} s"
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     """
     :param args: The ``run`` command's arguments
@@ -222,22 +227,7 @@ def run(args: argparse.Namespace) -> int:
     tasks = tasks_for(args.envs, args.settings, args.seeds, args.timesteps, args.device)
     pending = [task for task in tasks if run_key(task) not in done]
     print(f"{len(tasks) - len(pending)} of {len(tasks)} runs already in {results}, {len(pending)} to run", flush=True)
-    failures = 0
-    with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures: dict[Future, dict[str, Any]] = {pool.submit(run_one, task): task for task in pending}
-        for future in as_completed(futures):
-            try:
-                record = future.result()
-            except Exception:
-                failures += 1
-                print(f"FAILED {futures[future]}\n{traceback.format_exc()}", file=sys.stderr)
-                continue
-            append_records(results, [record])
-            print(
-                f"{record['env']} | {record['algo']} | seed {record['seed']}: score {record['score']:.1f}, "
-                f"{record['wall_time_s']:.0f} s",
-                flush=True,
-            )
+    failures = run_in_pool(run_one, pending, args.jobs, results, describe)
     return int(failures > 0)
 
 

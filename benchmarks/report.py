@@ -37,7 +37,7 @@ from rliable import metrics, plot_utils
 
 from benchmarks.anchors import anchor_lines
 from benchmarks.ppo_table1 import random_policy_return
-from benchmarks.results import load_records, run_key
+from benchmarks.results import Record, load_records, run_key
 from benchmarks.run import DEFAULT_RESULTS
 
 matplotlib.use("Agg")
@@ -50,7 +50,6 @@ T = TypeVar("T")
 REPORT_FILE = "report.md"
 RANDOM_FILE = "random_policy.json"
 Group = tuple[str, str, int]
-Record = dict[str, Any]
 #: The algorithms the aggregates compare: ours, then SB3's with rl-zoo3's hyperparameters.
 OURS = ("reinforce", "nstep_ac", "ppo_kl", "offpolicy_pg")
 SB3 = ("a2c", "ppo", "sac")

@@ -1,13 +1,18 @@
 """The results file: one JSON record per finished run, appended as runs finish."""
 
 import json
+import multiprocessing
+import sys
+import traceback
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
 RESULTS_FILE = "runs.jsonl"
 RunKey = tuple[str, str, int, int]
+Record = dict[str, Any]
 
 
 def run_key(record: dict[str, Any]) -> RunKey:
@@ -58,3 +63,35 @@ def append_records(results_dir: Path, records: Iterable[dict[str, Any]]) -> None
     with open(path, "a", encoding="utf-8") as file:
         for record in records:
             file.write(json.dumps(record) + "\n")
+
+
+def run_in_pool(
+    run_one: Callable[[Record], Record],
+    tasks: list[Record],
+    jobs: int,
+    results_dir: Path,
+    describe: Callable[[Record], str],
+) -> int:
+    """
+    Run tasks in ``jobs`` spawned worker processes, appending each record to the results file as its run finishes.
+
+    :param run_one: Runs one task and returns its record (importable, so that the workers can call it).
+    :param tasks: The runs to make.
+    :param jobs: Worker processes.
+    :param results_dir: Folder holding the results file.
+    :param describe: A one-line progress summary of a record.
+    :return: How many runs failed; each failure's traceback is printed and the other runs go on.
+    """
+    failures = 0
+    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures: dict[Future, Record] = {pool.submit(run_one, task): task for task in tasks}
+        for future in as_completed(futures):
+            try:
+                record = future.result()
+            except Exception:
+                failures += 1
+                print(f"FAILED {futures[future]}\n{traceback.format_exc()}", file=sys.stderr)
+                continue
+            append_records(results_dir, [record])
+            print(describe(record), flush=True)
+    return failures

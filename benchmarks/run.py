@@ -20,8 +20,7 @@ import json
 import multiprocessing
 import sys
 import time
-import traceback
-from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from concurrent.futures import ProcessPoolExecutor
 from datetime import datetime, UTC
 from pathlib import Path
 from typing import Any
@@ -41,7 +40,7 @@ from sb3_pgnotes.zoo.optimize import DEFAULT_HEARTBEAT_INTERVAL
 
 from benchmarks import sweep
 from benchmarks.registry import ALGOS, RunConfig, resolve
-from benchmarks.results import append_records, load_records, run_key
+from benchmarks.results import append_records, load_records, run_in_pool, run_key
 
 DEFAULT_RESULTS = Path("docs/benchmarks/results")
 EVAL_SEED_OFFSET = 10_000
@@ -287,17 +286,7 @@ def main(argv: list[str] | None = None) -> int:
             append_records(args.results, [record])
             print(_describe(record))
     else:
-        with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-            futures: dict[Future, dict[str, Any]] = {pool.submit(run_one, task): task for task in pending}
-            for future in as_completed(futures):
-                try:
-                    record = future.result()
-                except Exception:
-                    failures += 1
-                    print(f"FAILED {futures[future]}\n{traceback.format_exc()}", file=sys.stderr)
-                    continue
-                append_records(args.results, [record])
-                print(_describe(record))
+        failures = run_in_pool(run_one, pending, args.jobs, args.results, _describe)
     return int(failures > 0)
 
 
