@@ -12,8 +12,8 @@ statistics of normalised scores computed with rliable (Agarwal et al. 2021, http
 - Beside each env's table, the published scores of :mod:`benchmarks.anchors` (other libraries' figures, not rerun).
 - Aggregates, separately over the envs with discrete actions and those with continuous actions, at one budget per env
   (the one most compared algorithms have at least ``--min-runs`` seeds at, 3 by default), for each compared algorithm
-  with that many seeds on every env of the group (an env enters once every SB3 algorithm compared on the group's other
-  envs has its seeds there):
+  with that many seeds on every env of the group (an env enters once every algorithm compared on the group's other envs
+  has its seeds there, so that a partly run env does not push algorithms out of the aggregates):
   IQM, median and mean of the normalised final scores with stratified bootstrap confidence intervals, performance
   profiles, and the probability that a run of one of ours beats a run of its SB3 analogue on the same env.
 
@@ -25,6 +25,7 @@ Thresholds default to the env's ``reward_threshold`` (CartPole-v1: 475, Acrobot-
 import argparse
 import json
 from collections import defaultdict
+from itertools import combinations
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -202,12 +203,19 @@ def aggregated_envs(envs: list[str], runs: dict[tuple[str, str], list[Record]]) 
     """
     :param envs: A group's envs.
     :param runs: The compared algorithms' runs per ``(env, algo)``.
-    :return: The envs that enter the group's aggregates: those where every SB3 algorithm compared on any env of the
-        group has its runs. An env where only some of ours have run yet would otherwise push SB3's algorithms, the
-        aggregates' reference, out of them.
+    :return: The envs that enter the group's aggregates: of the envs where every SB3 algorithm compared in the group
+        has its runs (the aggregates' reference), the set on which the most algorithms have runs on every env, and the
+        largest such set. An env where only some algorithms have run yet thus waits for the others, rather than
+        pushing out of the aggregates those that have not reached it.
     """
     baselines = {algo for env_id, algo in runs if env_id in envs and algo in SB3}
-    return [env_id for env_id in envs if all((env_id, algo) in runs for algo in baselines)]
+    candidates = [env_id for env_id in envs if all((env_id, algo) in runs for algo in baselines)]
+
+    def compared(env_set: tuple[str, ...]) -> int:
+        return sum(all((env_id, algo) in runs for env_id in env_set) for algo in OURS + SB3)
+
+    env_sets = [env_set for size in range(1, len(candidates) + 1) for env_set in combinations(candidates, size)]
+    return list(max(env_sets, key=lambda env_set: (compared(env_set), len(env_set)), default=()))
 
 
 def random_scores(results_dir: Path, env_ids: list[str]) -> dict[str, float]:
@@ -421,7 +429,7 @@ def render(results_dir: Path, out_dir: Path, thresholds: dict[str, float], reps:
         f"Compared: ours ({', '.join(OURS)}) and SB3's ({', '.join(SB3)}), at one budget per env: the one most of "
         f"them have at least {min_runs} seeds at. An algorithm enters a group's aggregate once it has {min_runs} seeds "
         "on every env of the group, with as many runs per env as its env with the fewest; an env enters its group once "
-        "every SB3 algorithm compared on the group's other envs has those seeds there.",
+        "every algorithm compared on the group's other envs has those seeds there.",
         "",
     ]
     for name, discrete in (("discrete", True), ("continuous", False)):
@@ -429,8 +437,10 @@ def render(results_dir: Path, out_dir: Path, thresholds: dict[str, float], reps:
         envs = aggregated_envs(group, runs)
         if envs:
             lines += aggregate_section(name, envs, runs, random, reps, out_dir)
-        if waiting := sorted(set(group) - set(envs)):
-            lines += [f"Not in the {name} aggregates until SB3's algorithms have runs there: {', '.join(waiting)}.", ""]
+        compared = [algo for algo in OURS + SB3 if all((env_id, algo) in runs for env_id in envs)]
+        for env_id in sorted(set(group) - set(envs)):
+            missing = [algo for algo in compared if (env_id, algo) not in runs]
+            lines += [f"Not in the {name} aggregates until these have {min_runs} seeds on {env_id}: {', '.join(missing)}.", ""]
     lines += ["## Per env", ""]
     for env_id in env_ids:
         env_groups = {group: records for group, records in groups.items() if group[0] == env_id}

@@ -122,12 +122,27 @@ def test_an_env_enters_the_aggregates_once_sb3s_algorithms_have_run_there() -> N
         ("Hopper-v5", "ppo"): [],
         ("HalfCheetah-v5", "ppo"): [],
         ("HalfCheetah-v5", "a2c"): [],
+        ("HalfCheetah-v5", "reinforce"): [],
         ("CartPole-v1", "reinforce"): [],
     }
     envs = ["HalfCheetah-v5", "Hopper-v5", "Pendulum-v1"]
+    # Hopper-v5 waits for A2C, though every other algorithm has run there.
     assert report.aggregated_envs(envs, runs) == ["HalfCheetah-v5", "Pendulum-v1"]
     # A group without SB3's runs compares ours alone.
     assert report.aggregated_envs(["CartPole-v1"], runs) == ["CartPole-v1"]
+
+
+def test_a_partly_run_env_waits_rather_than_pushing_algorithms_out_of_the_aggregates() -> None:
+    algos = (*report.OURS, "a2c", "ppo")
+    runs: dict[tuple[str, str], list[dict[str, Any]]] = {
+        (env_id, algo): [] for env_id in ("Pendulum-v1", "Hopper-v5") for algo in algos
+    }
+    # SB3's algorithms and two of ours have run on the new env, the other two of ours not yet.
+    runs |= {("LunarLanderContinuous-v3", algo): [] for algo in ("a2c", "ppo", "ppo_kl", "nstep_ac")}
+    envs = ["Hopper-v5", "LunarLanderContinuous-v3", "Pendulum-v1"]
+    assert report.aggregated_envs(envs, runs) == ["Hopper-v5", "Pendulum-v1"]
+    runs |= {("LunarLanderContinuous-v3", algo): [] for algo in ("reinforce", "offpolicy_pg")}
+    assert report.aggregated_envs(envs, runs) == envs
 
 
 def test_report_refuses_a_folder_without_records(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
