@@ -19,7 +19,7 @@ from gymnasium import spaces
 from stable_baselines3.common.buffers import ReplayBuffer
 from stable_baselines3.common.save_util import save_to_pkl
 from stable_baselines3.common.type_aliases import TrainFreq, TrainFrequencyUnit
-from stable_baselines3.common.vec_env import DummyVecEnv
+from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 from tabular import HORIZON, INITIAL, N_STATES, REWARDS, TRANSITIONS, TabularMDP, sample_episodes
 from test_gradients import (
     ACTOR_BIAS,
@@ -280,6 +280,28 @@ def test_warm_up_stores_the_policy_log_probabilities() -> None:
     states, actions = np.asarray(batch.observations).flatten(), np.asarray(batch.actions).flatten()
     np.testing.assert_allclose(batch.log_probs, np.log(probs[states, actions]), rtol=1e-5)
     assert np.all((batch.episode_lengths >= 1) & (batch.episode_lengths <= HORIZON))
+
+
+def test_replay_keeps_the_envs_own_observations_and_rewards_under_vec_normalize() -> None:
+    """As SB3's off-policy algorithms: stored raw, normalised by each gradient step with the current statistics."""
+    env = VecNormalize(DummyVecEnv([lambda: CountingEnv(length=5), lambda: CountingEnv(length=5)]), gamma=0.9)
+    model = OffPolicyPG("MlpPolicy", env, train_freq=(1, "episode"), batch_size=1, seed=0)
+    model.learn(40)
+    buffer = model.replay_buffer
+    assert buffer is not None and buffer.n_episodes >= 6
+    batch = buffer.sample_episodes(buffer.n_episodes)
+    # CountingEnv's observation and reward are the step index; its terminal observation is 5.
+    steps = np.tile(np.arange(5, dtype=np.float32), buffer.n_episodes)
+    np.testing.assert_array_equal(np.asarray(batch.observations).ravel(), steps)
+    np.testing.assert_array_equal(batch.rewards, steps)
+    np.testing.assert_allclose(np.ravel(buffer.terminal_observations), 5.0, rtol=1e-5)
+
+    seen: list[th.Tensor] = []
+    model.policy.features_extractor.register_forward_hook(lambda module, inputs, output: seen.append(inputs[0]))
+    model.train(gradient_steps=1, batch_size=1)
+    expected = env.normalize_obs(np.arange(5, dtype=np.float32).reshape(5, 1))
+    np.testing.assert_allclose(seen[0].numpy(), expected, rtol=1e-5)
+    assert not np.allclose(expected.ravel(), np.arange(5))
 
 
 def fill(buffer: EpisodeReplayBuffer, lengths: list[int]) -> None:

@@ -302,8 +302,7 @@ class EpisodeReplayBuffer(ReplayBuffer):
 
         :param batch_size: Number of transitions
         :param env: Normalise the observations and rewards with this env's ``VecNormalize`` statistics, as SB3's
-            ``ReplayBuffer`` does with the raw ones it stores. ``OffPolicyPG`` stores them as its policy saw them,
-            already normalised: sample its replay with ``env=None``.
+            ``ReplayBuffer`` does: ``OffPolicyPG`` stores the env's own ones, as SB3's off-policy algorithms do.
         :return: Observations, actions, next observations, dones (termination only, not truncation) and rewards
         """
         if self.n_episodes == 0:

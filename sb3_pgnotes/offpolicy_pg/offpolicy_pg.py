@@ -1,5 +1,6 @@
 """OffPolicyPG: importance-sampled policy gradient over a replay of recent whole episodes."""
 
+import dataclasses
 import io
 import numbers
 import pathlib
@@ -113,8 +114,9 @@ class OffPolicyPG(GuardedAlgorithm, SeparateCriticMixin, OffPolicyAlgorithm):
     Collection uses the current policy from the very first step: the warm-up before ``learning_starts`` does not
     take uniform random actions (whose stored log-probability would not be that of any policy being weighted).
     Episodes enter the replay as they end (each env's unfinished episode waits outside it); every ``train_freq``
-    (steps or episodes) ``gradient_steps`` steps follow, each on ``batch_size`` episodes sampled whole. Observations
-    are stored as the policy saw them (after any ``VecNormalize``, with the statistics of that time).
+    (steps or episodes) ``gradient_steps`` steps follow, each on ``batch_size`` episodes sampled whole. With a
+    ``VecNormalize`` env the replay keeps the env's own observations and rewards, as SB3's off-policy algorithms do,
+    and each gradient step normalises them with the current statistics: those the policy it trains acts with.
 
     An option that the chosen configuration does not use gives a ``UserWarning`` when set away from its default;
     invalid arguments raise a ``ValueError`` at construction that names them.
@@ -411,7 +413,25 @@ class OffPolicyPG(GuardedAlgorithm, SeparateCriticMixin, OffPolicyAlgorithm):
                 if log_interval is not None and self._episode_num % log_interval == 0:
                     self.dump_logs()
 
-        rule = EpisodesToReplay(replay_buffer.add, train_freq, after_step)
+        vec_normalize = self._vec_normalize_env
+
+        def add(
+            obs: Any, next_obs: Any, action: Any, reward: Any, done: Any, infos: list[dict[str, Any]], log_prob: Any
+        ) -> None:
+            # As SB3's off-policy algorithms: the replay keeps the env's own observations and rewards, which each
+            # gradient step normalises with the statistics of its time, those the policy it trains acts with.
+            if vec_normalize is not None:
+                obs, reward = self._last_original_obs, vec_normalize.get_original_reward()
+                self._last_original_obs = vec_normalize.get_original_obs()
+                infos = [
+                    {**info, "terminal_observation": vec_normalize.unnormalize_obs(info["terminal_observation"])}
+                    if ended and "terminal_observation" in info
+                    else info
+                    for info, ended in zip(infos, done, strict=True)
+                ]
+            replay_buffer.add(obs, next_obs, action, reward, done, infos, log_prob=log_prob)
+
+        rule = EpisodesToReplay(add, train_freq, after_step)
         callback_locals = {
             "train_freq": train_freq,
             "replay_buffer": replay_buffer,
@@ -456,13 +476,33 @@ class OffPolicyPG(GuardedAlgorithm, SeparateCriticMixin, OffPolicyAlgorithm):
             coefficients = coefficients / (coefficients.std() + 1e-8)
         return coefficients, truncate_log_weights(log_weights, self.c_bar), weights
 
+    def _normalized(self, batch: EpisodeBatch) -> EpisodeBatch:
+        """
+        :param batch: Episodes from the replay, with the env's own observations and rewards
+        :return: The episodes as the policy sees them now: normalised with the current ``VecNormalize`` statistics,
+            if the env has them
+        """
+        vec_normalize = self._vec_normalize_env
+        if vec_normalize is None:
+            return batch
+        return dataclasses.replace(
+            batch,
+            observations=vec_normalize.normalize_obs(batch.observations),
+            rewards=vec_normalize.normalize_reward(batch.rewards),
+            terminal_observations=[
+                None if obs is None else vec_normalize.normalize_obs(obs) for obs in batch.terminal_observations
+            ],
+        )
+
     def gradient_step(self, batch: EpisodeBatch) -> dict[str, float]:
         """
         One policy gradient step on a batch of episodes, then ``n_critic_updates`` steps on the value baseline.
 
-        :param batch: Whole episodes with their behaviour log-probabilities
+        :param batch: Whole episodes from the replay (the env's own observations and rewards) with their behaviour
+            log-probabilities
         :return: Statistics of the step (losses, importance weights)
         """
+        batch = self._normalized(batch)
         observations = obs_as_tensor(batch.observations, self.device)  # type: ignore[arg-type]
         actions = actions_to_tensor(batch.actions, self.action_space, self.device)
         with without_distribution_validation():
