@@ -143,7 +143,10 @@ SPACES = [
     *each({"env": graph_obs_env}, r"observation space Graph.* is not supported", [Reinforce, PPOKL]),
     *each({"env": lambda: SpaceEnv(BOX4, spaces.Discrete(3, start=-1))}, r"Discrete\(3, start=-1\) starts at -1"),
     *each({"env": lambda: SpaceEnv(BOX4, spaces.MultiDiscrete([3, 2], start=[0, 1]))}, r"starts at \[0 1\]"),
-    *each({"env": lambda: SpaceEnv(BOX4, spaces.MultiBinary([2, 3]))}, r"has shape \(2, 3\): the policies take a flat"),
+    *each(
+        {"env": lambda: SpaceEnv(BOX4, spaces.MultiBinary([2, 3]))},
+        r"Multi-dimensional MultiBinary\(.*\) action space is not supported, as in SB3: the policies take a flat",
+    ),
     *each({"env": lambda: SpaceEnv(BOX4, spaces.MultiDiscrete([[2, 3], [3, 2]]))}, r"has shape \(2, 2\)"),
     *each({"env": lambda: SpaceEnv(BOX4, spaces.Box(-np.inf, np.inf, (2,)))}, "has infinite bounds"),
     *each({"env": lambda: SpaceEnv(spaces.MultiDiscrete([[2, 3], [3, 2]]), spaces.Discrete(2))}, "MultiDiscrete with shape"),
@@ -167,6 +170,28 @@ def test_unsupported_space(algo: type[BaseAlgorithm], kwargs: dict[str, Any], ma
         build(algo, env=kwargs["env"]())
 
 
+NESTED_DICT = spaces.Dict({"a": BOX4, "nested": spaces.Dict({"b": spaces.Discrete(2)})})
+SB3_ERRORS = [
+    pytest.param(tuple_action_env, AssertionError, id="tuple-actions"),
+    pytest.param(lambda: SpaceEnv(BOX4, spaces.MultiBinary([2, 3])), AssertionError, id="2d-multibinary-actions"),
+    pytest.param(lambda: SpaceEnv(NESTED_DICT, spaces.Discrete(2)), NotImplementedError, id="nested-dict-observations"),
+    pytest.param(lambda: SpaceEnv(spaces.Tuple((BOX4, BOX4)), spaces.Discrete(2)), NotImplementedError, id="tuple-obs"),
+]
+
+
+@pytest.mark.parametrize("algo", ALGOS)
+@pytest.mark.parametrize(("make_env", "sb3_error"), SB3_ERRORS)
+def test_unsupported_spaces_also_raise_sb3s_exception_types(
+    algo: type[BaseAlgorithm], make_env: Callable[[], gym.Env], sb3_error: type[Exception]
+) -> None:
+    """SB3 refuses these spaces with an AssertionError or a NotImplementedError, which code written for it catches."""
+    env = make_env()
+    policy = "MultiInputPolicy" if isinstance(env.observation_space, spaces.Dict) else "MlpPolicy"
+    with pytest.raises(sb3_error) as raised:
+        algo(policy, env, **FAST[algo])
+    assert isinstance(raised.value, ValueError)
+
+
 @pytest.mark.parametrize("algo", ALGOS)
 def test_cnn_policy_on_small_images_names_the_minimum_size(algo: type[BaseAlgorithm]) -> None:
     env = SpaceEnv(spaces.Box(0, 255, (16, 16, 3), dtype=np.uint8), spaces.Discrete(2))
@@ -176,8 +201,9 @@ def test_cnn_policy_on_small_images_names_the_minimum_size(algo: type[BaseAlgori
 
 @pytest.mark.parametrize("algo", [Reinforce, OffPolicyPG])
 def test_cnn_policy_on_vectors_says_why(algo: type[BaseAlgorithm]) -> None:
-    with pytest.raises(ValueError, match="cannot take the observation space"):
+    with pytest.raises(ValueError, match="cannot take the observation space") as raised:
         algo("CnnPolicy", "CartPole-v1", **FAST[algo])
+    assert isinstance(raised.value, AssertionError)  # as SB3's own refusal
 
 
 LEARN = [

@@ -43,6 +43,13 @@ NATURE_CNN_MIN_SIZE = 36
 _FOREIGN_MARKERS = {"clip_range": "PPO", "target_entropy": "SAC", "use_rms_prop": "A2C", "target_policy_noise": "TD3"}
 
 
+class PolicyBuildError(ValueError, AssertionError):
+    """
+    A policy SB3 refuses to build with an assert (observations its CNN cannot take, ``policy_kwargs`` it rejects),
+    explained; also an ``AssertionError``, as SB3's refusal.
+    """
+
+
 @contextmanager
 def explain_policy_errors(observation_space: spaces.Space, policy_class: type) -> Iterator[None]:
     """
@@ -75,8 +82,8 @@ def explain_policy_errors(observation_space: spaces.Space, policy_class: type) -
     except AssertionError as error:
         # SB3's CNN feature extractors assert on the observation space; its other asserts are about policy_kwargs.
         if "CNN" in str(error):
-            raise ValueError(f"The policy cannot take the observation space {observation_space}: {error}") from error
-        raise ValueError(f"The policy cannot be built with these policy_kwargs: {error}") from error
+            raise PolicyBuildError(f"The policy cannot take the observation space {observation_space}: {error}") from error
+        raise PolicyBuildError(f"The policy cannot be built with these policy_kwargs: {error}") from error
 
 
 class EnvDataCheck(BaseCallback):

@@ -275,6 +275,14 @@ def warn_ignored(name: str, value: Any, default: Any, reason: str) -> None:
         warnings.warn(f"{name}={value!r} has no effect: it is used {reason}", UserWarning, stacklevel=3)
 
 
+class UnsupportedActionSpaceError(ValueError, AssertionError):
+    """An action space the algorithms cannot act in; also an ``AssertionError``, as SB3 refuses such spaces."""
+
+
+class UnsupportedObservationSpaceError(ValueError, NotImplementedError):
+    """An observation space the policies cannot take; also a ``NotImplementedError``, as SB3 refuses such spaces."""
+
+
 SUPPORTED_ACTION_SPACES = (spaces.Box, spaces.Discrete, spaces.MultiDiscrete, spaces.MultiBinary)
 SUPPORTED_OBSERVATION_SPACES = (spaces.Box, spaces.Discrete, spaces.MultiDiscrete, spaces.MultiBinary)
 
@@ -283,51 +291,61 @@ def check_spaces(observation_space: spaces.Space, action_space: spaces.Space) ->
     """
     :param observation_space: The env's observation space
     :param action_space: The env's action space
-    :raises ValueError: For a space the algorithms do not support, naming it and listing the supported ones
+    :raises UnsupportedActionSpaceError: For an action space the algorithms do not support, naming it and saying
+        what they take (a ``ValueError``, and an ``AssertionError`` as SB3's refusal)
+    :raises UnsupportedObservationSpaceError: The same for an observation space (a ``ValueError``, and a
+        ``NotImplementedError`` as SB3's refusal)
     """
     names = ", ".join(space.__name__ for space in SUPPORTED_ACTION_SPACES)
     if not isinstance(action_space, SUPPORTED_ACTION_SPACES):
-        raise ValueError(f"The action space {action_space} is not supported: use {names}")
+        raise UnsupportedActionSpaceError(f"The action space {action_space} is not supported: use {names}")
     # SB3's distributions sample 0..n-1 and ignore a start, so the env would get actions outside its space.
     if isinstance(action_space, (spaces.Discrete, spaces.MultiDiscrete)) and np.any(action_space.start != 0):
-        raise ValueError(
+        raise UnsupportedActionSpaceError(
             f"The action space {action_space} starts at {action_space.start}: the policies sample actions from 0, as "
             "SB3's do. Give the env a space that starts at 0 (a gymnasium.ActionWrapper can add the offset)"
         )
-    if isinstance(action_space, (spaces.MultiDiscrete, spaces.MultiBinary)) and len(action_space.shape) != 1:
-        raise ValueError(
+    if isinstance(action_space, spaces.MultiBinary) and len(action_space.shape) != 1:
+        raise UnsupportedActionSpaceError(
+            f"Multi-dimensional MultiBinary({action_space.n}) action space is not supported, as in SB3: the policies "
+            "take a flat one. Flatten it with a gymnasium.ActionWrapper that reshapes the actions"
+        )
+    if isinstance(action_space, spaces.MultiDiscrete) and len(action_space.shape) != 1:
+        raise UnsupportedActionSpaceError(
             f"The action space {action_space} has shape {action_space.shape}: the policies take a flat one, as "
             "SB3's do. Flatten it with a gymnasium.ActionWrapper that reshapes the actions"
         )
     if isinstance(action_space, spaces.Box) and not np.isfinite([action_space.low, action_space.high]).all():
-        raise ValueError(
+        raise UnsupportedActionSpaceError(
             f"The action space {action_space} has infinite bounds: actions are clipped to the bounds, which must be "
             "finite, as in SB3. Give the env finite bounds (a gymnasium.ActionWrapper with a bounded Box)"
         )
     if isinstance(action_space, spaces.Box) and action_space.shape is not None and 0 in action_space.shape:
-        raise ValueError(f"The action space {action_space} has no dimensions to act in (shape {action_space.shape})")
+        raise UnsupportedActionSpaceError(
+            f"The action space {action_space} has no dimensions to act in (shape {action_space.shape})"
+        )
     subspaces = observation_space.spaces.values() if isinstance(observation_space, spaces.Dict) else [observation_space]
     for space in subspaces:
         if not isinstance(space, SUPPORTED_OBSERVATION_SPACES):
-            raise ValueError(
+            raise UnsupportedObservationSpaceError(
                 f"The observation space {observation_space} is not supported: use {names}, or a Dict of them "
                 "(MultiInputPolicy)"
             )
         # SB3's feature extractors flatten from the first axis on, and a network cannot take zero inputs.
         if isinstance(space, (spaces.Box, spaces.MultiBinary)) and (space.shape == () or 0 in space.shape):
-            raise ValueError(
+            raise UnsupportedObservationSpaceError(
                 f"The observation space {observation_space} holds {space} of shape {space.shape}: the policies need "
                 "at least one value per observation, in one axis or more (a scalar as shape (1,), which a "
                 "gymnasium.ObservationWrapper can give)"
             )
         if isinstance(space, spaces.MultiDiscrete) and len(space.shape) != 1:
-            raise ValueError(
+            raise UnsupportedObservationSpaceError(
                 f"The observation space {observation_space} holds MultiDiscrete with shape {space.shape}: SB3's "
                 "one-hot preprocessing takes a flat one. Flatten it with a gymnasium.ObservationWrapper"
             )
         # SB3 one-hot encodes them as classes 0..n-1: an offset would crash the encoding during training.
         if isinstance(space, (spaces.Discrete, spaces.MultiDiscrete)) and np.any(space.start != 0):
-            raise ValueError(
+            raise UnsupportedObservationSpaceError(
                 f"The observation space {observation_space} holds {space}, which starts at {space.start}: SB3's one-hot "
                 "preprocessing takes values from 0. Subtract the offset with a gymnasium.ObservationWrapper"
             )
