@@ -361,6 +361,15 @@ def test_replay_samples_only_whole_episodes_after_wrapping() -> None:
         fill(buffer, [21])
 
 
+def test_replay_gives_sb3s_dones_and_timeouts_per_row() -> None:
+    buffer = make_buffer(20)
+    fill(buffer, [3, 2, 4])
+    # Rows 0-2, 3-4 and 5-8 hold the episodes; the second (index 1) was truncated.
+    assert np.flatnonzero(buffer.dones).tolist() == [2, 4, 8]
+    assert np.flatnonzero(buffer.timeouts).tolist() == [4]
+    assert buffer.dones.shape == buffer.rewards.shape
+
+
 def test_replay_capacity_in_episodes() -> None:
     buffer = make_buffer(1_000, max_episodes=3)
     fill(buffer, [2, 3, 4, 5, 6])
@@ -385,6 +394,8 @@ def test_replay_buffer_save_load_and_lazy_allocation(tmp_path: Path) -> None:
     assert isinstance(restored, EpisodeReplayBuffer)
     np.testing.assert_array_equal(restored.episode_lengths, buffer.episode_lengths)
     np.testing.assert_array_equal(restored.log_probs[: buffer.pos], buffer.log_probs[: buffer.pos])
+    np.testing.assert_array_equal(restored.dones, buffer.dones)
+    np.testing.assert_array_equal(restored.timeouts, buffer.timeouts)
     loaded.set_env(model.get_env())  # type: ignore[arg-type]
     loaded.learn(200, reset_num_timesteps=False)
     assert loaded.replay_buffer.n_episodes > buffer.n_episodes

@@ -94,6 +94,25 @@ class EpisodeReplayBuffer(ReplayBuffer):
         """Whether each stored episode was cut by a time limit, oldest first."""
         return self._truncated[: self.n_episodes]
 
+    @property
+    def dones(self) -> np.ndarray:
+        """
+        SB3's ``ReplayBuffer.dones``, read from the stored episodes: per ring row, 1 at the last step of each episode
+        (terminated or truncated, as the VecEnv's ``done`` marks it), else 0.
+        """
+        return self._last_step_marks(np.ones(self.n_episodes, dtype=bool))
+
+    @property
+    def timeouts(self) -> np.ndarray:
+        """SB3's ``ReplayBuffer.timeouts``: per ring row, 1 at the last step of each truncated episode, else 0."""
+        return self._last_step_marks(self.episode_truncated)
+
+    def _last_step_marks(self, episodes: np.ndarray) -> np.ndarray:
+        """:param episodes: Which stored episodes to mark (a mask)"""
+        marks = np.zeros(self.capacity, dtype=np.float32)
+        marks[(self.episode_starts + self.episode_lengths - 1)[episodes]] = 1.0
+        return marks
+
     def size(self) -> int:
         """:return: Number of steps stored (in whole episodes; steps of unfinished episodes are not counted)"""
         return int(self.episode_lengths.sum())
