@@ -94,8 +94,9 @@ class EpisodeReplayBuffer(ReplayBuffer):
         """Whether each stored episode was cut by a time limit, oldest first."""
         return self._truncated[: self.n_episodes]
 
+    # Read-only: derived from the episode index, which is what the buffer stores.
     @property
-    def dones(self) -> np.ndarray:
+    def dones(self) -> np.ndarray:  # type: ignore[override]
         """
         SB3's ``ReplayBuffer.dones``, read from the stored episodes: per ring row, 1 at the last step of each episode
         (terminated or truncated, as the VecEnv's ``done`` marks it), else 0.
@@ -103,7 +104,7 @@ class EpisodeReplayBuffer(ReplayBuffer):
         return self._last_step_marks(np.ones(self.n_episodes, dtype=bool))
 
     @property
-    def timeouts(self) -> np.ndarray:
+    def timeouts(self) -> np.ndarray:  # type: ignore[override]
         """SB3's ``ReplayBuffer.timeouts``: per ring row, 1 at the last step of each truncated episode, else 0."""
         return self._last_step_marks(self.episode_truncated)
 
