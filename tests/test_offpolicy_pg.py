@@ -17,6 +17,7 @@ import torch as th
 from envs import CountingEnv
 from gymnasium import spaces
 from stable_baselines3.common.buffers import ReplayBuffer
+from stable_baselines3.common.logger import Logger
 from stable_baselines3.common.save_util import save_to_pkl
 from stable_baselines3.common.type_aliases import TrainFreq, TrainFrequencyUnit
 from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
@@ -38,7 +39,7 @@ from test_gradients import (
     reinforce,
 )
 
-from sb3_pgnotes import OffPolicyPG
+from sb3_pgnotes import OffPolicyPG, load_untrusted
 from sb3_pgnotes.common.buffers import EpisodeBatch
 from sb3_pgnotes.offpolicy_pg.buffers import EpisodeReplayBuffer
 
@@ -488,3 +489,46 @@ def test_train_freq_in_sb3s_own_types(train_freq: Any) -> None:
     assert model.train_freq == TrainFreq(2, TrainFrequencyUnit.EPISODE)
     model.learn(100)
     assert model._n_updates > 0
+
+
+# --- gSDE ---------------------------------------------------------------------------------------------------------
+
+
+def test_gsde_stores_the_policys_log_probabilities_and_resamples_the_noise(monkeypatch: pytest.MonkeyPatch) -> None:
+    model = OffPolicyPG(
+        "MlpPolicy", "Pendulum-v1", use_sde=True, sde_sample_freq=50, learning_rate=0.0, train_freq=(1, "episode"), seed=0
+    )
+    resets: list[int] = []
+    original = model.policy.reset_noise
+    monkeypatch.setattr(model.policy, "reset_noise", lambda n_envs=1: resets.append(n_envs) or original(n_envs))
+    model.learn(400)  # two 200-step episodes, one per collection: steps 0, 50, 100 and 150 of each draw a matrix
+    assert resets == [1] * 8
+    buffer = model.replay_buffer
+    assert buffer is not None and buffer.n_episodes == 2
+    batch = buffer.sample_episodes(2)
+    with th.no_grad():
+        _, log_probs, _ = model.policy.evaluate_actions(th.as_tensor(batch.observations), th.as_tensor(batch.actions))
+    # The Gaussian over noise matrices that the importance weights divide by (the policy did not change).
+    np.testing.assert_allclose(log_probs.numpy(), batch.log_probs, rtol=1e-5, atol=1e-5)
+
+
+def test_gsde_needs_box_actions_logs_its_std_and_survives_save_load(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="continuous actions"):
+        OffPolicyPG("MlpPolicy", "CartPole-v1", use_sde=True)
+    model = OffPolicyPG("MlpPolicy", "Pendulum-v1", use_sde=True, sde_sample_freq=4, train_freq=(1, "episode"), seed=0)
+    logger = Logger(folder=None, output_formats=[])
+    recorded: dict[str, Any] = {}
+    record = logger.record
+    logger.record = lambda key, value, exclude=None: recorded.__setitem__(key, value) or record(key, value, exclude)  # type: ignore[method-assign]
+    model.set_logger(logger)
+    model.learn(400, log_interval=1)
+    assert recorded["train/std"] > 0
+    model.save(tmp_path / "model.zip")
+    loaded = OffPolicyPG.load(tmp_path / "model.zip", env="Pendulum-v1")
+    assert loaded.use_sde and loaded.sde_sample_freq == 4 and loaded.policy.use_sde
+    obs = np.array([0.5, -0.5, 0.1], dtype=np.float32)
+    np.testing.assert_allclose(model.predict(obs, deterministic=True)[0], loaded.predict(obs, deterministic=True)[0])
+    loaded.learn(200, reset_num_timesteps=False)
+    # SB3 keeps use_sde in an off-policy model's policy_kwargs, where the constructor refuses it.
+    assert OffPolicyPG.load(tmp_path / "model.zip", gamma=0.9).gamma == 0.9
+    assert load_untrusted(OffPolicyPG, tmp_path / "model.zip", "Pendulum-v1").policy.use_sde

@@ -204,6 +204,15 @@ def check_saved_class(algo_class: type[BaseAlgorithm], data: dict[str, Any], pat
         )
 
 
+def without_copied_use_sde(policy_kwargs: dict[str, Any]) -> dict[str, Any]:
+    """
+    :param policy_kwargs: A saved model's ``policy_kwargs``
+    :return: Them without ``use_sde``, which SB3's off-policy algorithms copy into them from their own argument (the
+        constructor refuses it there; the saved ``use_sde`` restores it)
+    """
+    return {key: value for key, value in policy_kwargs.items() if key != "use_sde"}
+
+
 def check_load_overrides(algo_class: type[BaseAlgorithm], data: dict[str, Any], overrides: dict[str, Any]) -> None:
     """
     Run the constructor's checks on the constructor arguments that ``load`` is asked to override (SB3's ``load``
@@ -231,6 +240,8 @@ def check_load_overrides(algo_class: type[BaseAlgorithm], data: dict[str, Any], 
         for name, value in data.items()
         if name in parameters and name not in fixed and not (isinstance(value, dict) and ":serialized:" in value)
     }
+    if isinstance(saved.get("policy_kwargs"), dict):
+        saved["policy_kwargs"] = without_copied_use_sde(saved["policy_kwargs"])
 
     def construct(arguments: dict[str, Any]) -> None:
         with warnings.catch_warnings():

@@ -22,7 +22,7 @@ from stable_baselines3.common.save_util import recursive_setattr
 from stable_baselines3.common.type_aliases import GymEnv
 from stable_baselines3.common.utils import get_device
 
-from sb3_pgnotes.common.guards import check_saved_class, model_file_path, read_model_data
+from sb3_pgnotes.common.guards import check_saved_class, model_file_path, read_model_data, without_copied_use_sde
 
 Algorithm = TypeVar("Algorithm", bound=BaseAlgorithm)
 
@@ -142,7 +142,7 @@ def load_untrusted(
     _check_space("action space", data.get("action_space"), env.action_space)  # type: ignore[union-attr]
 
     parameters = inspect.signature(algo_class).parameters
-    constructor: dict[str, Any] = {"policy_kwargs": _policy_kwargs(data.get("policy_kwargs"))}
+    constructor: dict[str, Any] = {"policy_kwargs": without_copied_use_sde(_policy_kwargs(data.get("policy_kwargs")))}
     not_restored = []
     for name in parameters:
         if name in ("policy", "env", "device", "policy_kwargs", "seed", "tensorboard_log", "verbose") or name.startswith("_"):

@@ -211,11 +211,8 @@ def check_policy_kwargs(policy_kwargs: dict[str, Any]) -> None:
         that is not a number in [-20, 20], or ``use_sde``
     """
     if "use_sde" in policy_kwargs:
-        # The algorithm passes it to the policy; OffPolicyPG would otherwise build a gSDE policy it never resamples.
-        raise ValueError(
-            "policy_kwargs must not set 'use_sde': pass use_sde=True to the algorithm itself (Reinforce, NStepAC and "
-            "PPOKL take it; OffPolicyPG has no gSDE exploration)"
-        )
+        # The algorithm passes it to the policy, and resamples the noise only when it knows of it.
+        raise ValueError("policy_kwargs must not set 'use_sde': pass use_sde=True to the algorithm itself")
     net_arch = policy_kwargs.get("net_arch")
     if isinstance(net_arch, list) and len(net_arch) == 1 and isinstance(net_arch[0], dict):
         net_arch = net_arch[0]  # SB3 < 1.8's form, which SB3 still accepts with a warning

@@ -47,6 +47,7 @@ from sb3_pgnotes.common.validation import (
     check_number,
     check_positive_int,
     check_schedule,
+    check_sde_sample_freq,
     warn_ignored,
 )
 from sb3_pgnotes.offpolicy_pg.buffers import EpisodeReplayBuffer
@@ -149,6 +150,11 @@ class OffPolicyPG(GuardedAlgorithm, SeparateCriticMixin, OffPolicyAlgorithm):
     :param n_critic_updates: Gradient steps on the value baseline per policy gradient step
     :param episode_step_limit: An episode running longer than this many steps raises an error instead of stalling
         training (no update can use an episode that never ends); the replay's ``buffer_size`` is a limit too
+    :param use_sde: Whether to use generalized State Dependent Exploration (gSDE) instead of action noise
+        (``Box`` actions only). The stored behaviour log-probabilities are those of the Gaussian the policy's
+        distribution gives, over the noise matrices, as in PPO's ratios
+    :param sde_sample_freq: Sample a new gSDE noise matrix every n env steps (-1: only at the start of each
+        collection)
     :param stats_window_size: Window size for the rollout logging
     :param tensorboard_log: The log location for tensorboard (if None, no logging)
     :param policy_kwargs: Additional arguments to be passed to the policy on creation
@@ -202,6 +208,8 @@ class OffPolicyPG(GuardedAlgorithm, SeparateCriticMixin, OffPolicyAlgorithm):
         critic_learning_rate: float | Schedule = 3e-3,
         n_critic_updates: int = 5,
         episode_step_limit: int = 100_000,
+        use_sde: bool = False,
+        sde_sample_freq: int = -1,
         stats_window_size: int = 100,
         tensorboard_log: str | None = None,
         policy_kwargs: dict[str, Any] | None = None,
@@ -215,6 +223,8 @@ class OffPolicyPG(GuardedAlgorithm, SeparateCriticMixin, OffPolicyAlgorithm):
             learning_rate, ent_coef, stats_window_size, device, seed, verbose, policy_kwargs, tensorboard_log
         )
         check_choice("monitor_wrapper", monitor_wrapper, (True, False))
+        check_choice("use_sde", use_sde, (True, False))
+        check_sde_sample_freq(sde_sample_freq)
         super().__init__(
             policy,
             env,
@@ -233,7 +243,10 @@ class OffPolicyPG(GuardedAlgorithm, SeparateCriticMixin, OffPolicyAlgorithm):
             support_multi_env=True,
             monitor_wrapper=monitor_wrapper,
             seed=seed,
-            sde_support=False,
+            # The warm-up acts with the policy too (see collect_rollouts), so with its gSDE noise.
+            use_sde=use_sde,
+            sde_sample_freq=sde_sample_freq,
+            use_sde_at_warmup=use_sde,
             supported_action_spaces=SUPPORTED_ACTION_SPACES,
         )
         check_positive_int("buffer_size", buffer_size)
@@ -303,6 +316,18 @@ class OffPolicyPG(GuardedAlgorithm, SeparateCriticMixin, OffPolicyAlgorithm):
         # Separate optimisers: the critic has its own learning rate and takes several steps per policy step.
         self._setup_critic()
         self._convert_train_freq()
+
+    def dump_logs(self) -> None:
+        """Write the logs, as SB3's off-policy algorithms do; with gSDE, its ``train/std`` from the policy."""
+        # SB3's version reads gSDE's std from a SAC-style `actor`, which this algorithm does not have.
+        use_sde, self.use_sde = self.use_sde, False
+        try:
+            if use_sde:
+                std = self.policy.action_dist.get_std(self.policy.log_std)  # type: ignore[attr-defined]
+                self.logger.record("train/std", std.mean().item())
+            super().dump_logs()
+        finally:
+            self.use_sde = use_sde
 
     def _excluded_save_params(self) -> list[str]:
         return [*super()._excluded_save_params(), "collector"]
