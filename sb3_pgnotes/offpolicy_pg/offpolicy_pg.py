@@ -151,8 +151,9 @@ class OffPolicyPG(GuardedAlgorithm, SeparateCriticMixin, OffPolicyAlgorithm):
     :param episode_step_limit: An episode running longer than this many steps raises an error instead of stalling
         training (no update can use an episode that never ends); the replay's ``buffer_size`` is a limit too
     :param use_sde: Whether to use generalized State Dependent Exploration (gSDE) instead of action noise
-        (``Box`` actions only). The stored behaviour log-probabilities are those of the Gaussian the policy's
-        distribution gives, over the noise matrices, as in PPO's ratios
+        (``Box`` actions only). The stored behaviour log-probabilities are those of the policy's Gaussian, over the
+        noise matrices: exact with ``sde_sample_freq=1``; with a matrix kept for several steps, consecutive actions
+        share one draw and the per-step ratios approximate the episode's (as PPO's ratios do)
     :param sde_sample_freq: Sample a new gSDE noise matrix every n env steps (-1: only at the start of each
         collection)
     :param stats_window_size: Window size for the rollout logging
