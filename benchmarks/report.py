@@ -25,8 +25,8 @@ Thresholds default to the env's ``reward_threshold`` (CartPole-v1: 475, Acrobot-
 import argparse
 import json
 from collections import defaultdict
-from itertools import combinations
 from collections.abc import Callable
+from itertools import combinations
 from pathlib import Path
 from typing import Any, TypeVar
 
