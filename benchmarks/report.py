@@ -12,8 +12,8 @@ statistics of normalised scores computed with rliable (Agarwal et al. 2021, http
 - Beside each env's table, the published scores of :mod:`benchmarks.anchors` (other libraries' figures, not rerun).
 - Aggregates, separately over the envs with discrete actions and those with continuous actions, at one budget per env
   (the one most compared algorithms have at least ``--min-runs`` seeds at, 3 by default), for each compared algorithm
-  with that many seeds on every env of the group (an env enters once every algorithm compared on the group's other envs
-  has its seeds there, so that a partly run env does not push algorithms out of the aggregates):
+  with that many seeds on every env of the group (an env enters once every algorithm with those seeds on most of the
+  group's envs has them there, so that a partly run env does not push algorithms out of the aggregates):
   IQM, median and mean of the normalised final scores with stratified bootstrap confidence intervals, performance
   profiles, and the probability that a run of one of ours beats a run of its SB3 analogue on the same env.
 
@@ -26,7 +26,6 @@ import argparse
 import json
 from collections import defaultdict
 from collections.abc import Callable
-from itertools import combinations
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -203,19 +202,13 @@ def aggregated_envs(envs: list[str], runs: dict[tuple[str, str], list[Record]]) 
     """
     :param envs: A group's envs.
     :param runs: The compared algorithms' runs per ``(env, algo)``.
-    :return: The envs that enter the group's aggregates: of the envs where every SB3 algorithm compared in the group
-        has its runs (the aggregates' reference), the set on which the most algorithms have runs on every env, and the
-        largest such set. An env where only some algorithms have run yet thus waits for the others, rather than
-        pushing out of the aggregates those that have not reached it.
+    :return: The envs that enter the group's aggregates: those where every algorithm with runs on most of the
+        group's envs has its runs. An env where only some algorithms have run yet waits for the others, rather than
+        pushing out of the aggregates those that have not reached it (SB3's among them, the aggregates' reference);
+        an algorithm that has run on few envs yet waits out, rather than holding the aggregates to those envs.
     """
-    baselines = {algo for env_id, algo in runs if env_id in envs and algo in SB3}
-    candidates = [env_id for env_id in envs if all((env_id, algo) in runs for algo in baselines)]
-
-    def compared(env_set: tuple[str, ...]) -> int:
-        return sum(all((env_id, algo) in runs for env_id in env_set) for algo in OURS + SB3)
-
-    env_sets = [env_set for size in range(1, len(candidates) + 1) for env_set in combinations(candidates, size)]
-    return list(max(env_sets, key=lambda env_set: (compared(env_set), len(env_set)), default=()))
+    widespread = [algo for algo in OURS + SB3 if 2 * sum((env_id, algo) in runs for env_id in envs) > len(envs)]
+    return [env_id for env_id in envs if all((env_id, algo) in runs for algo in widespread)]
 
 
 def random_scores(results_dir: Path, env_ids: list[str]) -> dict[str, float]:
@@ -429,7 +422,7 @@ def render(results_dir: Path, out_dir: Path, thresholds: dict[str, float], reps:
         f"Compared: ours ({', '.join(OURS)}) and SB3's ({', '.join(SB3)}), at one budget per env: the one most of "
         f"them have at least {min_runs} seeds at. An algorithm enters a group's aggregate once it has {min_runs} seeds "
         "on every env of the group, with as many runs per env as its env with the fewest; an env enters its group once "
-        "every algorithm compared on the group's other envs has those seeds there.",
+        "every algorithm with those seeds on most of the group's envs has them there.",
         "",
     ]
     for name, discrete in (("discrete", True), ("continuous", False)):

@@ -143,6 +143,9 @@ def test_a_partly_run_env_waits_rather_than_pushing_algorithms_out_of_the_aggreg
     assert report.aggregated_envs(envs, runs) == ["Hopper-v5", "Pendulum-v1"]
     runs |= {("LunarLanderContinuous-v3", algo): [] for algo in ("reinforce", "offpolicy_pg")}
     assert report.aggregated_envs(envs, runs) == envs
+    # An algorithm that has run on one env of three waits out instead of holding the aggregates to that env.
+    runs[("Pendulum-v1", "sac")] = []
+    assert report.aggregated_envs(envs, runs) == envs
 
 
 def test_report_refuses_a_folder_without_records(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

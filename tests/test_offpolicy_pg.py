@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch as th
-from envs import CountingEnv
+from envs import CountingEnv, SpaceEnv
 from gymnasium import spaces
 from stable_baselines3.common.buffers import ReplayBuffer
 from stable_baselines3.common.logger import Logger
@@ -305,6 +305,20 @@ def test_replay_keeps_the_envs_own_observations_and_rewards_under_vec_normalize(
     assert not np.allclose(expected.ravel(), np.arange(5))
 
 
+def test_replay_keeps_what_the_policy_saw_under_a_wrapper_above_vec_normalize() -> None:
+    """SB3 wraps channel-last images in a VecTransposeImage above the VecNormalize, whose raw images the policy never sees."""
+    env = VecNormalize(
+        DummyVecEnv([lambda: SpaceEnv(spaces.Box(0, 255, (36, 36, 3), np.uint8), spaces.Box(-1, 1, (1,)))]),
+        norm_obs=False,
+    )
+    model = OffPolicyPG("CnnPolicy", env, train_freq=(1, "episode"), batch_size=1, seed=0, policy_kwargs={"net_arch": [8]})
+    assert model.env is not env
+    model.learn(20)
+    buffer = model.replay_buffer
+    assert buffer is not None and buffer.n_episodes > 0 and model._n_updates > 0
+    assert np.asarray(buffer.sample_episodes(1).observations).shape[1:] == (3, 36, 36)
+
+
 def fill(buffer: EpisodeReplayBuffer, lengths: list[int]) -> None:
     """
     Add episodes whose observations, actions and log-probabilities all hold the episode's index.
@@ -532,3 +546,16 @@ def test_gsde_needs_box_actions_logs_its_std_and_survives_save_load(tmp_path: Pa
     # SB3 keeps use_sde in an off-policy model's policy_kwargs, where the constructor refuses it.
     assert OffPolicyPG.load(tmp_path / "model.zip", gamma=0.9).gamma == 0.9
     assert load_untrusted(OffPolicyPG, tmp_path / "model.zip", "Pendulum-v1").policy.use_sde
+    # The saved weights are a gSDE policy's: switching it off would keep the noise matrix fixed forever.
+    with pytest.raises(ValueError, match="use_sde=False differs from the saved model's use_sde=True"):
+        OffPolicyPG.load(tmp_path / "model.zip", use_sde=False)
+    with pytest.raises(ValueError, match="use_sde=False differs"):
+        load_untrusted(OffPolicyPG, tmp_path / "model.zip", "Pendulum-v1", use_sde=False)
+
+
+def test_the_callers_policy_kwargs_stay_as_given() -> None:
+    """SB3's off-policy base writes use_sde into policy_kwargs, which the constructor then refuses."""
+    policy_kwargs = {"net_arch": [16]}
+    OffPolicyPG("MlpPolicy", "Pendulum-v1", policy_kwargs=policy_kwargs)
+    assert policy_kwargs == {"net_arch": [16]}
+    OffPolicyPG("MlpPolicy", "Pendulum-v1", policy_kwargs=policy_kwargs)

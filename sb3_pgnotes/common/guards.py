@@ -213,6 +213,19 @@ def without_copied_use_sde(policy_kwargs: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in policy_kwargs.items() if key != "use_sde"}
 
 
+def check_same_use_sde(data: dict[str, Any], overrides: dict[str, Any]) -> None:
+    """
+    :param data: A model file's ``data`` entry
+    :param overrides: Constructor arguments given to ``load``
+    :raises ValueError: If they switch gSDE on or off: the saved policy's weights are those of one or the other
+    """
+    if "use_sde" in overrides and "use_sde" in data and bool(overrides["use_sde"]) != bool(data["use_sde"]):
+        raise ValueError(
+            f"use_sde={overrides['use_sde']!r} differs from the saved model's use_sde={data['use_sde']!r}: its policy "
+            "weights are those of a policy with that exploration, so load it as saved"
+        )
+
+
 def check_load_overrides(algo_class: type[BaseAlgorithm], data: dict[str, Any], overrides: dict[str, Any]) -> None:
     """
     Run the constructor's checks on the constructor arguments that ``load`` is asked to override (SB3's ``load``
@@ -225,8 +238,10 @@ def check_load_overrides(algo_class: type[BaseAlgorithm], data: dict[str, Any], 
     :param algo_class: The class asked to load the file
     :param data: The file's ``data`` entry, as :func:`read_model_data` reads it
     :param overrides: ``custom_objects`` and the keyword arguments given to ``load``
-    :raises ValueError: The constructor's error for the overridden arguments on their own
+    :raises ValueError: The constructor's error for the overridden arguments on their own, or a ``use_sde`` that
+        differs from the file's (:func:`check_same_use_sde`)
     """
+    check_same_use_sde(data, overrides)
     parameters = inspect.signature(algo_class).parameters
     fixed = ("policy", "env", "device", "verbose")
     overridden = {

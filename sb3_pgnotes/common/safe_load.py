@@ -22,7 +22,13 @@ from stable_baselines3.common.save_util import recursive_setattr
 from stable_baselines3.common.type_aliases import GymEnv
 from stable_baselines3.common.utils import get_device
 
-from sb3_pgnotes.common.guards import check_saved_class, model_file_path, read_model_data, without_copied_use_sde
+from sb3_pgnotes.common.guards import (
+    check_same_use_sde,
+    check_saved_class,
+    model_file_path,
+    read_model_data,
+    without_copied_use_sde,
+)
 
 Algorithm = TypeVar("Algorithm", bound=BaseAlgorithm)
 
@@ -128,6 +134,7 @@ def load_untrusted(
     """
     data = read_model_data(path)
     check_saved_class(algo_class, data, path)
+    check_same_use_sde(data, kwargs)
     device = get_device(device)
     with zipfile.ZipFile(model_file_path(path)) as archive:
         tensors = {

@@ -23,7 +23,7 @@ from stable_baselines3.common.type_aliases import (
     TrainFrequencyUnit,
 )
 from stable_baselines3.common.utils import explained_variance, obs_as_tensor
-from stable_baselines3.common.vec_env import VecEnv
+from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
 from sb3_pgnotes.common.buffers import EpisodeAssembler, EpisodeBatch
 from sb3_pgnotes.common.collection import Collector, EpisodesToReplay, without_distribution_validation
@@ -117,7 +117,9 @@ class OffPolicyPG(GuardedAlgorithm, SeparateCriticMixin, OffPolicyAlgorithm):
     Episodes enter the replay as they end (each env's unfinished episode waits outside it); every ``train_freq``
     (steps or episodes) ``gradient_steps`` steps follow, each on ``batch_size`` episodes sampled whole. With a
     ``VecNormalize`` env the replay keeps the env's own observations and rewards, as SB3's off-policy algorithms do,
-    and each gradient step normalises them with the current statistics: those the policy it trains acts with.
+    and each gradient step normalises them with the current statistics: those the policy it trains acts with. Under
+    another wrapper that changes the observations (e.g. the ``VecTransposeImage`` SB3 adds for images), the replay
+    keeps them as the policy saw them.
 
     An option that the chosen configuration does not use gives a ``UserWarning`` when set away from its default;
     invalid arguments raise a ``ValueError`` at construction that names them.
@@ -236,7 +238,8 @@ class OffPolicyPG(GuardedAlgorithm, SeparateCriticMixin, OffPolicyAlgorithm):
             gamma=gamma,
             train_freq=train_freq,
             gradient_steps=gradient_steps,
-            policy_kwargs=policy_kwargs,
+            # A copy: SB3's off-policy base writes use_sde into it, and the caller's dict must not change.
+            policy_kwargs=None if policy_kwargs is None else dict(policy_kwargs),
             stats_window_size=int(stats_window_size),  # deque refuses numpy integers
             tensorboard_log=tensorboard_log,
             verbose=verbose,
@@ -439,7 +442,7 @@ class OffPolicyPG(GuardedAlgorithm, SeparateCriticMixin, OffPolicyAlgorithm):
                 if log_interval is not None and self._episode_num % log_interval == 0:
                     self.dump_logs()
 
-        vec_normalize = self._vec_normalize_env
+        vec_normalize = self._raw_replay_normalizer()
 
         def add(
             obs: Any, next_obs: Any, action: Any, reward: Any, done: Any, infos: list[dict[str, Any]], log_prob: Any
@@ -502,13 +505,22 @@ class OffPolicyPG(GuardedAlgorithm, SeparateCriticMixin, OffPolicyAlgorithm):
             coefficients = coefficients / (coefficients.std() + 1e-8)
         return coefficients, truncate_log_weights(log_weights, self.c_bar), weights
 
+    def _raw_replay_normalizer(self) -> VecNormalize | None:
+        """
+        :return: The ``VecNormalize`` whose raw observations and rewards the replay keeps, when it is the env the
+            policy reads; otherwise (none, or wrappers above it that change the observations, such as the
+            ``VecTransposeImage`` SB3 adds for images) the replay keeps what the policy saw
+        """
+        vec_normalize = self._vec_normalize_env
+        return vec_normalize if vec_normalize is not None and vec_normalize is self.env else None
+
     def _normalized(self, batch: EpisodeBatch) -> EpisodeBatch:
         """
         :param batch: Episodes from the replay, with the env's own observations and rewards
         :return: The episodes as the policy sees them now: normalised with the current ``VecNormalize`` statistics,
             if the env has them
         """
-        vec_normalize = self._vec_normalize_env
+        vec_normalize = self._raw_replay_normalizer()
         if vec_normalize is None:
             return batch
         return dataclasses.replace(
