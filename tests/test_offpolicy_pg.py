@@ -553,9 +553,14 @@ def test_gsde_needs_box_actions_logs_its_std_and_survives_save_load(tmp_path: Pa
         load_untrusted(OffPolicyPG, tmp_path / "model.zip", "Pendulum-v1", use_sde=False)
 
 
-def test_the_callers_policy_kwargs_stay_as_given() -> None:
+def test_the_callers_policy_kwargs_stay_as_given_and_load_takes_them_again(tmp_path: Path) -> None:
     """SB3's off-policy base writes use_sde into policy_kwargs, which the constructor then refuses."""
-    policy_kwargs = {"net_arch": [16]}
+    policy_kwargs = {"net_arch": [16], "activation_fn": th.nn.ReLU}
+    model = OffPolicyPG("MlpPolicy", "Pendulum-v1", policy_kwargs=policy_kwargs)
+    assert policy_kwargs == {"net_arch": [16], "activation_fn": th.nn.ReLU}
     OffPolicyPG("MlpPolicy", "Pendulum-v1", policy_kwargs=policy_kwargs)
-    assert policy_kwargs == {"net_arch": [16]}
-    OffPolicyPG("MlpPolicy", "Pendulum-v1", policy_kwargs=policy_kwargs)
+    # SB3's load compares given policy_kwargs with the saved ones, which hold use_sde.
+    model.save(tmp_path / "model.zip")
+    assert OffPolicyPG.load(tmp_path / "model.zip", policy_kwargs=policy_kwargs).policy_kwargs["net_arch"] == [16]
+    with pytest.raises(ValueError, match="do not equal the stored policy kwargs"):
+        OffPolicyPG.load(tmp_path / "model.zip", policy_kwargs={"net_arch": [32]})

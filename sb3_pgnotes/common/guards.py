@@ -364,6 +364,10 @@ class GuardedAlgorithm:
         data = read_model_data(path)
         check_saved_class(cls, data, path)  # type: ignore[arg-type]
         check_load_overrides(cls, data, {**(custom_objects or {}), **kwargs})  # type: ignore[arg-type]
+        stored, given = data.get("policy_kwargs"), kwargs.get("policy_kwargs")
+        if isinstance(stored, dict) and isinstance(given, dict) and "use_sde" in stored and "use_sde" not in given:
+            # SB3's off-policy base saves use_sde inside policy_kwargs, and its load refuses given ones that differ.
+            kwargs["policy_kwargs"] = {**given, "use_sde": stored["use_sde"]}
         return super().load(  # type: ignore[misc]
             model_file_path(path), env, device, custom_objects, print_system_info, force_reset, **kwargs
         )
